@@ -1,0 +1,1 @@
+"""Primitives shared by the better apps: settings objects, context scopes, durations."""

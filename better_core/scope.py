@@ -1,0 +1,85 @@
+"""Context scopes usable as context managers, async context managers and decorators."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Scope:
+    """Base class for a scope entered with ``with``, ``async with`` or as a decorator.
+
+    Subclasses implement ``enter()`` and ``exit(exc)``. One instance may be entered several times,
+    even concurrently, because each entry works on a fresh copy made by ``_copy()``; the state of an
+    entry lives on that copy. Async entry runs ``enter``/``exit`` in the thread Django uses for
+    thread-sensitive database work, so that a database transaction opened by a scope is the one the
+    async ORM calls see.
+    """
+
+    #: True when enter/exit touch the database and must run in Django's sync thread under async.
+    uses_database = False
+
+    def enter(self) -> Any:
+        raise NotImplementedError
+
+    def exit(self, exc: BaseException | None) -> None:
+        raise NotImplementedError
+
+    def _copy(self) -> Scope:
+        clone = self.__class__.__new__(self.__class__)
+        clone.__dict__.update(self._init_state())
+        return clone
+
+    def _init_state(self) -> dict[str, Any]:
+        """The constructor state a fresh entry starts from (override when state is added on entry)."""
+        return {key: value for key, value in self.__dict__.items() if key != "_entries"}
+
+    # context manager -----------------------------------------------------------------------
+    def __enter__(self) -> Any:
+        entry = self._copy()
+        stack = self.__dict__.setdefault("_entries", [])
+        stack.append(entry)
+        try:
+            return entry.enter()
+        except BaseException:
+            stack.pop()
+            raise
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        entry = self.__dict__["_entries"].pop()
+        entry.exit(exc)
+
+    async def __aenter__(self) -> Any:
+        if self.uses_database:
+            return await sync_to_async(self.__enter__, thread_sensitive=True)()
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self.uses_database:
+            await sync_to_async(self.__exit__, thread_sensitive=True)(exc_type, exc, tb)
+        else:
+            self.__exit__(exc_type, exc, tb)
+
+    # decorator -----------------------------------------------------------------------------
+    def __call__(self, func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with self._copy():
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._copy():
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]

@@ -1,0 +1,115 @@
+"""Migration operations that install better_tenant's SQL (RunSQL-based: reversible, in sqlmigrate)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import NotSupportedError, router
+from django.db.migrations.operations.special import RunSQL
+
+from better_tenant import sql
+
+
+class _TenantSQL(RunSQL):
+    """RunSQL whose statements are computed when the migration runs (they name settings' roles)."""
+
+    reversible = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.options = kwargs
+        super().__init__(sql="", reverse_sql="", elidable=False)
+
+    def forward_sql(self) -> str:
+        raise NotImplementedError
+
+    def backward_sql(self) -> str:
+        raise NotImplementedError
+
+    def deconstruct(self) -> tuple[str, list, dict]:
+        return self.__class__.__name__, [], dict(self.options)
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if router.allow_migrate(schema_editor.connection.alias, app_label, **self.hints):
+            _require_postgres(schema_editor)
+            self._run_sql(schema_editor, self.forward_sql())
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if router.allow_migrate(schema_editor.connection.alias, app_label, **self.hints):
+            _require_postgres(schema_editor)
+            self._run_sql(schema_editor, self.backward_sql())
+
+
+def _system_role() -> str:
+    from better_tenant.conf import tenant_settings
+
+    return tenant_settings.SYSTEM_ROLE
+
+
+def _require_postgres(schema_editor: Any) -> None:
+    if schema_editor.connection.vendor != "postgresql":
+        raise NotSupportedError(
+            "better_tenant needs PostgreSQL (row-level security); this database is "
+            f"{schema_editor.connection.vendor}."
+        )
+
+
+class InstallTenantRLS(_TenantSQL):
+    """The system role, the ``set_tenant_id()`` trigger function and the tenants-table policies."""
+
+    def __init__(self, tenants_table: str = sql.TENANTS_TABLE) -> None:
+        super().__init__(tenants_table=tenants_table)
+
+    def forward_sql(self) -> str:
+        role = _system_role()
+        return "\n".join(
+            [
+                sql.ensure_system_role_sql(role),
+                sql.trigger_function_sql(),
+                sql.tenants_table_sql(role, self.options["tenants_table"]),
+            ]
+        )
+
+    def backward_sql(self) -> str:
+        return "\n".join(
+            [sql.drop_tenants_table_sql(self.options["tenants_table"]), sql.drop_trigger_function_sql()]
+        )
+
+    def describe(self) -> str:
+        return "Install better_tenant's trigger function and tenants-table policies"
+
+
+class EnableTenantRLS(_TenantSQL):
+    """RLS, policies, trigger and composite keys for a table created outside ``TenantModel``.
+
+    ``foreign_keys`` is a list of ``[column, to_table]`` or ``[column, to_table, to_column]``.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        pk_column: str | None = "id",
+        foreign_keys: list[list[str]] | None = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"table": table}
+        if pk_column != "id":
+            kwargs["pk_column"] = pk_column
+        if foreign_keys:
+            kwargs["foreign_keys"] = [list(fk) for fk in foreign_keys]
+        super().__init__(**kwargs)
+
+    def spec(self) -> sql.TableSpec:
+        return sql.TableSpec(
+            table=self.options["table"],
+            system_role=_system_role(),
+            pk_column=self.options.get("pk_column", "id"),
+            foreign_keys=tuple(sql.ForeignKeySpec(*fk) for fk in self.options.get("foreign_keys", [])),
+        )
+
+    def forward_sql(self) -> str:
+        return sql.enable_table_sql(self.spec())
+
+    def backward_sql(self) -> str:
+        return sql.disable_table_sql(self.spec())
+
+    def describe(self) -> str:
+        return f"Enable tenant row-level security on {self.options['table']}"

@@ -1,0 +1,1 @@
+"""A small multi-tenant SaaS built on the better suite."""

@@ -1,0 +1,1 @@
+"""Projects and tasks: the tenant-scoped data of the example SaaS."""

@@ -1,0 +1,17 @@
+"""Settings for the test suite: the example project plus test-only models, run as the app role."""
+
+import os
+
+from example_project.settings import *  # noqa: F403
+from example_project.settings import DATABASE_OWNER, DATABASES, INSTALLED_APPS
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+
+# The suite connects as the application role; the harness creates and migrates the test database
+# as the owner (better_tenant.testing.django_db_setup_with_roles).
+DATABASES["default"]["TEST"] = {
+    "NAME": os.environ.get("BETTER_TEST_DB", "test_better"),
+    "OWNER": {"USER": DATABASE_OWNER["USER"], "PASSWORD": DATABASE_OWNER.get("PASSWORD", "")},
+}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
