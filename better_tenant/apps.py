@@ -12,8 +12,10 @@ class BetterTenantConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from better_tenant import checks, signals  # noqa: F401 - registers checks and receivers
+        from better_tenant import checks, errors, signals  # noqa: F401 - registers checks, receivers
         from better_tenant.conf import tenant_settings
+
+        errors.connect()
 
         if tenant_settings.raw("CELERY"):
             from better_tenant import celery

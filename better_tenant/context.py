@@ -17,7 +17,12 @@ from django.db import DatabaseError, connections, transaction
 from better_core.scope import Scope
 from better_tenant import sql
 from better_tenant.conf import tenant_settings
-from better_tenant.exceptions import InvalidTenantId, SystemRoleUnavailable, TenantScopeRequired
+from better_tenant.exceptions import (
+    InvalidTenantId,
+    ScopeConflict,
+    SystemRoleUnavailable,
+    TenantScopeRequired,
+)
 
 if TYPE_CHECKING:
     from better_tenant.models import Tenant
@@ -102,6 +107,17 @@ class _DatabaseScope(Scope):
     def enter(self) -> TenantContext:
         alias = self.using or tenant_settings.DATABASE
         self.previous = _current.get()
+        conn = connections[alias]
+        stack = conn.__dict__.setdefault("_better_tenant_scopes", [])
+        if stack and stack[-1] is not self.previous:
+            # Another scope that is not ours is open on this connection: typically two asyncio
+            # tasks of one request sharing Django's sync thread. Their settings would interleave.
+            raise ScopeConflict(
+                "A tenant scope is already open on this database connection by other concurrent "
+                "code (e.g. asyncio.gather inside one request). Scopes on one connection must nest; "
+                "run concurrent tenant work in separate requests, threads or "
+                "asgiref.sync.ThreadSensitiveContext blocks."
+            )
         # The outermost block ends the transaction, which drops the settings by itself.
         self.outermost = not connections[alias].in_atomic_block
         self.atomic = transaction.atomic(using=alias)
@@ -112,6 +128,7 @@ class _DatabaseScope(Scope):
             self.atomic.__exit__(type(exc), exc, exc.__traceback__)
             raise
         _current.set(self.target)
+        stack.append(self.target)
         return self.target
 
     def exit(self, exc: BaseException | None) -> None:
@@ -119,6 +136,9 @@ class _DatabaseScope(Scope):
         # Set, not reset with a token: under async the scope is entered and left in different
         # context copies.
         _current.set(self.previous)
+        stack = connections[alias].__dict__.get("_better_tenant_scopes") or []
+        if stack and stack[-1] is self.target:
+            stack.pop()
         try:
             # A released savepoint keeps set_config values, so put the outer scope back by hand;
             # on an error the savepoint rollback restores them.

@@ -31,3 +31,7 @@ class SystemRoleUnavailable(TenantError, ImproperlyConfigured):
 
 class TenantScopeRequired(TenantError, RuntimeError):
     """Code that needs a tenant ran outside run_as() or a tenant-resolved request."""
+
+
+class ScopeConflict(TenantError, RuntimeError):
+    """Two unrelated tenant scopes were opened on one database connection at the same time."""

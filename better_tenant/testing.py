@@ -59,6 +59,7 @@ def django_db_setup_with_roles(
     from better_tenant.sql import grant_privileges_sql
 
     keepdb = django_db_keepdb and not django_db_createdb
+    app_users = {alias: connections[alias].settings_dict["USER"] for alias in connections}
     with django_db_blocker.unblock(), connected_as_owner():
         db_cfg = setup_databases(verbosity=request.config.option.verbose, interactive=False,
                                  keepdb=keepdb)
@@ -69,7 +70,7 @@ def django_db_setup_with_roles(
                 with conn.cursor() as cursor:
                     cursor.execute(
                         grant_privileges_sql(
-                            owner.get("USER"), _app_user(alias), tenant_settings.SYSTEM_ROLE
+                            owner.get("USER"), app_users[alias], tenant_settings.SYSTEM_ROLE
                         )
                     )
 
@@ -87,12 +88,6 @@ def django_db_setup_with_roles(
     if not keepdb:
         with django_db_blocker.unblock(), connected_as_owner():
             teardown_databases(db_cfg, verbosity=request.config.option.verbose)
-
-
-def _app_user(alias: str) -> str:
-    from django.conf import settings
-
-    return settings.DATABASES[alias]["USER"]
 
 
 # --- fixtures for tenant-aware tests ------------------------------------------------------------
