@@ -1,3 +1,16 @@
 """Test harness: the test database is migrated as the owner; tests run as the app role."""
 
 from better_tenant.testing import django_db_setup_with_roles as django_db_setup  # noqa: F401
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches():
+    """Slug and id lookups are cached; a rolled-back test must not leave answers behind."""
+    from django.core.cache import caches
+
+    for cache in caches.all():
+        cache.clear()
+    yield
