@@ -1,0 +1,111 @@
+"""RLS SQL emitted by migrations: makemigrations, sqlmigrate, reversal and existing tables."""
+
+import io
+
+import pytest
+from django.apps import apps
+from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.autodetector import MigrationAutodetector
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.state import ProjectState
+from django.db.migrations.writer import MigrationWriter
+
+from better_tenant import run_as
+from better_tenant.constraints import TenantRLS
+from better_tenant.operations import EnableTenantRLS
+from better_tenant.testing import connected_as_owner
+from tests.testapp.models import Comment, Note
+
+
+def policies(table):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT policyname FROM pg_policies WHERE tablename = %s ORDER BY policyname", [table]
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_every_concrete_tenant_model_carries_the_rls_constraint():
+    assert [c for c in Note._meta.constraints if isinstance(c, TenantRLS)] == [
+        TenantRLS(name="test_notes_rls")
+    ]
+    assert TenantRLS(name="test_comments_rls", foreign_keys=["note"]) in Comment._meta.constraints
+
+
+def test_makemigrations_has_nothing_left_to_emit():
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    changes = MigrationAutodetector(
+        loader.project_state(), ProjectState.from_apps(apps)
+    ).changes(graph=loader.graph)
+    assert changes == {}
+
+
+def test_makemigrations_emits_rls_for_a_new_tenant_model():
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    before = loader.project_state()
+    before.remove_model("testapp", "comment")
+    changes = MigrationAutodetector(before, ProjectState.from_apps(apps)).changes(graph=loader.graph)
+    written = MigrationWriter(changes["testapp"][0]).as_string()
+    assert "better_tenant.constraints.TenantRLS(foreign_keys=['note'], name='test_comments_rls')" in written
+
+
+@pytest.mark.django_db
+def test_sqlmigrate_shows_policies_trigger_and_composite_key():
+    out = io.StringIO()
+    call_command("sqlmigrate", "testapp", "0001", stdout=out)
+    sql = out.getvalue()
+    assert 'CREATE POLICY "rls_tenant_test_notes" ON "test_notes" FOR ALL TO PUBLIC' in sql
+    assert "USING (tenant_id = NULLIF(current_setting('app.current_tenant', true), '')::uuid)" in sql
+    assert 'TO "better_tenant_system"' in sql
+    assert 'CREATE TRIGGER "set_tenant_id_trigger" BEFORE INSERT ON "test_comments"' in sql
+    assert (
+        'FOREIGN KEY (tenant_id, "note_id") REFERENCES "test_notes" (tenant_id, "id")' in sql
+    )
+    # The tenant path never casts the column and never ORs a bypass.
+    assert "(tenant_id)::text" not in sql and " OR " not in sql
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_backwards_removes_the_policies_and_forwards_restores_them():
+    assert policies("test_notes") == ["rls_system_test_notes", "rls_tenant_test_notes"]
+    with connected_as_owner():
+        call_command("migrate", "testapp", "zero", verbosity=0)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT to_regclass('test_notes')")
+            assert cursor.fetchone() == (None,)
+        call_command("migrate", "testapp", verbosity=0)
+        from better_tenant.conf import tenant_settings
+        from better_tenant.sql import grant_privileges_sql
+
+        with connection.cursor() as cursor:
+            cursor.execute(grant_privileges_sql(None, "better_app", tenant_settings.SYSTEM_ROLE))
+    assert policies("test_notes") == ["rls_system_test_notes", "rls_tenant_test_notes"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enable_tenant_rls_operation_on_an_existing_table(tenant, other_tenant):
+    op = EnableTenantRLS("legacy_items", foreign_keys=[["note_id", "test_notes"]])
+    with connected_as_owner():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TABLE legacy_items (id bigserial PRIMARY KEY, tenant_id uuid NOT NULL "
+                "REFERENCES tenants(id), note_id bigint, label text)"
+            )
+            cursor.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON legacy_items TO better_app")
+            cursor.execute("GRANT USAGE ON SEQUENCE legacy_items_id_seq TO better_app")
+        with connection.schema_editor() as editor:
+            op.database_forwards("testapp", editor, ProjectState(), ProjectState())
+    try:
+        assert policies("legacy_items") == ["rls_system_legacy_items", "rls_tenant_legacy_items"]
+        with run_as(tenant), connection.cursor() as cursor:
+            cursor.execute("INSERT INTO legacy_items (label) VALUES ('mine')")
+        with run_as(other_tenant), connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM legacy_items")
+            assert cursor.fetchone() == (0,)
+        with connected_as_owner(), connection.schema_editor() as editor:
+            op.database_backwards("testapp", editor, ProjectState(), ProjectState())
+        assert policies("legacy_items") == []
+    finally:
+        with connected_as_owner(), connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS legacy_items")
