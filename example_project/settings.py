@@ -11,7 +11,7 @@ from pathlib import Path
 
 import environ
 
-from better_core.embedded import configure_databases
+from better_core.embedded import configure_databases, configure_redis
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -73,6 +73,11 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DATABASE_OWNER = _owner_db
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Celery: REDIS_URL, or an embedded Redis in .data/redis (reused when already running).
+CELERY_BROKER_URL = configure_redis(env, BASE_DIR)
+CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 AUTH_PASSWORD_VALIDATORS = []
 LANGUAGE_CODE = "en-us"

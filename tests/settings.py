@@ -13,5 +13,8 @@ DATABASES["default"]["TEST"] = {
     "NAME": os.environ.get("BETTER_TEST_DB", "test_better"),
     "OWNER": {"USER": DATABASE_OWNER["USER"], "PASSWORD": DATABASE_OWNER.get("PASSWORD", "")},
 }
+# A Celery worker started by the tests connects to the test database through this variable.
+if os.environ.get("BETTER_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["BETTER_DB_NAME"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
