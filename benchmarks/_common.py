@@ -1,0 +1,97 @@
+"""Shared helpers for benchmark scripts: a throwaway database reached as owner and as app role."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_DATA_DIR = ROOT / ".data" / "pg"
+
+
+@dataclass(frozen=True)
+class BenchDatabase:
+    """A benchmark database and how to reach it as the owner role and as the application role."""
+
+    name: str
+    owner_conninfo: str
+    app_conninfo: str
+    owner_role: str
+    app_role: str
+    source: str  # "embedded" or "DATABASE_URL", for the printed header
+
+    def connect_owner(self, **kwargs: object) -> psycopg.Connection:
+        return psycopg.connect(self.owner_conninfo, **kwargs)
+
+    def connect_app(self, **kwargs: object) -> psycopg.Connection:
+        return psycopg.connect(self.app_conninfo, **kwargs)
+
+
+def bench_database(name: str) -> BenchDatabase:
+    """Create the database ``name`` (owned by the owner role) if it is missing and describe it.
+
+    With DATABASE_URL set, the application role is its user and the owner is DATABASE_OWNER_URL's
+    user (or the same role when that is unset); the owner needs CREATEDB, or the database must
+    exist already. Without DATABASE_URL the embedded PostgreSQL in ``.data/pg`` is used, with its
+    better_owner and better_app roles. Nothing is ever dropped here.
+    """
+    url = os.environ.get("DATABASE_URL", "")
+    if url:
+        owner_url = os.environ.get("DATABASE_OWNER_URL", "") or url
+        base_owner, base_app, source = _to_conninfo(owner_url), _to_conninfo(url), "DATABASE_URL"
+    else:
+        # platformdirs warns about XDG_RUNTIME_DIR on servers; pgserver does not need it.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        from better_core.embedded import start_postgres
+
+        server = start_postgres(EMBEDDED_DATA_DIR)
+        where = {"host": server.socket_dir, "dbname": server.database}
+        base_owner = make_conninfo(**where, user=server.owner)
+        base_app = make_conninfo(**where, user=server.app)
+        source = "embedded"
+
+    with psycopg.connect(base_owner, autocommit=True) as conn:
+        owner_role = conn.execute("SELECT current_user").fetchone()[0]
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            try:
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(name), sql.Identifier(owner_role)
+                    )
+                )
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise SystemExit(
+                    f"The role {owner_role} may not create the benchmark database {name!r}. "
+                    f"Create it once as a superuser (CREATE DATABASE {name} OWNER {owner_role}) "
+                    "or set DATABASE_OWNER_URL to a role with CREATEDB."
+                ) from exc
+    owner = make_conninfo(base_owner, dbname=name)
+    app = make_conninfo(base_app, dbname=name)
+    with psycopg.connect(app) as conn:
+        app_role = conn.execute("SELECT current_user").fetchone()[0]
+    return BenchDatabase(name, owner, app, owner_role, app_role, source)
+
+
+def _to_conninfo(url: str) -> str:
+    # libpq parses URLs itself; Django-style schemes such as postgis:// or pgsql:// are renamed.
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme not in ("postgres", "postgresql"):
+        url = "postgresql://" + rest
+    return make_conninfo(**conninfo_to_dict(url))
+
+
+def median_ms(samples: list[float]) -> float:
+    """Median of samples given in seconds, in milliseconds."""
+    return statistics.median(samples) * 1000.0
+
+
+def geometric_mean(values: list[float]) -> float:
+    return statistics.geometric_mean(values)
