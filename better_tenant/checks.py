@@ -1,3 +1,573 @@
-"""Django system checks of better_tenant (settings and models; no database needed)."""
+"""Django system checks of better_tenant: settings, tenant models and their RLS migrations.
+
+Ids are stable: errors ``better_tenant.E001``-``E012``, warnings ``better_tenant.W001``-``W007``.
+No check raises; a setting that cannot be read is reported, never propagated.
+"""
 
 from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
+
+from better_core.settings import SettingsError
+from better_tenant.conf import DEFAULTS, IMPORT_STRINGS, tenant_settings
+
+ROLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+_STR = (str,)
+_OPTIONAL_STR = (str, type(None))
+# Expected Python types of the plain (non-callable) settings.
+_TYPES: dict[str, tuple[type, ...]] = {
+    "DATABASE": _STR,
+    "SYSTEM_ROLE": _STR,
+    "HEADER": _OPTIONAL_STR,
+    "PATH": _OPTIONAL_STR,
+    "SUBDOMAIN": (bool,),
+    "JWT_CLAIM": _OPTIONAL_STR,
+    "JWT_AUDIENCE": (str, list, tuple, type(None)),
+    "PATH_PREFIXES": (list, tuple),
+    "EXEMPT_PATHS": (list, tuple),
+    "MISSING_TENANT_STATUS": (int,),
+    "CACHE_ALIAS": _STR,
+    "CACHE_TIMEOUT": (int, type(None)),
+    "CELERY": (bool,),
+}
+
+
+def _id(code: str) -> str:
+    return f"better_tenant.{code}"
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    return " or ".join("None" if t is type(None) else t.__name__ for t in types)
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+@register("better_tenant")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """BETTER_TENANT: known keys, right types, importable callables, usable values."""
+    try:
+        user = tenant_settings.user_settings
+    except SettingsError as exc:
+        return [
+            Error(
+                str(exc),
+                hint="Set BETTER_TENANT to a dict, e.g. {'HEADER': 'X-Tenant-ID'}, or remove it.",
+                id=_id("E001"),
+            )
+        ]
+    messages: list[CheckMessage] = []
+    unknown = tenant_settings.unknown_keys()
+    if unknown:
+        guesses = {
+            key: difflib.get_close_matches(key, list(DEFAULTS), n=1) for key in unknown if key
+        }
+        suggestions = [f"{key!r} -> {match[0]!r}" for key, match in guesses.items() if match]
+        hint = "Remove or rename them."
+        if suggestions:
+            hint += f" Did you mean: {', '.join(suggestions)}?"
+        messages.append(
+            Error(
+                f"BETTER_TENANT has unknown keys: {', '.join(map(repr, unknown))}.",
+                hint=hint + f" Known keys: {', '.join(DEFAULTS)}.",
+                id=_id("E002"),
+            )
+        )
+    values = {key: user.get(key, default) for key, default in DEFAULTS.items()}
+    wrong_type = set()
+    for key, types in _TYPES.items():
+        if key not in values:
+            continue
+        value = values[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            wrong_type.add(key)
+            messages.append(
+                Error(
+                    f"BETTER_TENANT['{key}'] must be {_type_names(types)}, "
+                    f"got {type(value).__name__} {value!r}.",
+                    hint=f"Set it to a {_type_names(types)}; the default is {DEFAULTS[key]!r}.",
+                    id=_id("E003"),
+                )
+            )
+    messages += _check_callables(values)
+    messages += _check_values(values, wrong_type)
+    return messages
+
+
+def _check_callables(values: dict[str, Any]) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    for key in IMPORT_STRINGS:
+        value = values.get(key)
+        if value is None or callable(value):
+            continue
+        label = f"BETTER_TENANT['{key}']"
+        if not isinstance(value, str):
+            messages.append(
+                Error(
+                    f"{label} must be a dotted path to a callable (or the callable), "
+                    f"got {type(value).__name__}.",
+                    hint="Use a string such as 'myproject.tenancy.resolve'.",
+                    id=_id("E006"),
+                )
+            )
+            continue
+        try:
+            target = import_string(value)
+        except ImportError as exc:
+            messages.append(
+                Error(
+                    f"{label} {value!r} cannot be imported: {exc}.",
+                    hint="Check the module path and the attribute name (module.function).",
+                    id=_id("E006"),
+                )
+            )
+            continue
+        except Exception as exc:  # the user's module failed while importing
+            messages.append(
+                Error(
+                    f"{label}: importing {value!r} raised {type(exc).__name__}: {exc}.",
+                    hint="Fix the error in that module.",
+                    id=_id("E006"),
+                )
+            )
+            continue
+        if not callable(target):
+            messages.append(
+                Error(
+                    f"{label} {value!r} is a {type(target).__name__}, not a callable.",
+                    hint="Point it at a function or another callable.",
+                    id=_id("E006"),
+                )
+            )
+    return messages
+
+
+def _check_values(values: dict[str, Any], wrong_type: set[str]) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+
+    def usable(key: str) -> bool:
+        return key in values and key not in wrong_type
+
+    path = values.get("PATH")
+    if usable("PATH") and path is not None:
+        problem = _path_problem(path)
+        if problem:
+            messages.append(
+                Error(
+                    f"BETTER_TENANT['PATH'] {path!r} {problem}.",
+                    hint="Write the segment that holds the tenant as ':tenantId', e.g. "
+                    "'/t/:tenantId/*' ('*' matches the rest of the path and may only end it).",
+                    id=_id("E004"),
+                )
+            )
+
+    status = values.get("MISSING_TENANT_STATUS")
+    if usable("MISSING_TENANT_STATUS") and not 400 <= status <= 599:
+        messages.append(
+            Error(
+                f"BETTER_TENANT['MISSING_TENANT_STATUS'] is {status}; it must be an HTTP error "
+                "status from 400 to 599.",
+                hint="Use 404 (the default), 400 or 403, or set ON_MISSING_TENANT to build the "
+                "response yourself.",
+                id=_id("E005"),
+            )
+        )
+
+    if "JWT_ALGORITHMS" in values:
+        algorithms = values["JWT_ALGORITHMS"]
+        if (
+            not isinstance(algorithms, list | tuple)
+            or not algorithms
+            or not all(isinstance(a, str) and a for a in algorithms)
+        ):
+            messages.append(
+                Error(
+                    f"BETTER_TENANT['JWT_ALGORITHMS'] must be a non-empty list of algorithm "
+                    f"names, got {algorithms!r}.",
+                    hint="E.g. ['HS256'] or ['RS256'].",
+                    id=_id("E007"),
+                )
+            )
+        elif any(a.lower() == "none" for a in algorithms):
+            messages.append(
+                Error(
+                    "BETTER_TENANT['JWT_ALGORITHMS'] allows 'none', which accepts unsigned tokens.",
+                    hint="Remove 'none'; list only the algorithms your issuer signs with.",
+                    id=_id("E007"),
+                )
+            )
+
+    if usable("JWT_CLAIM") and values.get("JWT_CLAIM") and values.get("JWT_KEY") is None:
+        messages.append(
+            Warning(
+                "BETTER_TENANT['JWT_CLAIM'] is set but JWT_KEY is not: tokens are read without "
+                "verifying their signature, so a client can claim any tenant.",
+                hint="Set BETTER_TENANT['JWT_KEY'] (and JWT_ALGORITHMS), unless a proxy in "
+                "front of Django already verifies every token.",
+                id=_id("W005"),
+            )
+        )
+
+    if usable("DATABASE"):
+        alias = values["DATABASE"]
+        if alias not in settings.DATABASES:
+            messages.append(
+                Error(
+                    f"BETTER_TENANT['DATABASE'] is {alias!r}, which is not in DATABASES.",
+                    hint=f"Use one of: {', '.join(settings.DATABASES)}.",
+                    id=_id("E008"),
+                )
+            )
+        else:
+            engine = settings.DATABASES[alias].get("ENGINE", "")
+            if "postgresql" not in engine and "postgis" not in engine:
+                messages.append(
+                    Error(
+                        f"The database {alias!r} uses {engine or 'no ENGINE'}; better_tenant "
+                        "needs PostgreSQL 13+ for row-level security.",
+                        hint="Use django.db.backends.postgresql for BETTER_TENANT['DATABASE'].",
+                        id=_id("E008"),
+                    )
+                )
+
+    if usable("SYSTEM_ROLE"):
+        role = values["SYSTEM_ROLE"]
+        if not ROLE_RE.match(role) or len(role.encode()) > 63:
+            messages.append(
+                Error(
+                    f"BETTER_TENANT['SYSTEM_ROLE'] {role!r} is not a PostgreSQL role name.",
+                    hint="Use letters, digits and underscores, starting with a letter "
+                    "(at most 63 bytes), e.g. 'better_tenant_system'.",
+                    id=_id("E009"),
+                )
+            )
+
+    if usable("CACHE_ALIAS"):
+        caches = getattr(settings, "CACHES", {}) or {}
+        if values["CACHE_ALIAS"] not in caches:
+            messages.append(
+                Error(
+                    f"BETTER_TENANT['CACHE_ALIAS'] is {values['CACHE_ALIAS']!r}, which is not "
+                    "in CACHES.",
+                    hint=f"Use one of: {', '.join(caches) or '(no caches configured)'}.",
+                    id=_id("E010"),
+                )
+            )
+    timeout = values.get("CACHE_TIMEOUT")
+    if (
+        usable("CACHE_TIMEOUT")
+        and timeout is not None
+        and (isinstance(timeout, bool) or timeout < 0)
+    ):
+        messages.append(
+            Error(
+                f"BETTER_TENANT['CACHE_TIMEOUT'] is {timeout!r}; use seconds (0 or more) or None.",
+                hint="300 (the default) caches identifier lookups for five minutes.",
+                id=_id("E003"),
+            )
+        )
+
+    for key in ("PATH_PREFIXES", "EXEMPT_PATHS"):
+        if not usable(key):
+            continue
+        bad = [p for p in values[key] if not isinstance(p, str) or not p.startswith("/")]
+        if bad:
+            messages.append(
+                Error(
+                    f"BETTER_TENANT['{key}'] holds entries that are not paths: "
+                    f"{', '.join(map(repr, bad))}.",
+                    hint="Each entry is a path prefix starting with '/', e.g. '/api/'.",
+                    id=_id("E011"),
+                )
+            )
+
+    for key in ("HEADER",):
+        if usable(key) and values[key] is not None and not values[key].strip():
+            messages.append(
+                Error(
+                    f"BETTER_TENANT['{key}'] is empty.",
+                    hint="Name the header (e.g. 'X-Tenant-ID') or set it to None to disable it.",
+                    id=_id("E003"),
+                )
+            )
+
+    resolvers = ("HEADER", "PATH", "SUBDOMAIN", "JWT_CLAIM", "CUSTOM_RESOLVER")
+    middleware = getattr(settings, "MIDDLEWARE", None) or []
+    if "better_tenant.middleware.TenantMiddleware" in middleware and not any(
+        values.get(key) for key in resolvers
+    ):
+        messages.append(
+            Warning(
+                "TenantMiddleware is installed but every resolver is off, so no request ever "
+                "resolves to a tenant.",
+                hint="Enable one of BETTER_TENANT HEADER, PATH, SUBDOMAIN, JWT_CLAIM or "
+                "CUSTOM_RESOLVER.",
+                id=_id("W007"),
+            )
+        )
+    return messages
+
+
+def _path_problem(pattern: str) -> str | None:
+    if not pattern.startswith("/"):
+        return "does not start with '/'"
+    segments = pattern.strip("/").split("/")
+    if ":tenantId" not in segments:
+        return "has no ':tenantId' segment"
+    if "*" in segments[:-1]:
+        return "has '*' before its last segment"
+    return None
+
+
+# --- models --------------------------------------------------------------------------------------
+
+
+def _tenant_models(app_configs: Iterable[Any] | None) -> list[type]:
+    from better_tenant.constraints import is_tenant_model
+
+    if app_configs is None:
+        models = apps.get_models()
+    else:
+        models = [m for config in app_configs for m in config.get_models()]
+    return [m for m in models if not m._meta.abstract and not m._meta.proxy and is_tenant_model(m)]
+
+
+def _rls(model: type) -> list[Any]:
+    from better_tenant.constraints import TenantRLS
+
+    return [c for c in model._meta.constraints if isinstance(c, TenantRLS)]
+
+
+@register(Tags.models, "better_tenant")
+def check_tenant_models(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Unique keys, foreign keys and many-to-many fields of tenant models."""
+    try:
+        tenant_models = _tenant_models(app_configs)
+    except Exception:  # the registry is broken; Django reports that itself
+        return []
+    messages: list[CheckMessage] = []
+    for model in tenant_models:
+        messages += tenant_model_messages(model)
+    messages += _shared_references(app_configs)
+    return messages
+
+
+def tenant_model_messages(model: type) -> list[CheckMessage]:
+    """What is wrong with one TenantModel's definition."""
+    from better_tenant.constraints import is_tenant_model
+
+    messages: list[CheckMessage] = []
+    label = model._meta.label
+    if not model._meta.managed:
+        messages.append(
+            Warning(
+                f"{label} is an unmanaged TenantModel: its migrations add no row-level "
+                "security, so its table is unprotected unless secured by hand.",
+                hint=f"Run `manage.py better_tenant add-table {model._meta.db_table} -o "
+                "<app>/migrations/` and migrate, or make the model managed.",
+                obj=model,
+                id=_id("W006"),
+            )
+        )
+    messages += _unique_messages(model)
+    rls = _rls(model)
+    listed = {name for c in rls for name in c.foreign_keys}
+    for field in model._meta.local_fields:
+        if not field.many_to_one or field.name == "tenant":
+            continue
+        remote = field.related_model
+        if not isinstance(remote, type) or not is_tenant_model(remote):
+            continue
+        remote_label = remote._meta.label
+        if not field.target_field.primary_key:
+            messages.append(
+                Error(
+                    f"{label}.{field.name} references {remote_label}.{field.target_field.name}, "
+                    f"not its primary key, so no composite (tenant_id, {field.column}) key can "
+                    "be added: a row may reference another tenant's row.",
+                    hint=f"Point {field.name} at the primary key of {remote_label} (drop "
+                    "to_field).",
+                    obj=field,
+                    id=_id("E012"),
+                )
+            )
+        elif rls and field.name not in listed:
+            messages.append(
+                Error(
+                    f"{label}.{field.name} references the tenant model {remote_label}, but the "
+                    f"TenantRLS of {label} does not list it in foreign_keys: without the "
+                    f"composite (tenant_id, {field.column}) key a row may reference another "
+                    "tenant's row.",
+                    hint=f"Add {field.name!r} to TenantRLS(foreign_keys=...) in "
+                    f"{model.__name__}.Meta.constraints (or drop that TenantRLS and let "
+                    "better_tenant add one), then run `manage.py makemigrations`.",
+                    obj=field,
+                    id=_id("E012"),
+                )
+            )
+    for field in model._meta.local_many_to_many:
+        through = field.remote_field.through
+        if isinstance(through, type) and through._meta.auto_created:
+            messages.append(
+                Warning(
+                    f"{label}.{field.name} is a many-to-many field whose automatic join table "
+                    "has no tenant_id and no row-level security: every tenant can see and "
+                    "change its links.",
+                    hint="Give it an explicit `through` model that is a TenantModel.",
+                    obj=field,
+                    id=_id("W003"),
+                )
+            )
+    return messages
+
+
+def _unique_messages(model: type) -> list[CheckMessage]:
+    meta = model._meta
+    label = meta.label
+    hint = "Include the tenant, e.g. UniqueConstraint(fields=['tenant', ...]), unless the value "
+    hint += "must be unique across all tenants (then silence this warning)."
+    found = []
+    for field in meta.local_fields:
+        if not field.unique or field.primary_key or field.one_to_one:
+            continue
+        if field.get_internal_type() == "UUIDField" and field.has_default():
+            continue  # random identifiers are meant to be unique everywhere
+        found.append(f"field {field.name} (unique=True)")
+    for constraint in meta.constraints:
+        fields = getattr(constraint, "fields", None)
+        if (
+            fields
+            and type(constraint).__name__ == "UniqueConstraint"
+            and not {
+                "tenant",
+                "tenant_id",
+            }
+            & set(fields)
+        ):
+            found.append(f"constraint {constraint.name} ({', '.join(fields)})")
+    for together in meta.unique_together:
+        if not {"tenant", "tenant_id"} & set(together):
+            found.append(f"unique_together ({', '.join(together)})")
+    return [
+        Warning(
+            f"{label}: {item} is unique across all tenants: one tenant's value blocks "
+            "another's, and the conflict reveals that the value exists.",
+            hint=hint,
+            obj=model,
+            id=_id("W002"),
+        )
+        for item in found
+    ]
+
+
+def _shared_references(app_configs: Iterable[Any] | None) -> list[CheckMessage]:
+    models = (
+        apps.get_models()
+        if app_configs is None
+        else [m for config in app_configs for m in config.get_models()]
+    )
+    messages: list[CheckMessage] = []
+    for model in models:
+        messages += shared_reference_messages(model)
+    return messages
+
+
+def shared_reference_messages(model: type) -> list[CheckMessage]:
+    """W004 for each foreign key from a model without tenant_id into a TenantModel."""
+    from better_tenant.constraints import is_tenant_model
+
+    if model._meta.proxy or model._meta.auto_created or is_tenant_model(model):
+        return []
+    messages: list[CheckMessage] = []
+    for field in model._meta.local_fields:
+        remote = field.related_model if field.is_relation else None
+        if isinstance(remote, type) and is_tenant_model(remote):
+            messages.append(
+                Warning(
+                    f"{model._meta.label}.{field.name} references the tenant model "
+                    f"{remote._meta.label}, but {model._meta.label} is not tenant-scoped: "
+                    "its rows (and the ids they point to) are visible to every tenant.",
+                    hint=f"Make {model.__name__} a TenantModel.",
+                    obj=field,
+                    id=_id("W004"),
+                )
+            )
+    return messages
+
+
+@register(Tags.models, "better_tenant")
+def check_rls_migrations(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Every managed TenantModel has its TenantRLS in the migration state."""
+    try:
+        tenant_models = [m for m in _tenant_models(app_configs) if m._meta.managed]
+    except Exception:  # the registry is broken; Django reports that itself
+        return []
+    if not tenant_models:
+        return []
+    from django.db.migrations.loader import MigrationLoader
+
+    try:
+        state = MigrationLoader(None, ignore_no_migrations=True).project_state()
+    except Exception as exc:  # broken migration files are reported, not raised
+        return [
+            Warning(
+                f"The migrations could not be loaded to verify row-level security: {exc}.",
+                hint="Fix the migration files, then run `manage.py check` again.",
+                id=_id("W001"),
+            )
+        ]
+    return rls_migration_messages(tenant_models, state)
+
+
+def rls_migration_messages(models: Iterable[type], state: Any) -> list[CheckMessage]:
+    """W001 for each model whose TenantRLS is missing from (or stale in) ``state``."""
+    from better_tenant.constraints import TenantRLS
+
+    messages: list[CheckMessage] = []
+    for model in models:
+        meta = model._meta
+        hint = f"Run `manage.py makemigrations {meta.app_label}` and `manage.py migrate`."
+        model_state = state.models.get((meta.app_label, meta.model_name))
+        if model_state is None:
+            messages.append(
+                Warning(
+                    f"{meta.label} is a TenantModel with no migration yet: its table would "
+                    "have no row-level security.",
+                    hint=hint,
+                    obj=model,
+                    id=_id("W001"),
+                )
+            )
+            continue
+        migrated = {
+            c for c in model_state.options.get("constraints", []) if isinstance(c, TenantRLS)
+        }
+        if not migrated:
+            messages.append(
+                Warning(
+                    f"{meta.label} is a TenantModel but no migration adds its TenantRLS "
+                    "constraint: its table has no row-level security policies.",
+                    hint=hint,
+                    obj=model,
+                    id=_id("W001"),
+                )
+            )
+        elif migrated != set(_rls(model)):
+            messages.append(
+                Warning(
+                    f"The TenantRLS of {meta.label} in its migrations differs from the model's "
+                    "(its foreign keys changed), so the composite keys in the database are stale.",
+                    hint=hint,
+                    obj=model,
+                    id=_id("W001"),
+                )
+            )
+    return messages
