@@ -5,7 +5,12 @@ import os
 from example_project.settings import *  # noqa: F403
 from example_project.settings import DATABASE_OWNER, DATABASES, INSTALLED_APPS
 
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+_EXTRA_APPS = ("better_audit", "rest_framework", "rest_framework.authtoken")
+INSTALLED_APPS = [
+    *INSTALLED_APPS,
+    *(app for app in _EXTRA_APPS if app not in INSTALLED_APPS),
+    "tests.testapp",
+]
 
 # The suite connects as the application role; the harness creates and migrates the test database
 # as the owner (better_tenant.testing.django_db_setup_with_roles).
