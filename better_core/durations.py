@@ -69,7 +69,7 @@ def parse_duration(value: str) -> Duration:
 
 
 def parse_since(value: str | date | datetime, now: datetime | None = None) -> datetime:
-    """A cutoff instant from a duration shorthand (counted back from ``now``) or an ISO date/time."""
+    """A cutoff from a duration shorthand (counted back from ``now``) or an ISO date/time."""
     if isinstance(value, datetime):
         return value if timezone.is_aware(value) else timezone.make_aware(value)
     if isinstance(value, date):

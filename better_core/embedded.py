@@ -42,7 +42,9 @@ class EmbeddedPostgres:
         }
 
 
-def start_postgres(data_dir: str | os.PathLike, system_role: str = "better_tenant_system") -> EmbeddedPostgres:
+def start_postgres(
+    data_dir: str | os.PathLike, system_role: str = "better_tenant_system"
+) -> EmbeddedPostgres:
     """Start (or reuse) the embedded server and make sure the owner and app roles exist.
 
     The owner role owns the database and runs migrations; the app role is LOGIN, NOSUPERUSER,
@@ -65,7 +67,9 @@ def start_postgres(data_dir: str | os.PathLike, system_role: str = "better_tenan
 
     from better_tenant.sql import bootstrap_roles_sql, grant_privileges_sql
 
-    with psycopg.connect(host=str(pgdata), dbname="postgres", user="postgres", autocommit=True) as su:
+    with psycopg.connect(
+        host=str(pgdata), dbname="postgres", user="postgres", autocommit=True
+    ) as su:
         su.execute(bootstrap_roles_sql(OWNER_ROLE, APP_ROLE, system_role))
         if not su.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
             su.execute(f'CREATE DATABASE "{DATABASE}" OWNER "{OWNER_ROLE}"')
@@ -95,15 +99,24 @@ def start_redis(data_dir: str | os.PathLike) -> str:
     subprocess.run(
         [
             executable,
-            "--port", "0",
-            "--unixsocket", str(socket),
-            "--unixsocketperm", "700",
-            "--daemonize", "yes",
-            "--dir", str(folder),
-            "--pidfile", str(folder / "redis.pid"),
-            "--logfile", str(folder / "redis.log"),
-            "--save", "",
-            "--appendonly", "no",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket),
+            "--unixsocketperm",
+            "700",
+            "--daemonize",
+            "yes",
+            "--dir",
+            str(folder),
+            "--pidfile",
+            str(folder / "redis.pid"),
+            "--logfile",
+            str(folder / "redis.log"),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
         ],
         check=True,
     )

@@ -37,7 +37,7 @@ class Scope:
         return clone
 
     def _init_state(self) -> dict[str, Any]:
-        """The constructor state a fresh entry starts from (override when state is added on entry)."""
+        """The constructor state that a fresh entry starts from."""
         return {key: value for key, value in self.__dict__.items() if key != "_entries"}
 
     # context manager -----------------------------------------------------------------------

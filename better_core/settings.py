@@ -18,8 +18,8 @@ class AppSettings:
     """Reads ``settings.<NAMESPACE>`` (a dict) over ``defaults``.
 
     Attribute access returns the merged value; keys listed in ``import_strings`` are dotted paths
-    (or lists of them) that are imported once and cached. Unknown keys are not raised at import time:
-    ``unknown_keys()`` reports them so that a system check can name them.
+    (or lists of them) that are imported once and cached. Unknown keys are not raised at import
+    time: ``unknown_keys()`` reports them so that a system check can name them.
     """
 
     def __init__(

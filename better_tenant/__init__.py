@@ -18,8 +18,15 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # Lazy, so that importing the package never imports models before the app registry is ready.
-    if name in {"get_context", "get_tenant", "get_tenant_id", "run_as", "run_as_system",
-                "no_tenant", "require_tenant_id"}:
+    if name in {
+        "get_context",
+        "get_tenant",
+        "get_tenant_id",
+        "run_as",
+        "run_as_system",
+        "no_tenant",
+        "require_tenant_id",
+    }:
         from better_tenant import context
 
         return getattr(context, name)

@@ -28,7 +28,9 @@ def validate_slug(slug: str) -> str:
     return slug
 
 
-def create_tenant(name: str, slug: str | None = None, *, id: uuid.UUID | str | None = None) -> Tenant:
+def create_tenant(
+    name: str, slug: str | None = None, *, id: uuid.UUID | str | None = None
+) -> Tenant:
     """Create a tenant; the slug defaults to the slugified name."""
     if not isinstance(name, str) or not name.strip():
         raise InvalidTenantSlug("A tenant needs a non-empty name.")

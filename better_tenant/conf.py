@@ -17,6 +17,7 @@ DEFAULTS = {
     "JWT_CLAIM": None,  # e.g. "tenant_id", read from "Authorization: Bearer <jwt>"
     "JWT_KEY": None,  # verify the JWT with this key; None decodes without verification
     "JWT_ALGORITHMS": ["HS256"],
+    "JWT_AUDIENCE": None,  # expected "aud" of verified tokens; None rejects tokens carrying one
     "CUSTOM_RESOLVER": None,  # dotted path: callable(request) -> str | None
     "RESOLVE_TO_ID": None,  # dotted path: callable(identifier) -> UUID | str | None
     # Where the middleware applies.

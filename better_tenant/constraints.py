@@ -14,9 +14,9 @@ class TenantRLS(BaseConstraint):
 
     Attached automatically to every concrete ``TenantModel``; ``makemigrations`` then emits it as
     part of ``CreateModel`` (or as ``AddConstraint``), ``sqlmigrate`` shows the policies, and
-    reversing the migration removes them. ``foreign_keys`` names the model's foreign keys; those that
-    point at another tenant model get a composite ``(tenant_id, <fk>)`` constraint, so a row can
-    never reference another tenant's row.
+    reversing the migration removes them. ``foreign_keys`` names the model's foreign keys; those
+    that point at another tenant model get a composite ``(tenant_id, <fk>)`` constraint, so a row
+    can never reference another tenant's row.
     """
 
     def __init__(self, *, name: str, foreign_keys: tuple[str, ...] | list[str] = ()) -> None:
@@ -33,7 +33,7 @@ class TenantRLS(BaseConstraint):
         for name in self.foreign_keys:
             try:
                 field = meta.get_field(name)
-            except Exception:  # noqa: BLE001 - a renamed field shows up as a constraint change
+            except Exception:
                 continue
             remote = getattr(field, "related_model", None)
             if remote is None or not is_tenant_model(remote):
@@ -66,7 +66,7 @@ class TenantRLS(BaseConstraint):
 
     # identity ----------------------------------------------------------------------------------
     def deconstruct(self) -> tuple[str, tuple, dict]:
-        path, args, kwargs = super().deconstruct()
+        _, args, kwargs = super().deconstruct()
         kwargs.pop("violation_error_message", None)
         kwargs.pop("violation_error_code", None)
         if self.foreign_keys:
@@ -91,6 +91,6 @@ def is_tenant_model(model: Any) -> bool:
 
     try:
         field = model._meta.get_field("tenant")
-    except Exception:  # noqa: BLE001 - FieldDoesNotExist on models without a tenant
+    except Exception:
         return False
     return isinstance(field, TenantField)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, connections, transaction
+from psycopg import DatabaseError as _PgDatabaseError
+from psycopg.pq import ExecStatus, TransactionStatus
 
 from better_core.scope import Scope
 from better_tenant import sql
@@ -49,6 +51,8 @@ class TenantContext:
 
 
 EMPTY = TenantContext()
+_IDLE = TransactionStatus.IDLE
+_TUPLES_OK = ExecStatus.TUPLES_OK
 _current: ContextVar[TenantContext] = ContextVar("better_tenant_context", default=EMPTY)
 
 
@@ -114,7 +118,8 @@ class _DatabaseScope(Scope):
             # tasks of one request sharing Django's sync thread. Their settings would interleave.
             raise ScopeConflict(
                 "A tenant scope is already open on this database connection by other concurrent "
-                "code (e.g. asyncio.gather inside one request). Scopes on one connection must nest; "
+                "code (e.g. asyncio.gather inside one request). Scopes on one connection must "
+                "nest; "
                 "run concurrent tenant work in separate requests, threads or "
                 "asgiref.sync.ThreadSensitiveContext blocks."
             )
@@ -145,30 +150,60 @@ class _DatabaseScope(Scope):
             if exc is None and not self.outermost and not connections[alias].needs_rollback:
                 apply_context(alias, self.previous, self.target)
         finally:
-            self.atomic.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+            self.atomic.__exit__(
+                type(exc) if exc else None, exc, exc.__traceback__ if exc else None
+            )
 
 
 def apply_context(alias: str, target: TenantContext, current: TenantContext) -> None:
     """Set the tenant (and the role, when system mode changes) for the open transaction."""
     tenant = str(target.tenant_id) if target.tenant_id else ""
-    with connections[alias].cursor() as cursor:
-        if target.is_system == current.is_system:
-            cursor.execute("SELECT set_config(%s, %s, true)", [sql.SETTING, tenant])
-            return
+    role = None
+    if target.is_system != current.is_system:
         role = tenant_settings.SYSTEM_ROLE if target.is_system else "none"
-        try:
-            cursor.execute(
-                "SELECT set_config(%s, %s, true), set_config('role', %s, true)",
-                [sql.SETTING, tenant, role],
-            )
-        except DatabaseError as exc:
-            if "permission denied to set role" in str(exc) or "does not exist" in str(exc):
-                raise SystemRoleUnavailable(
-                    f"run_as_system() needs the database role {connections[alias].settings_dict['USER']!r} "
-                    f"to be a NOINHERIT member of {role!r}: {exc}. Run `manage.py better_tenant init "
-                    "--app-role <role>` as the owner, or set BETTER_TENANT['SYSTEM_ROLE']."
-                ) from exc
-            raise
+    conn = connections[alias]
+    try:
+        if not _begin_with_settings(conn, tenant, role):
+            with conn.cursor() as cursor:
+                if role is None:
+                    cursor.execute("SELECT set_config(%s, %s, true)", [sql.SETTING, tenant])
+                else:
+                    cursor.execute(
+                        "SELECT set_config(%s, %s, true), set_config('role', %s, true)",
+                        [sql.SETTING, tenant, role],
+                    )
+    except DatabaseError as exc:
+        if role and ("permission denied to set role" in str(exc) or "does not exist" in str(exc)):
+            raise SystemRoleUnavailable(
+                f"run_as_system() needs the database role {conn.settings_dict['USER']!r} to be a "
+                f"NOINHERIT member of {role!r}: {exc}. Run `manage.py better_tenant init "
+                "--app-role <role>` as the owner, or set BETTER_TENANT['SYSTEM_ROLE']."
+            ) from exc
+        raise
+
+
+def _begin_with_settings(conn: Any, tenant: str, role: str | None) -> bool:
+    """Open the transaction and set the scope in one round trip, when the transaction is new.
+
+    psycopg would otherwise send BEGIN on its own before the set_config query: one more round
+    trip on every request. The values are a validated UUID and a configured role name, quoted
+    as literals. Skipped while queries are logged (DEBUG), so connection.queries stays complete.
+    """
+    if conn.queries_logged or not conn.in_atomic_block or conn.vendor != "postgresql":
+        return False
+    conn.ensure_connection()
+    pgconn = conn.connection.pgconn
+    if pgconn.transaction_status != _IDLE or conn.connection.autocommit:
+        return False
+    settings = [f"set_config('{sql.SETTING}', {sql.literal(tenant)}, true)"]
+    if role is not None:
+        settings.append(f"set_config('role', {sql.literal(role)}, true)")
+    with conn.wrap_database_errors:
+        result = pgconn.exec_(f"BEGIN; SELECT {', '.join(settings)}".encode())
+        if result.status != _TUPLES_OK:
+            message = (result.error_message or b"").decode(errors="replace").strip()
+            raise _PgDatabaseError(message or "better_tenant: setting the tenant failed")
+    return True
 
 
 def run_as(tenant: Any, *, using: str | None = None) -> Scope:

@@ -25,8 +25,11 @@ def _translate(execute: Any, sql: str, params: Any, many: bool, context: dict) -
 
         ctx = get_context()
         scope = (
-            f"tenant {ctx.tenant_id}" if ctx.tenant_id else
-            "system mode" if ctx.is_system else "no tenant"
+            f"tenant {ctx.tenant_id}"
+            if ctx.tenant_id
+            else "system mode"
+            if ctx.is_system
+            else "no tenant"
         )
         raise CrossTenantWrite(
             f"{message.strip()} (better_tenant: the code runs as {scope}; a row can only be "

@@ -201,12 +201,19 @@ def tables_with_tenant_id(cursor: Any) -> list[str]:
     return [row[0] for row in cursor.fetchall()]
 
 
+# Tables with a tenant_id column that another app secures with policies of its own (better_audit's
+# audit_logs, whose rows may belong to no tenant): not tenant tables, so not judged as such.
+EXEMPT_TABLES: set[str] = set()
+
+
 def tenant_tables(cursor: Any) -> dict[str, str | None]:
     """Tenant tables: those of TenantModels plus any with a tenant_id column (model or None)."""
     tables: dict[str, str | None] = dict(tenant_model_tables())
     for name in tables_with_tenant_id(cursor):
         tables.setdefault(name, None)
     tables.pop(_tenants_table(), None)
+    for name in EXEMPT_TABLES:
+        tables.pop(name, None)
     return dict(sorted(tables.items()))
 
 

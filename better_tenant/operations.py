@@ -1,4 +1,4 @@
-"""Migration operations that install better_tenant's SQL (RunSQL-based: reversible, in sqlmigrate)."""
+"""Migration operations installing better_tenant's SQL (RunSQL-based, reversible, in sqlmigrate)."""
 
 from __future__ import annotations
 
@@ -28,12 +28,16 @@ class _TenantSQL(RunSQL):
     def deconstruct(self) -> tuple[str, list, dict]:
         return self.__class__.__name__, [], dict(self.options)
 
-    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
         if router.allow_migrate(schema_editor.connection.alias, app_label, **self.hints):
             _require_postgres(schema_editor)
             self._run_sql(schema_editor, self.forward_sql())
 
-    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+    def database_backwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
         if router.allow_migrate(schema_editor.connection.alias, app_label, **self.hints):
             _require_postgres(schema_editor)
             self._run_sql(schema_editor, self.backward_sql())
@@ -71,7 +75,10 @@ class InstallTenantRLS(_TenantSQL):
 
     def backward_sql(self) -> str:
         return "\n".join(
-            [sql.drop_tenants_table_sql(self.options["tenants_table"]), sql.drop_trigger_function_sql()]
+            [
+                sql.drop_tenants_table_sql(self.options["tenants_table"]),
+                sql.drop_trigger_function_sql(),
+            ]
         )
 
     def describe(self) -> str:
@@ -102,7 +109,9 @@ class EnableTenantRLS(_TenantSQL):
             table=self.options["table"],
             system_role=_system_role(),
             pk_column=self.options.get("pk_column", "id"),
-            foreign_keys=tuple(sql.ForeignKeySpec(*fk) for fk in self.options.get("foreign_keys", [])),
+            foreign_keys=tuple(
+                sql.ForeignKeySpec(*fk) for fk in self.options.get("foreign_keys", [])
+            ),
         )
 
     def forward_sql(self) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-
 SETTING = "app.current_tenant"
 CURRENT_TENANT = f"NULLIF(current_setting('{SETTING}', true), '')::uuid"
 TRIGGER_FUNCTION = "set_tenant_id"
@@ -118,13 +117,16 @@ BEGIN
             || ' WITH INHERIT FALSE, SET TRUE';
   ELSE
     EXECUTE 'ALTER ROLE ' || quote_ident({literal(app)}) || ' NOINHERIT';
-    EXECUTE 'GRANT ' || quote_ident({literal(system_role)}) || ' TO ' || quote_ident({literal(app)});
+    EXECUTE 'GRANT ' || quote_ident({literal(system_role)})
+            || ' TO ' || quote_ident({literal(app)});
   END IF;
 END
 $better$;"""
 
 
-def grant_privileges_sql(owner: str | None, app: str, system_role: str, schema: str = "public") -> str:
+def grant_privileges_sql(
+    owner: str | None, app: str, system_role: str, schema: str = "public"
+) -> str:
     """Grant table DML (never TRUNCATE) and sequence use to the app and system roles.
 
     Covers the tables that exist now and, when ``owner`` is given, those the owner creates later.
@@ -242,11 +244,14 @@ def enable_table_sql(spec: TableSpec) -> str:
 def disable_table_sql(spec: TableSpec) -> str:
     table = qn(spec.table)
     parts = [
-        f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {qn(composite_fk_name(spec.table, fk.column))};"
+        f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS "
+        f"{qn(composite_fk_name(spec.table, fk.column))};"
         for fk in spec.foreign_keys
     ]
     if spec.pk_column:
-        parts.append(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {qn(tenant_key_name(spec.table))};")
+        parts.append(
+            f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {qn(tenant_key_name(spec.table))};"
+        )
     parts += [
         f"DROP TRIGGER IF EXISTS {qn(TRIGGER_NAME)} ON {table};",
         f"DROP POLICY IF EXISTS {qn(system_policy_name(spec.table))} ON {table};",
@@ -266,7 +271,8 @@ BEGIN
     JOIN pg_class c ON c.oid = d.objid AND c.relkind = 'S'
     WHERE d.refobjid = {literal(qn(table))}::regclass AND d.deptype IN ('a', 'i')
   LOOP
-    EXECUTE 'GRANT USAGE, SELECT ON SEQUENCE ' || seq::text || ' TO ' || quote_ident({literal(role)});
+    EXECUTE 'GRANT USAGE, SELECT ON SEQUENCE ' || seq::text
+            || ' TO ' || quote_ident({literal(role)});
   END LOOP;
 END
 $better$;"""

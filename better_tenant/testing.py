@@ -61,8 +61,9 @@ def django_db_setup_with_roles(
     keepdb = django_db_keepdb and not django_db_createdb
     app_users = {alias: connections[alias].settings_dict["USER"] for alias in connections}
     with django_db_blocker.unblock(), connected_as_owner():
-        db_cfg = setup_databases(verbosity=request.config.option.verbose, interactive=False,
-                                 keepdb=keepdb)
+        db_cfg = setup_databases(
+            verbosity=request.config.option.verbose, interactive=False, keepdb=keepdb
+        )
         for alias in connections:
             conn = connections[alias]
             owner = (conn.settings_dict.get("TEST") or {}).get("OWNER")
@@ -176,13 +177,21 @@ def assert_tenant_isolated(
             table = model._meta.db_table
             with run_as(second):
                 if model._default_manager.filter(pk=pk).exists():
-                    raise IsolationError(f"{table}: another tenant's row is visible through the ORM.")
+                    raise IsolationError(
+                        f"{table}: another tenant's row is visible through the ORM."
+                    )
                 with connection.cursor() as cursor:
-                    cursor.execute(f'SELECT count(*) FROM "{table}" WHERE tenant_id = %s',
-                                   [str(getattr(first, "pk", first))])
+                    cursor.execute(
+                        f'SELECT count(*) FROM "{table}" WHERE tenant_id = %s',
+                        [str(getattr(first, "pk", first))],
+                    )
                     if cursor.fetchone()[0]:
-                        raise IsolationError(f"{table}: another tenant's rows are visible to raw SQL.")
-                if model._default_manager.filter(pk=pk).update(tenant_id=getattr(second, "pk", second)):
+                        raise IsolationError(
+                            f"{table}: another tenant's rows are visible to raw SQL."
+                        )
+                if model._default_manager.filter(pk=pk).update(
+                    tenant_id=getattr(second, "pk", second)
+                ):
                     raise IsolationError(f"{table}: another tenant's row could be updated.")
                 if model._default_manager.filter(pk=pk).delete()[0]:
                     raise IsolationError(f"{table}: another tenant's row could be deleted.")
@@ -194,7 +203,9 @@ def assert_tenant_isolated(
                     except DatabaseError:
                         pass
                     else:
-                        raise IsolationError(f"{table}: a row could be written into another tenant.")
+                        raise IsolationError(
+                            f"{table}: a row could be written into another tenant."
+                        )
             with no_tenant():
                 if model._default_manager.filter(pk=pk).exists():
                     raise IsolationError(f"{table}: a row is visible with no tenant in scope.")

@@ -23,3 +23,17 @@ if os.environ.get("BETTER_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["BETTER_DB_NAME"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# better_audit: the audited test tables (tests/testapp models; Note, Comment and Country are not).
+BETTER_AUDIT = {
+    "TABLES": [
+        "test_invoices",
+        "testapp.InvoiceLine",
+        "test_attachments",
+        "test_labels",
+        "test_events",
+        "test_places",
+        "test_shops",
+    ],
+    "SKIP_BEFORE_STATE": ["test_events"],
+}

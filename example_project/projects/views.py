@@ -22,7 +22,7 @@ def _project(project: Project) -> dict:
 
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
-def projects(request: HttpRequest, tenantId: str | None = None) -> JsonResponse:  # noqa: N803
+def projects(request: HttpRequest, tenantId: str | None = None) -> JsonResponse:
     if request.method == "POST":
         try:
             body = json.loads(request.body or b"{}")
@@ -35,8 +35,9 @@ def projects(request: HttpRequest, tenantId: str | None = None) -> JsonResponse:
             with transaction.atomic():
                 project = Project.objects.create(name=name.strip())
         except IntegrityError:
-            return JsonResponse({"error": "A project with this name exists.", "code": "DUPLICATE"},
-                                status=409)
+            return JsonResponse(
+                {"error": "A project with this name exists.", "code": "DUPLICATE"}, status=409
+            )
         return JsonResponse(_project(project), status=201)
     items = [_project(p) for p in Project.objects.all()[:100]]
     return JsonResponse({"tenant_id": str(get_context().tenant_id), "projects": items})

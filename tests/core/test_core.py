@@ -36,7 +36,10 @@ def test_settings_report_unknown_keys_and_bad_paths():
 
 
 def test_settings_must_be_a_dict():
-    with override_settings(BETTER_TESTING=["x"]), pytest.raises(SettingsError, match="must be a dict"):
+    with (
+        override_settings(BETTER_TESTING=["x"]),
+        pytest.raises(SettingsError, match="must be a dict"),
+    ):
         app_settings.LIMIT  # noqa: B018
 
 
@@ -95,8 +98,13 @@ def test_scope_decorates_sync_and_async_functions():
 
 @pytest.mark.parametrize(
     ("text", "delta"),
-    [("30min", timedelta(minutes=30)), ("24h", timedelta(hours=24)), ("7d", timedelta(days=7)),
-     ("4w", timedelta(weeks=4)), ("90s", timedelta(seconds=90))],
+    [
+        ("30min", timedelta(minutes=30)),
+        ("24h", timedelta(hours=24)),
+        ("7d", timedelta(days=7)),
+        ("4w", timedelta(weeks=4)),
+        ("90s", timedelta(seconds=90)),
+    ],
 )
 def test_fixed_durations(text, delta):
     now = datetime(2025, 3, 31, 12, tzinfo=UTC)
@@ -114,7 +122,7 @@ def test_calendar_durations_clamp_the_day():
 
 @pytest.mark.parametrize("bad", ["", "7", "d7", "7 days", "-1d", "0d", "1.5h", "7x"])
 def test_bad_durations_say_what_is_accepted(bad):
-    with pytest.raises(ValueError, match="min|positive"):
+    with pytest.raises(ValueError, match=r"min|positive"):
         parse_duration(bad)
 
 

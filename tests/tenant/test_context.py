@@ -184,6 +184,7 @@ def test_async_decorator(tenant):
 
     with run_as(tenant):
         Note.objects.create(title="x")
+
     async def main():
         result = await count()
         await sync_to_async(connections.close_all)()

@@ -70,20 +70,31 @@ def test_bulk_update_and_delete_cannot_reach_other_tenants(data):
         assert Note.objects.update(score=0) == 2
         assert Note.objects.filter(pk=data["b1"].pk).delete()[0] == 0
         assert raw("DELETE FROM test_notes WHERE title = 'b1' RETURNING id") == []
-        assert raw("UPDATE test_notes SET score = -1 WHERE tenant_id = %s RETURNING id",
-                   [data["b"].pk]) == []
+        assert (
+            raw(
+                "UPDATE test_notes SET score = -1 WHERE tenant_id = %s RETURNING id", [data["b"].pk]
+            )
+            == []
+        )
     with run_as(data["b"]):
         assert Note.objects.get().score == 100
 
 
 def test_insert_into_another_tenant_is_refused_with_a_clear_error(data):
     with run_as(data["a"]):
-        with pytest.raises(CrossTenantWrite, match="runs as tenant .* written into the tenant in scope"):
-            with transaction.atomic():
-                Note.objects.create(title="x", tenant_id=data["b"].pk)
+        with (
+            pytest.raises(
+                CrossTenantWrite, match=r"runs as tenant .* written into the tenant in scope"
+            ),
+            transaction.atomic(),
+        ):
+            Note.objects.create(title="x", tenant_id=data["b"].pk)
         with pytest.raises(CrossTenantWrite), transaction.atomic():
-            raw("INSERT INTO test_notes (tenant_id, title, body, score, created) "
-                "VALUES (%s, 'x', '', 0, now())", [data["b"].pk])
+            raw(
+                "INSERT INTO test_notes (tenant_id, title, body, score, created) "
+                "VALUES (%s, 'x', '', 0, now())",
+                [data["b"].pk],
+            )
 
 
 def test_moving_a_row_to_another_tenant_is_refused(data):
@@ -98,11 +109,14 @@ def test_moving_a_row_to_another_tenant_is_refused(data):
 
 def test_foreign_key_to_another_tenants_row_is_refused(data):
     # The plain FK would accept b1's id; the composite (tenant_id, note_id) key does not.
-    with run_as(data["a"]):
-        with pytest.raises(IntegrityError, match="tenant_fk"), transaction.atomic():
-            Comment.objects.create(note_id=data["b1"].pk, text="sneaky")
-            # The composite key is DEFERRABLE INITIALLY DEFERRED: force the check now.
-            raw("SET CONSTRAINTS ALL IMMEDIATE")
+    with (
+        run_as(data["a"]),
+        pytest.raises(IntegrityError, match="tenant_fk"),
+        transaction.atomic(),
+    ):
+        Comment.objects.create(note_id=data["b1"].pk, text="sneaky")
+        # The composite key is DEFERRABLE INITIALLY DEFERRED: force the check now.
+        raw("SET CONSTRAINTS ALL IMMEDIATE")
 
 
 def test_no_tenant_means_no_rows_and_no_inserts(data):
@@ -130,8 +144,10 @@ def test_system_mode_sees_all_and_must_name_the_tenant_on_insert(data):
 def test_the_app_role_cannot_write_tenants_outside_system_mode(data):
     with run_as(data["a"]):
         with pytest.raises(DatabaseError), transaction.atomic():
-            raw("INSERT INTO tenants (id, name, slug, created_at) VALUES (%s, 'x', 'x', now())",
-                [uuid.uuid4()])
+            raw(
+                "INSERT INTO tenants (id, name, slug, created_at) VALUES (%s, 'x', 'x', now())",
+                [uuid.uuid4()],
+            )
         assert raw("UPDATE tenants SET name = 'pwned' RETURNING id") == []
         assert raw("DELETE FROM tenants RETURNING id") == []
         # Reading tenants stays open: the middleware resolves slugs without system mode.
@@ -139,9 +155,12 @@ def test_the_app_role_cannot_write_tenants_outside_system_mode(data):
 
 
 def test_truncate_is_not_granted(data):
-    with run_as(data["a"]), pytest.raises(DatabaseError, match="permission denied"):
-        with transaction.atomic():
-            raw("TRUNCATE test_notes")
+    with (
+        run_as(data["a"]),
+        pytest.raises(DatabaseError, match="permission denied"),
+        transaction.atomic(),
+    ):
+        raw("TRUNCATE test_notes")
 
 
 def test_resetting_the_setting_by_hand_does_not_widen_access(data):
@@ -182,8 +201,11 @@ def test_plugin_isolation_assertion_catches_a_leak(tenant, other_tenant):
 
     with pytest.raises(IsolationError, match="visible"):
         # Country has no RLS: a row made "as" one tenant is visible to the other.
-        assert_tenant_isolated(_TenantlessShim, lambda: Country.objects.create(code="XX"),
-                               tenants=(tenant, other_tenant))
+        assert_tenant_isolated(
+            _TenantlessShim,
+            lambda: Country.objects.create(code="XX"),
+            tenants=(tenant, other_tenant),
+        )
 
 
 class _TenantlessShim:

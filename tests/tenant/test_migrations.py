@@ -35,9 +35,9 @@ def test_every_concrete_tenant_model_carries_the_rls_constraint():
 
 def test_makemigrations_has_nothing_left_to_emit():
     loader = MigrationLoader(None, ignore_no_migrations=True)
-    changes = MigrationAutodetector(
-        loader.project_state(), ProjectState.from_apps(apps)
-    ).changes(graph=loader.graph)
+    changes = MigrationAutodetector(loader.project_state(), ProjectState.from_apps(apps)).changes(
+        graph=loader.graph
+    )
     assert changes == {}
 
 
@@ -45,9 +45,14 @@ def test_makemigrations_emits_rls_for_a_new_tenant_model():
     loader = MigrationLoader(None, ignore_no_migrations=True)
     before = loader.project_state()
     before.remove_model("testapp", "comment")
-    changes = MigrationAutodetector(before, ProjectState.from_apps(apps)).changes(graph=loader.graph)
+    changes = MigrationAutodetector(before, ProjectState.from_apps(apps)).changes(
+        graph=loader.graph
+    )
     written = MigrationWriter(changes["testapp"][0]).as_string()
-    assert "better_tenant.constraints.TenantRLS(foreign_keys=['note'], name='test_comments_rls')" in written
+    assert (
+        "better_tenant.constraints.TenantRLS(foreign_keys=['note'], name='test_comments_rls')"
+        in written
+    )
 
 
 @pytest.mark.django_db
@@ -56,12 +61,12 @@ def test_sqlmigrate_shows_policies_trigger_and_composite_key():
     call_command("sqlmigrate", "testapp", "0001", stdout=out)
     sql = out.getvalue()
     assert 'CREATE POLICY "rls_tenant_test_notes" ON "test_notes" FOR ALL TO PUBLIC' in sql
-    assert "USING (tenant_id = NULLIF(current_setting('app.current_tenant', true), '')::uuid)" in sql
+    assert (
+        "USING (tenant_id = NULLIF(current_setting('app.current_tenant', true), '')::uuid)" in sql
+    )
     assert 'TO "better_tenant_system"' in sql
     assert 'CREATE TRIGGER "set_tenant_id_trigger" BEFORE INSERT ON "test_comments"' in sql
-    assert (
-        'FOREIGN KEY (tenant_id, "note_id") REFERENCES "test_notes" (tenant_id, "id")' in sql
-    )
+    assert 'FOREIGN KEY (tenant_id, "note_id") REFERENCES "test_notes" (tenant_id, "id")' in sql
     # The tenant path never casts the column and never ORs a bypass.
     assert "(tenant_id)::text" not in sql and " OR " not in sql
 

@@ -1,0 +1,280 @@
+"""Find the tenant a request names: header, path, subdomain, JWT claim, then a custom callable."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import DisallowedHost, ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.http import HttpRequest
+from django.http.request import split_domain_port
+
+from better_tenant.conf import tenant_settings
+from better_tenant.lookup import MAX_IDENTIFIER, resolve_to_id
+
+# Anything longer cannot be a tenant identifier; PyJWT is not asked to parse it.
+MAX_TOKEN = 8192
+
+
+# --- single strategies ---------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    """A non-empty, stripped string, or None."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value or None
+
+
+def header_meta_key(name: str) -> str:
+    """The ``request.META`` key under which WSGI and ASGI store the header ``name``."""
+    return "HTTP_" + name.upper().replace("-", "_")
+
+
+def from_header(request: HttpRequest, name: str) -> str | None:
+    """The value of the header ``name`` (e.g. ``X-Tenant-ID``)."""
+    return _text(request.META.get(header_meta_key(name)))
+
+
+@functools.lru_cache(maxsize=32)
+def compile_path_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile ``/t/:tenantId/*`` into a regex whose group ``tenant`` is the identifier.
+
+    ``:tenantId`` marks the segment that holds the tenant; any other ``:name`` matches one
+    segment; ``*`` as the last segment matches the rest of the path, or nothing; other segments
+    match literally.
+    """
+    if not isinstance(pattern, str) or not pattern.startswith("/"):
+        raise ImproperlyConfigured(
+            f"BETTER_TENANT['PATH'] must be a path pattern starting with '/', such as "
+            f"'/t/:tenantId/*'; got {pattern!r}."
+        )
+    segments = pattern.strip("/").split("/")
+    if ":tenantId" not in segments:
+        raise ImproperlyConfigured(
+            f"BETTER_TENANT['PATH'] {pattern!r} has no ':tenantId' segment; write the segment "
+            "that holds the tenant as ':tenantId', e.g. '/t/:tenantId/*'."
+        )
+    tenant_index = segments.index(":tenantId")
+    parts: list[str] = []
+    for index, segment in enumerate(segments):
+        if segment == "*":
+            if index != len(segments) - 1:
+                raise ImproperlyConfigured(
+                    f"BETTER_TENANT['PATH'] {pattern!r}: '*' may only be the last segment."
+                )
+            parts.append("(?:/.*)?")
+        elif index == tenant_index:
+            parts.append("/(?P<tenant>[^/]+)")
+        elif segment.startswith(":") and len(segment) > 1:
+            parts.append("/[^/]+")
+        else:
+            parts.append("/" + re.escape(segment))
+    tail = "" if segments[-1] == "*" else "/?"
+    return re.compile("^" + "".join(parts) + tail + r"\Z", re.DOTALL)
+
+
+def from_path(request: HttpRequest, pattern: str) -> str | None:
+    """The path segment that ``pattern`` marks with ``:tenantId``."""
+    match = compile_path_pattern(pattern).match(request.path_info)
+    return _text(match.group("tenant")) if match else None
+
+
+def from_subdomain(request: HttpRequest) -> str | None:
+    """The first label of a host name with three or more labels (``acme.app.com`` -> ``acme``)."""
+    try:
+        host = request.get_host()
+    except DisallowedHost:
+        # CommonMiddleware answers a disallowed host; a resolver only finds nothing.
+        return None
+    domain, _port = split_domain_port(host)
+    if not domain or domain.startswith("["):
+        return None
+    labels = domain.split(".")
+    if len(labels) < 3:
+        return None
+    try:
+        ipaddress.ip_address(domain)
+    except ValueError:
+        return _text(labels[0])
+    return None
+
+
+def bearer_token(request: HttpRequest) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    if not token or len(token) > MAX_TOKEN:
+        return None
+    return token
+
+
+def from_jwt(
+    request: HttpRequest,
+    claim: str,
+    key: Any = None,
+    algorithms: list[str] | None = None,
+    audience: Any = None,
+) -> str | None:
+    """The string ``claim`` of the bearer JWT; verified when ``key`` is given, else only decoded.
+
+    A malformed, expired or badly signed token, and a claim that is missing or not a string, all
+    yield None.
+    """
+    token = bearer_token(request)
+    if token is None:
+        return None
+    import jwt
+
+    try:
+        if key is None:
+            payload = jwt.decode(token, options={"verify_signature": False})
+        else:
+            payload = jwt.decode(
+                token, key, algorithms=list(algorithms or ["HS256"]), audience=audience
+            )
+    except (jwt.PyJWTError, ValueError, TypeError):
+        return None
+    if not isinstance(payload, dict):
+        return None
+    value = payload.get(claim)
+    return _text(value) if isinstance(value, str) else None
+
+
+# --- the configured chain ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The resolver chain and where it applies, compiled once from the settings."""
+
+    header_key: str | None
+    path_pattern: str | None
+    subdomain: bool
+    jwt_claim: str | None
+    jwt_key: Any
+    jwt_algorithms: tuple[str, ...]
+    jwt_audience: Any
+    custom: Callable[[HttpRequest], Any] | None
+    prefixes: tuple[str, ...]
+    exempt: tuple[str, ...]
+
+    def applies_to(self, path: str) -> bool:
+        """True when ``path`` is under PATH_PREFIXES (or none are set) and not exempt."""
+        if self.exempt and path.startswith(self.exempt):
+            return False
+        return not self.prefixes or path.startswith(self.prefixes)
+
+    def identifier(self, request: HttpRequest) -> str | None:
+        """The first non-empty identifier of header, path, subdomain, JWT claim, custom."""
+        if self.header_key is not None:
+            value = _text(request.META.get(self.header_key))
+            if value:
+                return value
+        if self.path_pattern is not None:
+            value = from_path(request, self.path_pattern)
+            if value:
+                return value
+        if self.subdomain:
+            value = from_subdomain(request)
+            if value:
+                return value
+        if self.jwt_claim is not None:
+            value = from_jwt(
+                request, self.jwt_claim, self.jwt_key, list(self.jwt_algorithms), self.jwt_audience
+            )
+            if value:
+                return value
+        if self.custom is not None:
+            return _text(self.custom(request))
+        return None
+
+    def describe(self) -> str:
+        """How a client names its tenant under this configuration, for error messages."""
+        ways = []
+        if self.header_key is not None:
+            ways.append(f"the {tenant_settings.HEADER} header")
+        if self.path_pattern is not None:
+            ways.append(f"a path like {self.path_pattern}")
+        if self.subdomain:
+            ways.append("a subdomain (tenant.example.com)")
+        if self.jwt_claim is not None:
+            ways.append(f"the {self.jwt_claim!r} claim of an Authorization: Bearer token")
+        if self.custom is not None:
+            ways.append("the custom resolver")
+        return ", ".join(ways) or "no strategy (configure one in BETTER_TENANT)"
+
+
+def _prefixes(key: str) -> tuple[str, ...]:
+    value = tenant_settings.raw(key) or ()
+    if isinstance(value, str):
+        value = (value,)
+    if not all(isinstance(item, str) and item for item in value):
+        raise ImproperlyConfigured(
+            f"BETTER_TENANT[{key!r}] must be a list of non-empty path prefixes such as "
+            f"'/api/'; got {value!r}."
+        )
+    return tuple(value)
+
+
+@functools.lru_cache(maxsize=1)
+def plan() -> Plan:
+    """The compiled resolver chain (rebuilt when ``settings.BETTER_TENANT`` changes)."""
+    header = tenant_settings.HEADER
+    path = tenant_settings.PATH
+    if path is not None:
+        compile_path_pattern(path)
+    algorithms = tenant_settings.JWT_ALGORITHMS
+    if isinstance(algorithms, str):
+        algorithms = [algorithms]
+    custom = tenant_settings.CUSTOM_RESOLVER
+    if custom is not None and not callable(custom):
+        raise ImproperlyConfigured(
+            "BETTER_TENANT['CUSTOM_RESOLVER'] must be a callable(request) -> str | None or a "
+            "dotted path to one."
+        )
+    return Plan(
+        header_key=header_meta_key(header) if header else None,
+        path_pattern=path or None,
+        subdomain=bool(tenant_settings.SUBDOMAIN),
+        jwt_claim=tenant_settings.JWT_CLAIM or None,
+        jwt_key=tenant_settings.JWT_KEY,
+        jwt_algorithms=tuple(algorithms or ("HS256",)),
+        jwt_audience=tenant_settings.JWT_AUDIENCE,
+        custom=custom,
+        prefixes=_prefixes("PATH_PREFIXES"),
+        exempt=_prefixes("EXEMPT_PATHS"),
+    )
+
+
+def _on_setting_changed(*, setting: str, **_: Any) -> None:
+    if setting == tenant_settings.namespace:
+        plan.cache_clear()
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="better_tenant.resolvers.plan")
+
+
+def resolve_identifier(request: HttpRequest) -> str | None:
+    """The raw tenant identifier the request carries (UUID, slug or custom), or None."""
+    return plan().identifier(request)
+
+
+def resolve_tenant_id(request: HttpRequest) -> uuid.UUID | None:
+    """The id of the tenant the request names, or None when it names none or an unknown one."""
+    identifier = plan().identifier(request)
+    if identifier is None or len(identifier) > MAX_IDENTIFIER:
+        return None
+    return resolve_to_id(identifier)
