@@ -7,60 +7,103 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('better_tenant', '0001_initial'),
+        ("better_tenant", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Country',
+            name="Country",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(max_length=2, unique=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.CharField(max_length=2, unique=True)),
             ],
             options={
-                'db_table': 'test_countries',
+                "db_table": "test_countries",
             },
         ),
         migrations.CreateModel(
-            name='Note',
+            name="Note",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(max_length=200)),
-                ('body', models.TextField(blank=True, default='')),
-                ('score', models.IntegerField(default=0)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('tenant', better_tenant.models.TenantField(blank=True, db_default=better_tenant.models.CurrentTenantId(), db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='better_tenant.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("title", models.CharField(max_length=200)),
+                ("body", models.TextField(blank=True, default="")),
+                ("score", models.IntegerField(default=0)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                (
+                    "tenant",
+                    better_tenant.models.TenantField(
+                        blank=True,
+                        db_default=better_tenant.models.CurrentTenantId(),
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="better_tenant.tenant",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'test_notes',
+                "db_table": "test_notes",
             },
         ),
         migrations.CreateModel(
-            name='Comment',
+            name="Comment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('text', models.CharField(max_length=200)),
-                ('tenant', better_tenant.models.TenantField(blank=True, db_default=better_tenant.models.CurrentTenantId(), db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='better_tenant.tenant')),
-                ('note', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='comments', to='testapp.note')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("text", models.CharField(max_length=200)),
+                (
+                    "tenant",
+                    better_tenant.models.TenantField(
+                        blank=True,
+                        db_default=better_tenant.models.CurrentTenantId(),
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="better_tenant.tenant",
+                    ),
+                ),
+                (
+                    "note",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="comments",
+                        to="testapp.note",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'test_comments',
+                "db_table": "test_comments",
             },
         ),
         migrations.AddIndex(
-            model_name='note',
-            index=models.Index(fields=['tenant', 'created'], name='test_notes_tenant_created'),
+            model_name="note",
+            index=models.Index(fields=["tenant", "created"], name="test_notes_tenant_created"),
         ),
         migrations.AddConstraint(
-            model_name='note',
-            constraint=better_tenant.constraints.TenantRLS(name='test_notes_rls'),
+            model_name="note",
+            constraint=better_tenant.constraints.TenantRLS(name="test_notes_rls"),
         ),
         migrations.AddConstraint(
-            model_name='comment',
-            constraint=better_tenant.constraints.TenantRLS(foreign_keys=['note'], name='test_comments_rls'),
+            model_name="comment",
+            constraint=better_tenant.constraints.TenantRLS(
+                foreign_keys=["note"], name="test_comments_rls"
+            ),
         ),
     ]
