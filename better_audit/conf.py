@@ -28,7 +28,10 @@ DEFAULTS = {
     # Upper bound of audit.query().limit(n).
     "MAX_QUERY_LIMIT": 1000,
     # AuditContextMiddleware: extractors tried in order (dotted paths or callables(request)).
-    "ACTOR_EXTRACTORS": ["better_audit.extractors.from_user", "better_audit.extractors.from_bearer_token"],
+    "ACTOR_EXTRACTORS": [
+        "better_audit.extractors.from_user",
+        "better_audit.extractors.from_bearer_token",
+    ],
     # Key used to verify bearer tokens; None decodes them without verification (as the seed).
     "JWT_KEY": None,
     "JWT_ALGORITHMS": ["HS256"],

@@ -1,5 +1,7 @@
 """Tenant-scoped and shared models exercised by the tests."""
 
+import uuid
+
 from django.db import models
 
 from better_tenant.models import TenantModel
@@ -31,3 +33,101 @@ class Country(models.Model):
 
     class Meta:
         db_table = "test_countries"
+
+    def __str__(self) -> str:
+        return self.code
+
+
+# --- audited by better_audit (BETTER_AUDIT["TABLES"] in tests/settings.py) ----------------------
+
+
+class Invoice(TenantModel):
+    """A tenant table with a column of each common type."""
+
+    number = models.CharField(max_length=40)
+    amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    secret = models.CharField(max_length=100, blank=True, default="")
+    paid = models.BooleanField(default=False)
+    ratio = models.FloatField(null=True, blank=True)
+    data = models.JSONField(null=True, blank=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    due = models.DateField(null=True, blank=True)
+    cutoff = models.TimeField(null=True, blank=True)
+    grace = models.DurationField(null=True, blank=True)
+    ref = models.UUIDField(default=uuid.uuid4)
+    blob = models.BinaryField(null=True, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "test_invoices"
+
+
+class PaidInvoice(Invoice):
+    class Meta:
+        proxy = True
+
+
+class InvoiceLine(TenantModel):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    text = models.CharField(max_length=100)
+    qty = models.IntegerField(default=1)
+
+    class Meta:
+        db_table = "test_invoice_lines"
+
+
+class Attachment(TenantModel):
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.SET_NULL, null=True, blank=True, related_name="attachments"
+    )
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        db_table = "test_attachments"
+
+
+class Label(models.Model):
+    """A shared table (no tenant) with a UUID key and a unique name."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    name = models.CharField(max_length=50, unique=True)
+    color = models.CharField(max_length=20, blank=True, default="")
+
+    class Meta:
+        db_table = "test_labels"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Event(TenantModel):
+    """Audited without before-state (BETTER_AUDIT["SKIP_BEFORE_STATE"])."""
+
+    kind = models.CharField(max_length=50)
+    payload = models.JSONField(default=dict)
+
+    class Meta:
+        db_table = "test_events"
+
+
+class Place(models.Model):
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        db_table = "test_places"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Shop(Place):
+    """Multi-table inheritance: a save writes test_places and test_shops."""
+
+    opens = models.TimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "test_shops"
+
+    def __str__(self) -> str:
+        return f"shop {self.name}"

@@ -1,0 +1,72 @@
+"""Migration operation: row-level security on ``audit_logs`` when better_tenant is installed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.db import NotSupportedError, router
+from django.db.migrations.operations.special import RunSQL
+
+from better_audit import sql
+
+
+class AuditLogRLS(RunSQL):
+    """Tenant-scoped, append-only RLS on the audit table (see ``better_audit.sql``).
+
+    The SQL is computed when the migration runs, because it names the system role from
+    ``BETTER_TENANT["SYSTEM_ROLE"]``, and it is emitted only when better_tenant is installed:
+    without it there are no tenants and the table is left as a plain table.
+    """
+
+    reversible = True
+
+    def __init__(self, table: str = sql.TABLE) -> None:
+        self.table = table
+        super().__init__(sql="", reverse_sql="", elidable=False)
+
+    def deconstruct(self) -> tuple[str, list, dict]:
+        kwargs = {} if self.table == sql.TABLE else {"table": self.table}
+        return self.__class__.__name__, [], kwargs
+
+    def describe(self) -> str:
+        return f"Tenant row-level security on {self.table} (when better_tenant is installed)"
+
+    def forward_sql(self) -> str:
+        from better_tenant import sql as tenant_sql
+        from better_tenant.conf import tenant_settings
+
+        role = tenant_settings.SYSTEM_ROLE
+        return "\n".join(
+            [
+                tenant_sql.ensure_system_role_sql(role),
+                sql.enable_rls_sql(role, tenant_sql.CURRENT_TENANT, self.table),
+            ]
+        )
+
+    def backward_sql(self) -> str:
+        return sql.disable_rls_sql(self.table)
+
+    def _applies(self, app_label: str, schema_editor: Any) -> bool:
+        if not apps.is_installed("better_tenant"):
+            return False
+        if not router.allow_migrate(schema_editor.connection.alias, app_label, **self.hints):
+            return False
+        if schema_editor.connection.vendor != "postgresql":
+            raise NotSupportedError(
+                "better_audit with better_tenant needs PostgreSQL (row-level security); this "
+                f"database is {schema_editor.connection.vendor}."
+            )
+        return True
+
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        if self._applies(app_label, schema_editor):
+            self._run_sql(schema_editor, self.forward_sql())
+
+    def database_backwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        if self._applies(app_label, schema_editor):
+            self._run_sql(schema_editor, self.backward_sql())
