@@ -23,6 +23,7 @@ worker: the task runs with no actor and an error naming the task is logged.
 from __future__ import annotations
 
 import logging
+from contextvars import Token
 from dataclasses import replace
 from typing import Any
 
@@ -33,15 +34,12 @@ from better_audit.context import (
     reset_audit_context,
     set_audit_context,
 )
+from better_core import celery as core_celery
 
 HEADER = "better_audit_context"
 
 logger = logging.getLogger(__name__)
 
-_PUBLISH_UID = "better_audit.celery.add_context_header"
-_PRERUN_UID = "better_audit.celery.enter_task_context"
-_POSTRUN_UID = "better_audit.celery.leave_task_context"
-_TOKENS_ATTR = "_better_audit_tokens"
 _TEXT_FIELDS = ("actor_id", "label", "reason", "description", "correlation_id")
 
 
@@ -50,25 +48,14 @@ class InvalidContextHeader(ValueError):
 
 
 def connect() -> None:
-    """Connect the Celery signal receivers when Celery is installed (idempotent)."""
-    try:
-        from celery import signals
-    except ImportError:
-        return
-    signals.before_task_publish.connect(_add_context_header, weak=False, dispatch_uid=_PUBLISH_UID)
-    signals.task_prerun.connect(_enter_task_context, weak=False, dispatch_uid=_PRERUN_UID)
-    signals.task_postrun.connect(_leave_task_context, weak=False, dispatch_uid=_POSTRUN_UID)
+    """Carry the audit context in task messages when Celery is installed (idempotent)."""
+    core_celery.register(PROPAGATOR)
+    core_celery.connect()
 
 
 def disconnect() -> None:
-    """Undo ``connect()``."""
-    try:
-        from celery import signals
-    except ImportError:
-        return
-    signals.before_task_publish.disconnect(dispatch_uid=_PUBLISH_UID)
-    signals.task_prerun.disconnect(dispatch_uid=_PRERUN_UID)
-    signals.task_postrun.disconnect(dispatch_uid=_POSTRUN_UID)
+    """Undo ``connect()``: from now on tasks neither carry nor receive the audit context."""
+    core_celery.unregister(HEADER)
 
 
 def context_to_header(context: AuditContext) -> dict[str, Any]:
@@ -103,35 +90,25 @@ def context_from_header(value: Any) -> AuditContext:
     return AuditContext(compliance=tuple(compliance), metadata=dict(metadata), **fields)
 
 
-def _add_context_header(headers: dict | None = None, **_: Any) -> None:
-    if headers is None or HEADER in headers or not audit_settings.CELERY:
-        return
+def _context_header() -> dict[str, Any] | None:
+    if not audit_settings.CELERY:
+        return None
     context = get_audit_context()
-    if context is not None:
-        headers[HEADER] = context_to_header(context)
+    return None if context is None else context_to_header(context)
 
 
-def _header_value(request: Any) -> Any:
-    value = getattr(request, HEADER, None)
-    if value is None:
-        # Eager calls keep headers given to apply()/apply_async() in request.headers.
-        value = (getattr(request, "headers", None) or {}).get(HEADER)
-    return value
-
-
-def _task_context(task: Any, request: Any) -> AuditContext:
-    value = _header_value(request)
+def _task_context(task: Any, value: Any) -> AuditContext:
+    request = task.request
     base: AuditContext | None = None
     if value is not None:
         try:
             base = context_from_header(value)
         except InvalidContextHeader as exc:
             logger.error(
-                "Task %s[%s] has an invalid %s header (%s); it runs with no actor. Send tasks "
+                "Task %s has an invalid %s header (%s); it runs with no actor. Send tasks "
                 "inside an audit context, or give the header the shape of "
                 "AuditContext.as_dict().",
-                task.name,
-                getattr(request, "id", None),
+                core_celery.task_label(task),
                 HEADER,
                 exc,
             )
@@ -143,25 +120,23 @@ def _task_context(task: Any, request: Any) -> AuditContext:
     return replace(base, metadata={**base.metadata, "task": task.name, "task_id": task_id})
 
 
-def _enter_task_context(sender: Any = None, task: Any = None, **_: Any) -> None:
-    task = task or sender
-    if task is None or not audit_settings.CELERY:
-        return
-    request = task.request
-    token = set_audit_context(_task_context(task, request))
-    request.__dict__.setdefault(_TOKENS_ATTR, []).append(token)
+def _enter_task_context(task: Any, value: Any) -> Token | None:
+    if not audit_settings.CELERY:
+        return None
+    return set_audit_context(_task_context(task, value))
 
 
-def _leave_task_context(sender: Any = None, task: Any = None, **_: Any) -> None:
-    task = task or sender
-    if task is None:
-        return
-    tokens = task.request.__dict__.get(_TOKENS_ATTR)
-    if not tokens:
-        return
-    token = tokens.pop()
+def _leave_task_context(task: Any, token: Token, state: str | None) -> None:
     try:
         reset_audit_context(token)
     except ValueError:
         # Set in another context (a pool that runs the signals apart): clear it instead.
         set_audit_context(None)
+
+
+PROPAGATOR = core_celery.HeaderPropagator(
+    header=HEADER,
+    capture=_context_header,
+    enter=_enter_task_context,
+    exit=_leave_task_context,
+)

@@ -23,6 +23,9 @@ from typing import Any
 from django.utils.functional import SimpleLazyObject, empty
 
 from better_audit.conf import audit_settings
+from better_core.jwt import MAX_TOKEN_LENGTH as MAX_TOKEN_LENGTH
+from better_core.jwt import bearer_token as bearer_token
+from better_core.jwt import decode_claims
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +34,6 @@ AUDIT_ACTOR_HEADER = "x-better-audit-actor-id"
 
 # Longer values are not identifiers; refusing them keeps junk and attacks out of the log.
 MAX_ACTOR_LENGTH = 255
-MAX_TOKEN_LENGTH = 8192
 
 # Marks extractors that touch neither the database nor the network, so the async middleware may
 # call them in the event loop instead of a worker thread.
@@ -95,16 +97,8 @@ def _dual(factory: Callable[..., Extractor]) -> Callable[..., Any]:
 # --- bearer token -------------------------------------------------------------------------------
 
 
-def bearer_token(request: Any) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, or None."""
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    token = token.strip()
-    if not token or len(token) > MAX_TOKEN_LENGTH:
-        return None
-    return token
+def _ignored_token(exc: Exception) -> None:
+    logger.debug("Bearer token ignored for the audit actor: %s", type(exc).__name__)
 
 
 @_dual
@@ -126,26 +120,18 @@ def from_bearer_token(
         token = bearer_token(request)
         if token is None:
             return None
-        import jwt
-
         verify_key = key if key is not None else audit_settings.JWT_KEY
-        try:
-            if verify_key is None:
-                payload = jwt.decode(token, options={"verify_signature": False})
-            else:
-                payload = jwt.decode(
-                    token,
-                    verify_key,
-                    algorithms=list(algorithms or audit_settings.JWT_ALGORITHMS),
-                    audience=audience,
-                    options={"verify_aud": audience is not None},
-                )
-        except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            logger.debug("Bearer token ignored for the audit actor: %s", type(exc).__name__)
+        claims = decode_claims(
+            token,
+            verify_key,
+            algorithms=algorithms or audit_settings.JWT_ALGORITHMS,
+            audience=audience,
+            refuse_unexpected_audience=False,
+            on_error=_ignored_token,
+        )
+        if claims is None:
             return None
-        if not isinstance(payload, dict):
-            return None
-        value = payload.get(claim)
+        value = claims.get(claim)
         return to_actor_id(value) if isinstance(value, str | int) else None
 
     extract.__qualname__ = f"from_bearer_token({claim!r})"

@@ -33,14 +33,14 @@ import inspect
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
-from django.http import FileResponse, HttpRequest, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from better_audit.conf import audit_settings
 from better_audit.context import AuditContext, reset_audit_context, set_audit_context
@@ -51,6 +51,7 @@ from better_audit.extractors import (
     extractor_name,
     to_actor_id,
 )
+from better_core.http import HybridMiddleware, stream_each_chunk_in
 
 ERROR_CODE = "AUDIT_ACTOR_REQUIRED"
 _STATE_ATTR = "_better_audit_extraction"
@@ -276,65 +277,24 @@ _NO_ACTOR = "This request names no actor."
 
 def scope_streaming(response: HttpResponseBase, context: AuditContext) -> HttpResponseBase:
     """Make the iteration of a streaming body, after the view returned, see ``context`` too."""
-    if not getattr(response, "streaming", False) or isinstance(response, FileResponse):
-        return response
-    if response.is_async:
-        response.streaming_content = _async_scoped(response.streaming_content, context)
-    else:
-        response.streaming_content = _sync_scoped(response.streaming_content, context)
-    return response
-
-
-def _sync_scoped(content: Iterator[Any], context: AuditContext) -> Iterator[Any]:
-    # The context is installed around each step only: between chunks the server's own code runs,
-    # and a body that is never finished must not leave the context behind in the thread.
-    iterator = iter(content)
-    while True:
-        token = set_audit_context(context)
-        try:
-            chunk = next(iterator)
-        except StopIteration:
-            return
-        finally:
-            reset_audit_context(token)
-        yield chunk
-
-
-async def _async_scoped(content: AsyncIterator[Any], context: AuditContext) -> AsyncIterator[Any]:
-    iterator = aiter(content)
-    while True:
-        token = set_audit_context(context)
-        try:
-            chunk = await anext(iterator)
-        except StopAsyncIteration:
-            return
-        finally:
-            reset_audit_context(token)
-        yield chunk
+    return stream_each_chunk_in(response, lambda: set_audit_context(context), reset_audit_context)
 
 
 # --- the middleware -----------------------------------------------------------------------------
 
 
-class AuditContextMiddleware:
+class AuditContextMiddleware(HybridMiddleware):
     """Install the request's audit context (actor, correlation id, method and path)."""
 
-    sync_capable = True
-    async_capable = True
-
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.async_mode = iscoroutinefunction(get_response)
+        super().__init__(get_response)
         if self.async_mode:
-            markcoroutinefunction(self)
             # Django adapts process_view to the handler's mode; an async one spares a thread hop.
             self.process_view = self._aprocess_view
         # A wrong setting fails when the server loads its middleware, not on some request.
         configured_extractors()
 
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.async_mode:
-            return self.__acall__(request)
+    def handle(self, request: HttpRequest) -> HttpResponseBase:
         extraction = extract(request)
         context = build_context(request, extraction)
         extraction.context = context

@@ -1,1 +1,1 @@
-"""Primitives shared by the better apps: settings objects, context scopes, durations."""
+"""Primitives shared by the better apps: settings, scopes, durations, JWT, HTTP, Celery."""

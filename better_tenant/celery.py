@@ -42,10 +42,12 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import uuid
 from typing import Any
 
 from django.db import transaction
 
+from better_core import celery as core_celery
 from better_tenant.context import get_context, no_tenant, run_as, to_tenant_id
 from better_tenant.exceptions import InvalidTenantId
 
@@ -53,11 +55,6 @@ HEADER = "better_tenant_id"
 
 logger = logging.getLogger(__name__)
 
-_PUBLISH_UID = "better_tenant.celery.add_tenant_header"
-_PRERUN_UID = "better_tenant.celery.enter_tenant_scope"
-_POSTRUN_UID = "better_tenant.celery.leave_tenant_scope"
-_ORDER_UID = "better_tenant.celery.order_receivers"
-_SCOPE_ATTR = "_better_tenant_scope"
 # Ignore is how Task.replace() ends a task whose body completed; Reject and the error states
 # mean the work did not complete.
 _COMMIT_STATES = frozenset({"SUCCESS", "IGNORED"})
@@ -68,21 +65,14 @@ class TaskDidNotSucceed(Exception):
 
 
 def connect() -> None:
-    """Connect the Celery signal receivers when Celery is installed (idempotent)."""
-    try:
-        from celery import signals
-    except ImportError:
-        return
-    signals.before_task_publish.connect(_add_tenant_header, weak=False, dispatch_uid=_PUBLISH_UID)
-    signals.task_prerun.connect(_enter_tenant_scope, weak=False, dispatch_uid=_PRERUN_UID)
-    signals.task_postrun.connect(_leave_tenant_scope, weak=False, dispatch_uid=_POSTRUN_UID)
-    # Celery's Django fix-up closes the database connections in task_prerun and task_postrun
-    # receivers that it connects when the worker starts, after ours. Closing the connection inside
-    # the scope's transaction would discard the task's work, so once the fix-up is in place our
-    # prerun receiver is moved behind it and our postrun receiver ahead of it. Each of these
-    # signals comes after the fix-up has installed itself for some kind of worker or pool.
-    for signal in (signals.worker_init, signals.celeryd_after_setup, signals.worker_process_init):
-        signal.connect(_order_receivers, weak=False, dispatch_uid=_ORDER_UID)
+    """Carry the tenant in task messages when Celery is installed (idempotent).
+
+    The receivers are ``better_core.celery``'s, shared with the other apps; they run the scope's
+    transaction after Celery's Django fix-up has closed stale connections, and commit it before
+    the fix-up closes them again.
+    """
+    core_celery.register(PROPAGATOR)
+    core_celery.connect()
 
 
 def send_on_commit(signature: Any, *, using: str | None = None) -> None:
@@ -95,71 +85,53 @@ def send_on_commit(signature: Any, *, using: str | None = None) -> None:
     transaction.on_commit(lambda: captured.run(signature.apply_async), using=using)
 
 
-def _add_tenant_header(headers: dict | None = None, **_: Any) -> None:
-    if headers is None or HEADER in headers:
-        return
+def _carried_tenant_id() -> uuid.UUID | None:
+    # System mode is never carried (see the module's docstring).
     context = get_context()
-    if context.tenant_id is not None and not context.is_system:
-        headers[HEADER] = str(context.tenant_id)
+    return context.tenant_id if not context.is_system else None
 
 
-def _header_value(request: Any) -> Any:
-    value = getattr(request, HEADER, None)
+def _tenant_header() -> str | None:
+    tenant_id = _carried_tenant_id()
+    return None if tenant_id is None else str(tenant_id)
+
+
+def _target_scope(task: Any, value: Any) -> Any:
     if value is None:
-        # Eager calls keep headers given to apply()/apply_async() in request.headers.
-        value = (getattr(request, "headers", None) or {}).get(HEADER)
-    return value
-
-
-def _target_scope(task: Any, request: Any) -> Any:
-    value = _header_value(request)
-    if value is None:
-        if getattr(request, "is_eager", False):
-            context = get_context()
-            if context.tenant_id is not None and not context.is_system:
-                return run_as(context.tenant_id)
+        if getattr(task.request, "is_eager", False):
+            tenant_id = _carried_tenant_id()
+            if tenant_id is not None:
+                return run_as(tenant_id)
         return no_tenant()
     try:
         return run_as(to_tenant_id(value))
     except InvalidTenantId:
         logger.error(
-            "Task %s[%s] has the header %s=%r, which is not a tenant UUID; it runs with no tenant "
+            "Task %s has the header %s=%r, which is not a tenant UUID; it runs with no tenant "
             "and sees no tenant rows. Send tenant tasks inside better_tenant.run_as(tenant) or "
             "set the header to the tenant's UUID.",
-            task.name,
-            getattr(request, "id", None),
+            core_celery.task_label(task),
             HEADER,
             value,
         )
         return no_tenant()
 
 
-def _enter_tenant_scope(sender: Any = None, task: Any = None, **_: Any) -> None:
-    task = task or sender
-    request = task.request
-    scope = _target_scope(task, request)
+def _enter_tenant_scope(task: Any, value: Any) -> Any:
+    scope = _target_scope(task, value)
     scope.__enter__()
-    setattr(request, _SCOPE_ATTR, scope)
+    return scope
 
 
-def _leave_tenant_scope(
-    sender: Any = None, task: Any = None, state: str | None = None, **_: Any
-) -> None:
-    task = task or sender
-    request = task.request
-    scope = getattr(request, _SCOPE_ATTR, None)
-    if scope is None:
-        return
-    delattr(request, _SCOPE_ATTR)
+def _leave_tenant_scope(task: Any, scope: Any, state: str | None) -> None:
     if state in _COMMIT_STATES:
         try:
             scope.__exit__(None, None, None)
         except Exception:
             logger.exception(
-                "Task %s[%s] finished with state %s but committing its database work failed; "
+                "Task %s finished with state %s but committing its database work failed; "
                 "its changes are lost. Check the database log for the cause.",
-                task.name,
-                getattr(request, "id", None),
+                core_celery.task_label(task),
                 state,
             )
         return
@@ -167,18 +139,10 @@ def _leave_tenant_scope(
     scope.__exit__(TaskDidNotSucceed, failure, None)
 
 
-def _order_receivers(**_: Any) -> None:
-    from celery import signals
-
-    _move_receiver(signals.task_prerun, _PRERUN_UID, last=True)
-    _move_receiver(signals.task_postrun, _POSTRUN_UID, last=False)
-
-
-def _move_receiver(signal: Any, dispatch_uid: str, *, last: bool) -> None:
-    with signal.lock:
-        ours = [entry for entry in signal.receivers if entry[0][0] == dispatch_uid]
-        if not ours:
-            return
-        others = [entry for entry in signal.receivers if entry[0][0] != dispatch_uid]
-        signal.receivers[:] = others + ours if last else ours + others
-        signal.sender_receivers_cache.clear()
+PROPAGATOR = core_celery.HeaderPropagator(
+    header=HEADER,
+    capture=_tenant_header,
+    enter=_enter_tenant_scope,
+    exit=_leave_tenant_scope,
+    uses_database=True,
+)

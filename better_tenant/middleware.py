@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from django.core.signals import got_request_exception
-from django.http import FileResponse, HttpRequest, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.functional import SimpleLazyObject
 
+from better_core.http import HybridMiddleware, stream_in_scope
 from better_tenant import resolvers
 from better_tenant.conf import tenant_settings
 from better_tenant.context import get_context, run_as
@@ -145,33 +146,15 @@ async def arun_in_scope(
 
 def scope_streaming(response: HttpResponseBase, tenant_id: uuid.UUID) -> HttpResponseBase:
     """Make a streaming body, read after the view returned, run as ``tenant_id`` too."""
-    if not getattr(response, "streaming", False) or isinstance(response, FileResponse):
-        # A file's bytes need no tenant, and servers may send the file without iterating.
-        return response
-    if response.is_async:
-        response.streaming_content = _async_scoped(response.streaming_content, tenant_id)
-    else:
-        response.streaming_content = _sync_scoped(response.streaming_content, tenant_id)
-    return response
-
-
-def _sync_scoped(content: Iterator[Any], tenant_id: uuid.UUID) -> Iterator[Any]:
     # One transaction for the whole body: server-side cursors of .iterator() live only as long as
     # the transaction that declared them.
-    with run_as(tenant_id):
-        yield from content
-
-
-async def _async_scoped(content: AsyncIterator[Any], tenant_id: uuid.UUID) -> AsyncIterator[Any]:
-    async with run_as(tenant_id):
-        async for chunk in content:
-            yield chunk
+    return stream_in_scope(response, lambda: run_as(tenant_id))
 
 
 # --- the middleware ------------------------------------------------------------------------------
 
 
-class TenantMiddleware:
+class TenantMiddleware(HybridMiddleware):
     """Resolve the tenant of every request it applies to and run the view as that tenant.
 
     Applies to paths under ``PATH_PREFIXES`` (all when empty) that are not under
@@ -185,20 +168,12 @@ class TenantMiddleware:
     ``asyncio.gather``) share one connection; send those through ``ASGIHandler`` instead.
     """
 
-    sync_capable = True
-    async_capable = True
-
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.async_mode = iscoroutinefunction(get_response)
-        if self.async_mode:
-            markcoroutinefunction(self)
+        super().__init__(get_response)
         # A wrong setting fails when the server loads its middleware, not on some request.
         resolvers.plan()
 
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.async_mode:
-            return self.__acall__(request)
+    def handle(self, request: HttpRequest) -> HttpResponseBase:
         plan = resolvers.plan()
         if not plan.applies_to(request.path_info):
             attach(request, None)

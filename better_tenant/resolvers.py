@@ -15,12 +15,10 @@ from django.core.signals import setting_changed
 from django.http import HttpRequest
 from django.http.request import split_domain_port
 
+from better_core.jwt import bearer_claims
+from better_core.jwt import bearer_token as bearer_token
 from better_tenant.conf import tenant_settings
 from better_tenant.lookup import MAX_IDENTIFIER, resolve_to_id
-
-# Anything longer cannot be a tenant identifier; PyJWT is not asked to parse it.
-MAX_TOKEN = 8192
-
 
 # --- single strategies ---------------------------------------------------------------------------
 
@@ -109,18 +107,6 @@ def from_subdomain(request: HttpRequest) -> str | None:
     return None
 
 
-def bearer_token(request: HttpRequest) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header."""
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    token = token.strip()
-    if not token or len(token) > MAX_TOKEN:
-        return None
-    return token
-
-
 def from_jwt(
     request: HttpRequest,
     claim: str,
@@ -130,26 +116,13 @@ def from_jwt(
 ) -> str | None:
     """The string ``claim`` of the bearer JWT; verified when ``key`` is given, else only decoded.
 
-    A malformed, expired or badly signed token, and a claim that is missing or not a string, all
-    yield None.
+    A malformed, expired or badly signed token, a token carrying an ``aud`` claim when no
+    ``audience`` is expected, and a claim that is missing or not a string, all yield None.
     """
-    token = bearer_token(request)
-    if token is None:
+    claims = bearer_claims(request, key, algorithms=algorithms or None, audience=audience)
+    if claims is None:
         return None
-    import jwt
-
-    try:
-        if key is None:
-            payload = jwt.decode(token, options={"verify_signature": False})
-        else:
-            payload = jwt.decode(
-                token, key, algorithms=list(algorithms or ["HS256"]), audience=audience
-            )
-    except (jwt.PyJWTError, ValueError, TypeError):
-        return None
-    if not isinstance(payload, dict):
-        return None
-    value = payload.get(claim)
+    value = claims.get(claim)
     return _text(value) if isinstance(value, str) else None
 
 

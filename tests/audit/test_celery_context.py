@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,14 +11,13 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
-from better_audit import celery as audit_celery
 from better_audit.celery import HEADER, InvalidContextHeader, context_from_header
 from better_audit.context import audit_context, get_audit_context, merge_audit_context
+from better_core import celery as core_celery
 from example_project.celery import app
 from tests.audit.tasks import audit_snapshot, nested_snapshot
+from tests.support.celery_worker import TIMEOUT, eager_tasks, worker_fixture
 
-ROOT = Path(__file__).resolve().parents[2]
-TIMEOUT = 20
 SNAPSHOT = "tests.audit.tasks.audit_snapshot"
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -60,7 +52,7 @@ def expected(
 def publish_headers(headers: dict[str, Any] | None = None) -> dict[str, Any]:
     """What before_task_publish leaves in the headers of a message sent now."""
     headers = dict(headers or {})
-    audit_celery._add_context_header(headers=headers)
+    core_celery.add_headers(headers=headers)
     return headers
 
 
@@ -123,10 +115,8 @@ def test_header_round_trip():
 
 @pytest.fixture
 def eager() -> Iterator[None]:
-    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
-    yield
-    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+    with eager_tasks(propagates=True):
+        yield
 
 
 def test_eager_task_runs_in_the_callers_context_and_leaves_it_unchanged(eager):
@@ -180,53 +170,11 @@ def test_task_sent_from_a_drf_view_carries_the_token_user(eager, settings):
 # --- a real worker ------------------------------------------------------------------------------
 
 
-@dataclass
-class Worker:
-    queue: str
-
-    def send(self, task: Any, *args: Any, **options: Any) -> Any:
-        return task.apply_async(args, queue=self.queue, **options)
-
-    def run(self, task: Any, *args: Any, **options: Any) -> Any:
-        return self.send(task, *args, **options).get(timeout=TIMEOUT)
-
-
-@pytest.fixture(scope="module")
-def worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """A solo-pool worker on a queue of its own that also loads the audit test tasks."""
-    from django.db import connection
-
-    queue = f"better-audit-test-{uuid.uuid4().hex[:12]}"
-    node = f"{queue}@localhost"
-    log = tmp_path_factory.mktemp("celery") / "worker.log"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
-        "BETTER_DB_NAME": connection.settings_dict["NAME"],
-    }
-    command = [
-        sys.executable, "-m", "celery", "-A", "example_project", "worker",
-        "--pool=solo", "--concurrency=1", "-Q", queue, "-n", node, "--loglevel=INFO",
-        "--include=tests.audit.tasks",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 40
-        while not app.control.ping(destination=[node], timeout=0.5):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"The Celery worker did not start:\n{log.read_text()[-3000:]}")
-        yield Worker(queue)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        with app.connection_for_write() as conn:
-            conn.default_channel.queue_delete(queue)
+worker = worker_fixture(
+    queue_prefix="better-audit-test",
+    include=["tests.audit.tasks"],
+    doc="A solo-pool worker on a queue of its own that also loads the audit test tasks.",
+)
 
 
 def test_worker_runs_the_task_in_the_senders_context(worker):

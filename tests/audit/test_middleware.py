@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -16,7 +15,6 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.asgi import ASGIHandler
-from django.db import connections
 from django.http import HttpResponse
 from django.test import AsyncClient, Client, RequestFactory
 from rest_framework.authtoken.models import Token
@@ -32,6 +30,7 @@ from better_audit.extractors import (
 )
 from better_audit.middleware import ERROR_CODE, AuditContextMiddleware
 from tests.audit.urls import CALLS
+from tests.support.concurrency import asgi_get, run_async, run_threads
 
 pytestmark = [pytest.mark.urls("tests.audit.urls"), pytest.mark.django_db]
 
@@ -564,81 +563,24 @@ def test_concurrent_requests_never_mix_actors(settings):
                 problems.append(f"{label}: correlation id reused")
             seen_ids.add(body["after"]["correlation_id"])
 
-    def worker(i: int) -> None:
+    def work(i: int) -> None:
         client = Client()
-        try:
-            for j in range(REQUESTS_PER_THREAD):
-                index = i * REQUESTS_PER_THREAD + j
-                headers, expected = headers_for(index, sessions)
-                response = client.get("/context?sleep=0.0005", headers=headers)
-                check(f"thread {i}/{j}", response.status_code, response.json(), expected)
-        except Exception as exc:
-            problems.append(f"thread {i}: {exc!r}")
-        finally:
-            connections.close_all()
+        for j in range(REQUESTS_PER_THREAD):
+            index = i * REQUESTS_PER_THREAD + j
+            headers, expected = headers_for(index, sessions)
+            response = client.get("/context?sleep=0.0005", headers=headers)
+            check(f"thread {i}/{j}", response.status_code, response.json(), expected)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
+    run_threads(THREADS, work, problems)
     assert problems == []
 
     handler = ASGIHandler()
 
-    async def one(index: int, gate: asyncio.Semaphore) -> None:
+    async def one(index: int) -> None:
         headers, expected = headers_for(index, sessions)
-        async with gate:
-            status, body = await asgi_get(handler, "/async/context?sleep=0.001", headers)
+        status, body = await asgi_get(handler, "/async/context?sleep=0.001", headers)
         check(f"async {index}", status, body, expected)
 
-    async def main() -> None:
-        gate = asyncio.Semaphore(ASYNC_IN_FLIGHT)
-        await asyncio.gather(*(one(index, gate) for index in range(ASYNC_REQUESTS)))
-
-    asyncio.run(main())
+    run_async(ASYNC_REQUESTS, one, ASYNC_IN_FLIGHT)
     assert problems == []
     assert len(seen_ids) == THREADS * REQUESTS_PER_THREAD + ASYNC_REQUESTS
-
-
-async def asgi_get(handler: ASGIHandler, target: str, headers: dict[str, str]) -> tuple[int, dict]:
-    """One GET through Django's ASGI handler, as a server would send it."""
-    path, _, query = target.partition("?")
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": query.encode(),
-        "headers": [(b"host", b"testserver")]
-        + [(key.lower().encode(), value.encode()) for key, value in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    sent_body = False
-
-    async def receive() -> dict:
-        nonlocal sent_body
-        if not sent_body:
-            sent_body = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.Event().wait()
-        return {"type": "http.disconnect"}
-
-    status = 0
-    chunks: list[bytes] = []
-
-    async def send(message: dict) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await handler(scope, receive, send)
-    return status, json.loads(b"".join(chunks) or b"{}")

@@ -2,75 +2,26 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, connection
+from django.db import IntegrityError
 
+from better_core import celery as core_celery
 from better_tenant import celery as tenant_celery
 from better_tenant import get_context, run_as, run_as_system
 from better_tenant.celery import HEADER, send_on_commit
 from example_project.celery import app
 from example_project.projects.models import Project
 from example_project.projects.tasks import create_project, create_project_retrying, project_summary
+from tests.support.celery_worker import TIMEOUT, eager_tasks, worker_fixture
 
-ROOT = Path(__file__).resolve().parents[2]
-TIMEOUT = 20
-
-
-@dataclass
-class Worker:
-    queue: str
-    log: Path
-
-    def send(self, task: Any, *args: Any, **options: Any) -> Any:
-        return task.apply_async(args, queue=self.queue, **options)
-
-    def run(self, task: Any, *args: Any, **options: Any) -> Any:
-        return self.send(task, *args, **options).get(timeout=TIMEOUT)
-
-
-@pytest.fixture(scope="module")
-def worker(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """A solo-pool worker on a queue of its own, on the test database as the app role."""
-    queue = f"better-test-{uuid.uuid4().hex[:12]}"
-    node = f"{queue}@localhost"
-    log = tmp_path_factory.mktemp("celery") / "worker.log"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "BETTER_DB_NAME": connection.settings_dict["NAME"],
-    }
-    command = [
-        sys.executable, "-m", "celery", "-A", "example_project", "worker",
-        "--pool=solo", "--concurrency=1", "-Q", queue, "-n", node, "--loglevel=INFO",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 40
-        while not app.control.ping(destination=[node], timeout=0.5):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"The Celery worker did not start:\n{log.read_text()[-3000:]}")
-        yield Worker(queue, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        with app.connection_for_write() as conn:
-            conn.default_channel.queue_delete(queue)
+worker = worker_fixture(
+    doc="A solo-pool worker on a queue of its own, on the test database as the app role."
+)
 
 
 def projects_of(tenant: Any) -> list[str]:
@@ -203,10 +154,8 @@ def test_send_on_commit_sends_after_commit_with_the_tenant_and_never_on_rollback
 
 @pytest.fixture
 def eager() -> Iterator[None]:
-    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager, app.conf.task_eager_propagates = True, False
-    yield
-    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+    with eager_tasks(propagates=False):
+        yield
 
 
 @pytest.mark.django_db
@@ -269,8 +218,8 @@ def test_scope_receivers_wrap_those_connected_later():
         signals.celeryd_after_setup.send(sender="test", instance=None, conf=app.conf)
         prerun = [key[0] for key, _ in signals.task_prerun.receivers]
         postrun = [key[0] for key, _ in signals.task_postrun.receivers]
-        assert prerun.index("test.close_connections") < prerun.index(tenant_celery._PRERUN_UID)
-        assert postrun.index(tenant_celery._POSTRUN_UID) < postrun.index("test.close_connections")
+        assert prerun.index("test.close_connections") < prerun.index(core_celery.PRERUN_UID)
+        assert postrun.index(core_celery.POSTRUN_UID) < postrun.index("test.close_connections")
     finally:
         for signal in (signals.task_prerun, signals.task_postrun):
             signal.disconnect(dispatch_uid="test.close_connections")

@@ -6,20 +6,17 @@ share a connection, a thread or an event loop would show up as another tenant's 
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import threading
 import uuid
 
 import pytest
 from django.core.cache import caches
 from django.core.handlers.asgi import ASGIHandler
-from django.db import connections
 from django.test import Client
 
 from better_tenant import run_as, run_as_system
 from better_tenant.api import create_tenant
+from tests.support.concurrency import asgi_get, run_async, run_threads
 from tests.testapp.models import Note
 
 pytestmark = [pytest.mark.urls("tests.testapp.urls"), pytest.mark.django_db(transaction=True)]
@@ -83,37 +80,27 @@ def test_threads_on_interleaved_tenants_never_see_another_tenants_rows(tenants):
     problems: list[str] = []
     counted = [0] * THREADS
 
-    def worker(i: int) -> None:
+    def work(i: int) -> None:
         client = Client(raise_request_exception=False)
-        try:
-            for j in range(REQUESTS_PER_THREAD):
-                path, headers, tenant, titles = request_for(tenants, i, j)
-                if j % 10 == 9:
-                    # A view that writes and raises on this thread's connection; the requests
-                    # after it must neither see its row nor inherit its tenant.
-                    failed = client.get("/notes/fail?title=leak", headers=headers)
-                    if failed.status_code != 500:
-                        problems.append(f"thread {i}: failing view answered {failed.status_code}")
-                response = client.get(path, headers=headers)
-                counted[i] += 1
-                if response.status_code != 200:
-                    problems.append(f"thread {i} {path}: status {response.status_code}")
-                    continue
-                check(response.json(), tenant, titles, f"thread {i} {path}", problems)
-            state = client.get("/public/state").json()
-            if state["tenant_id"] is not None or state["visible_notes"] or state["setting"]:
-                problems.append(f"thread {i}: tenant left on the connection: {state}")
-        except Exception as exc:  # a crash in a thread must fail the test, not vanish
-            problems.append(f"thread {i}: {exc!r}")
-        finally:
-            connections.close_all()
+        for j in range(REQUESTS_PER_THREAD):
+            path, headers, tenant, titles = request_for(tenants, i, j)
+            if j % 10 == 9:
+                # A view that writes and raises on this thread's connection; the requests after
+                # it must neither see its row nor inherit its tenant.
+                failed = client.get("/notes/fail?title=leak", headers=headers)
+                if failed.status_code != 500:
+                    problems.append(f"thread {i}: failing view answered {failed.status_code}")
+            response = client.get(path, headers=headers)
+            counted[i] += 1
+            if response.status_code != 200:
+                problems.append(f"thread {i} {path}: status {response.status_code}")
+                continue
+            check(response.json(), tenant, titles, f"thread {i} {path}", problems)
+        state = client.get("/public/state").json()
+        if state["tenant_id"] is not None or state["visible_notes"] or state["setting"]:
+            problems.append(f"thread {i}: tenant left on the connection: {state}")
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
+    run_threads(THREADS, work, problems)
     assert problems == []
     assert sum(counted) == THREADS * REQUESTS_PER_THREAD
     with run_as_system():
@@ -121,54 +108,12 @@ def test_threads_on_interleaved_tenants_never_see_another_tenants_rows(tenants):
         assert Note.objects.count() == sum(len(titles) for _, titles in tenants)
 
 
-async def asgi_get(handler: ASGIHandler, path: str, headers: dict[str, str]) -> tuple[int, dict]:
-    """One GET through Django's ASGI handler, as a server would send it."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver")]
-        + [(key.lower().encode(), value.encode()) for key, value in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    sent_body = False
-
-    async def receive() -> dict:
-        nonlocal sent_body
-        if not sent_body:
-            sent_body = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        # The client stays connected; the handler cancels this wait when it has answered.
-        await asyncio.Event().wait()
-        return {"type": "http.disconnect"}
-
-    status = 0
-    chunks: list[bytes] = []
-
-    async def send(message: dict) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await handler(scope, receive, send)
-    return status, json.loads(b"".join(chunks) or b"{}")
-
-
 def test_async_requests_on_interleaved_tenants_never_see_another_tenants_rows(tenants):
     handler = ASGIHandler()
     problems: list[str] = []
     paths = ["/async/notes", "/notes", "/public/async/decorated", "/t/{slug}/async/notes"]
 
-    async def one(index: int, gate: asyncio.Semaphore) -> None:
+    async def one(index: int) -> None:
         tenant, titles = tenants[index % len(tenants)]
         path = paths[(index // len(tenants)) % len(paths)].format(slug=tenant.slug)
         headers = (
@@ -176,16 +121,11 @@ def test_async_requests_on_interleaved_tenants_never_see_another_tenants_rows(te
             if "{slug}" in paths[(index // len(tenants)) % len(paths)]
             else {"X-Tenant-ID": tenant.slug if index % 2 else str(tenant.pk)}
         )
-        async with gate:
-            status, body = await asgi_get(handler, path, headers)
+        status, body = await asgi_get(handler, path, headers)
         if status != 200:
             problems.append(f"async {index} {path}: status {status} {body}")
             return
         check(body, tenant, titles, f"async {index} {path}", problems)
 
-    async def main() -> None:
-        gate = asyncio.Semaphore(ASYNC_IN_FLIGHT)
-        await asyncio.gather(*(one(index, gate) for index in range(ASYNC_REQUESTS)))
-
-    asyncio.run(main())
+    run_async(ASYNC_REQUESTS, one, ASYNC_IN_FLIGHT)
     assert problems == []
