@@ -68,3 +68,58 @@ class AuditLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.operation} {self.table_name} {self.record_id}"
+
+
+class AuditSeal(models.Model):
+    """One link of a tenant's hash chain: the seal of one audit entry (``better_audit.integrity``).
+
+    Kept after its entry is purged (``purge_id`` then names the purge anchor), so the chain stays
+    recomputable. Written and read only in the admin role.
+    """
+
+    entry_id = models.UUIDField(primary_key=True)
+    # The tenant whose chain this is (None: entries without a tenant); not named tenant_id, as
+    # these rows are no tenant's data and carry no tenant policy.
+    chain = models.UUIDField(null=True, blank=True)
+    seq = models.BigIntegerField()
+    entry_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+    sealed_at = models.DateTimeField()
+    purge_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        db_table = "audit_log_seals"
+        verbose_name = "audit seal"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["chain", "seq"], name="audit_log_seals_chain_seq", nulls_distinct=False
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chain or 'global'}#{self.seq}"
+
+
+class AuditPurge(models.Model):
+    """A purge anchor: one batch of entries of one chain deleted by ``integrity.purge``."""
+
+    id = models.UUIDField(primary_key=True)
+    run_id = models.UUIDField()
+    chain = models.UUIDField(null=True, blank=True)
+    cutoff = models.DateTimeField()
+    tables = ArrayField(models.TextField(), null=True, blank=True)
+    first_seq = models.BigIntegerField()
+    last_seq = models.BigIntegerField()
+    last_hash = models.CharField(max_length=64)
+    purged_count = models.IntegerField()
+    purged_at = models.DateTimeField()
+    purged_by = models.TextField()
+
+    class Meta:
+        db_table = "audit_purges"
+        verbose_name = "audit purge"
+        indexes = [models.Index(fields=["chain", "last_seq"], name="audit_purges_chain_idx")]
+
+    def __str__(self) -> str:
+        chain = self.chain or "global"
+        return f"purge {self.run_id} of {chain} #{self.first_seq}-{self.last_seq}"

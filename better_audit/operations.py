@@ -70,3 +70,59 @@ class AuditLogRLS(RunSQL):
     ) -> None:
         if self._applies(app_label, schema_editor):
             self._run_sql(schema_editor, self.backward_sql())
+
+
+class AuditAppendOnly(RunSQL):
+    """Append-only triggers, the admin role and its policies (see ``better_audit.integrity``).
+
+    Computed when the migration runs, because it names ``BETTER_AUDIT_INTEGRITY["ADMIN_ROLE"]``
+    (and, backwards, better_tenant's system role, whose grants it gives back).
+    """
+
+    reversible = True
+
+    def __init__(self) -> None:
+        super().__init__(sql="", reverse_sql="", elidable=False)
+
+    def deconstruct(self) -> tuple[str, list, dict]:
+        return self.__class__.__name__, [], {}
+
+    def describe(self) -> str:
+        return "Append-only triggers and the privileged admin role on the audit tables"
+
+    def forward_sql(self) -> str:
+        from better_audit import integrity
+
+        return integrity.append_only_sql(integrity.admin_role())
+
+    def backward_sql(self) -> str:
+        from better_audit import integrity
+
+        system_role = None
+        if apps.is_installed("better_tenant"):
+            from better_tenant.conf import tenant_settings
+
+            system_role = tenant_settings.SYSTEM_ROLE
+        return integrity.drop_append_only_sql(integrity.admin_role(), system_role)
+
+    def _applies(self, app_label: str, schema_editor: Any) -> bool:
+        if not router.allow_migrate(schema_editor.connection.alias, app_label, **self.hints):
+            return False
+        if schema_editor.connection.vendor != "postgresql":
+            raise NotSupportedError(
+                "better_audit's append-only audit trail needs PostgreSQL (roles, triggers); "
+                f"this database is {schema_editor.connection.vendor}."
+            )
+        return True
+
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        if self._applies(app_label, schema_editor):
+            self._run_sql(schema_editor, self.forward_sql())
+
+    def database_backwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        if self._applies(app_label, schema_editor):
+            self._run_sql(schema_editor, self.backward_sql())

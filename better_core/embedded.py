@@ -19,6 +19,8 @@ from typing import Any
 OWNER_ROLE = "better_owner"
 APP_ROLE = "better_app"
 DATABASE = "better"
+# better_audit's privileged path (purge, sealing): the app role may SET ROLE to it.
+AUDIT_ADMIN_ROLE = "better_audit_admin"
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,19 @@ def start_postgres(
     pgserver.get_server(pgdata, cleanup_mode=None)
     import psycopg
 
-    from better_tenant.sql import bootstrap_roles_sql, grant_privileges_sql
+    from better_tenant.sql import (
+        bootstrap_roles_sql,
+        ensure_system_role_sql,
+        grant_privileges_sql,
+        membership_sql,
+    )
 
     with psycopg.connect(
         host=str(pgdata), dbname="postgres", user="postgres", autocommit=True
     ) as su:
         su.execute(bootstrap_roles_sql(OWNER_ROLE, APP_ROLE, system_role))
+        su.execute(ensure_system_role_sql(AUDIT_ADMIN_ROLE))
+        su.execute(membership_sql(APP_ROLE, AUDIT_ADMIN_ROLE))
         if not su.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
             su.execute(f'CREATE DATABASE "{DATABASE}" OWNER "{OWNER_ROLE}"')
             with psycopg.connect(

@@ -51,12 +51,13 @@ def django_db_setup_with_roles(
     django_db_modify_db_settings: None,
 ) -> Iterator[None]:
     """Create and migrate the test databases as the owner; tests then connect as the app role."""
+    from django.apps import apps
     from django.db import connections
     from django.test import TransactionTestCase
     from django.test.utils import setup_databases, teardown_databases
 
     from better_tenant.conf import tenant_settings
-    from better_tenant.sql import grant_privileges_sql
+    from better_tenant.sql import grant_privileges_sql, membership_sql
 
     keepdb = django_db_keepdb and not django_db_createdb
     app_users = {alias: connections[alias].settings_dict["USER"] for alias in connections}
@@ -74,6 +75,11 @@ def django_db_setup_with_roles(
                             owner.get("USER"), app_users[alias], tenant_settings.SYSTEM_ROLE
                         )
                     )
+                    if apps.is_installed("better_audit"):
+                        # The privileged path of the audit trail (the role its migration made).
+                        from better_audit.integrity import admin_role
+
+                        cursor.execute(membership_sql(app_users[alias], admin_role()))
 
     # Django empties tables between transactional tests with TRUNCATE, which the app role may
     # not do (TRUNCATE ignores RLS); run that cleanup as the owner.
