@@ -67,19 +67,12 @@ def start_postgres(
     pgserver.get_server(pgdata, cleanup_mode=None)
     import psycopg
 
-    from better_tenant.sql import (
-        bootstrap_roles_sql,
-        ensure_system_role_sql,
-        grant_privileges_sql,
-        membership_sql,
-    )
+    from better_core.roles import bootstrap_roles_sql, grant_privileges_sql
 
     with psycopg.connect(
         host=str(pgdata), dbname="postgres", user="postgres", autocommit=True
     ) as su:
-        su.execute(bootstrap_roles_sql(OWNER_ROLE, APP_ROLE, system_role))
-        su.execute(ensure_system_role_sql(AUDIT_ADMIN_ROLE))
-        su.execute(membership_sql(APP_ROLE, AUDIT_ADMIN_ROLE))
+        su.execute(bootstrap_roles_sql(OWNER_ROLE, APP_ROLE, system_role, AUDIT_ADMIN_ROLE))
         if not su.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
             su.execute(f'CREATE DATABASE "{DATABASE}" OWNER "{OWNER_ROLE}"')
             with psycopg.connect(

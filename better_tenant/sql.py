@@ -14,6 +14,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from better_core.roles import (  # noqa: F401 - re-exported for the apps and commands
+    bootstrap_roles_sql,
+    ensure_role_sql,
+    grant_privileges_sql,
+    literal,
+    membership_sql,
+    qn,
+)
+
 SETTING = "app.current_tenant"
 CURRENT_TENANT = f"NULLIF(current_setting('{SETTING}', true), '')::uuid"
 TRIGGER_FUNCTION = "set_tenant_id"
@@ -21,15 +30,6 @@ TRIGGER_NAME = "set_tenant_id_trigger"
 TENANTS_TABLE = "tenants"
 TENANTS_READ_POLICY = "rls_tenants_read"
 TENANTS_WRITE_POLICY = "rls_tenants_write"
-
-
-def qn(name: str) -> str:
-    """Quote an SQL identifier (schema-qualified names are quoted part by part)."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
-
-
-def literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def short_name(*parts: str) -> str:
@@ -62,89 +62,9 @@ def composite_fk_name(table: str, column: str) -> str:
 
 def ensure_system_role_sql(system_role: str) -> str:
     """Create the NOLOGIN system role if it is missing, with a clear error when that is refused."""
-    return f"""DO $better$
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {literal(system_role)}) THEN
-    BEGIN
-      CREATE ROLE {qn(system_role)} NOLOGIN NOSUPERUSER NOBYPASSRLS;
-    EXCEPTION WHEN insufficient_privilege THEN
-      RAISE EXCEPTION USING
-        MESSAGE = 'better_tenant: the role ' || {literal(system_role)} || ' does not exist and '
-                  || current_user || ' may not create it',
-        HINT = 'Create it once as a superuser: CREATE ROLE ' || quote_ident({literal(system_role)})
-               || ' NOLOGIN; then run manage.py better_tenant init --app-role <your app role>.';
-    END;
-  END IF;
-END
-$better$;"""
-
-
-def bootstrap_roles_sql(owner: str, app: str, system_role: str, database: str | None = None) -> str:
-    """Superuser SQL that creates the owner, app and system roles (idempotent)."""
-    return f"""DO $better$
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {literal(owner)}) THEN
-    CREATE ROLE {qn(owner)} LOGIN CREATEDB CREATEROLE NOSUPERUSER;
-  END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {literal(app)}) THEN
-    CREATE ROLE {qn(app)} LOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT NOCREATEDB NOCREATEROLE;
-  END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {literal(system_role)}) THEN
-    CREATE ROLE {qn(system_role)} NOLOGIN NOSUPERUSER NOBYPASSRLS;
-  END IF;
-END
-$better$;
-{membership_sql(app, system_role)}"""
-
-
-def membership_sql(app: str, system_role: str) -> str:
-    """Let ``app`` SET ROLE to the system role without inheriting its policies.
-
-    PostgreSQL 16 can say so on the grant (INHERIT FALSE); older servers need the app role itself
-    to be NOINHERIT, in which case its table privileges must be granted to it directly.
-    """
-    return f"""DO $better$
-BEGIN
-  IF EXISTS (
-    SELECT 1 FROM pg_auth_members m
-    WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = {literal(system_role)})
-      AND m.member = (SELECT oid FROM pg_roles WHERE rolname = {literal(app)})
-  ) THEN
-    RETURN;
-  END IF;
-  IF current_setting('server_version_num')::int >= 160000 THEN
-    EXECUTE 'GRANT ' || quote_ident({literal(system_role)}) || ' TO ' || quote_ident({literal(app)})
-            || ' WITH INHERIT FALSE, SET TRUE';
-  ELSE
-    EXECUTE 'ALTER ROLE ' || quote_ident({literal(app)}) || ' NOINHERIT';
-    EXECUTE 'GRANT ' || quote_ident({literal(system_role)})
-            || ' TO ' || quote_ident({literal(app)});
-  END IF;
-END
-$better$;"""
-
-
-def grant_privileges_sql(
-    owner: str | None, app: str, system_role: str, schema: str = "public"
-) -> str:
-    """Grant table DML (never TRUNCATE) and sequence use to the app and system roles.
-
-    Covers the tables that exist now and, when ``owner`` is given, those the owner creates later.
-    """
-    roles = f"{qn(app)}, {qn(system_role)}"
-    statements = [
-        f"GRANT USAGE ON SCHEMA {qn(schema)} TO {roles};",
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {qn(schema)} TO {roles};",
-        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {qn(schema)} TO {roles};",
-    ]
-    if owner:
-        statements += [
-            f"ALTER DEFAULT PRIVILEGES FOR ROLE {qn(owner)} IN SCHEMA {qn(schema)} "
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {roles};",
-            f"ALTER DEFAULT PRIVILEGES FOR ROLE {qn(owner)} IN SCHEMA {qn(schema)} "
-            f"GRANT USAGE, SELECT ON SEQUENCES TO {roles};",
-        ]
-    return "\n".join(statements)
+    return ensure_role_sql(
+        system_role, "Then run manage.py better_tenant init --app-role <your app role>."
+    )
 
 
 # --- functions and the tenants table ----------------------------------------------------------
