@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any
 
 __all__ = [
     "audit_context",
     "capture_log",
     "enrich",
+    "export",
+    "export_response",
     "get_audit_context",
     "merge_audit_context",
     "on_after_log",
     "on_before_log",
+    "query",
+    "stats",
 ]
 
 _EXPORTS = {
@@ -22,6 +28,10 @@ _EXPORTS = {
     "audit_context": "better_audit.context",
     "merge_audit_context": "better_audit.context",
     "get_audit_context": "better_audit.context",
+    "query": "better_audit.query",
+    "export": "better_audit.export",
+    "export_response": "better_audit.export",
+    "stats": "better_audit.stats",
 }
 
 
@@ -33,3 +43,19 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     return getattr(importlib.import_module(module), name)
+
+
+# query, export and stats name both a function and the submodule that holds it. Importing a
+# submodule binds it on the package, which would hide the function; keep the function visible
+# (the submodules stay importable through sys.modules: `from better_audit.query import AuditQuery`).
+_FUNCTION_MODULES = frozenset({"query", "export", "stats"})
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FUNCTION_MODULES and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -34,6 +34,9 @@ class BetterAuditConfig(AppConfig):
         capture.connect_signals()
         setting_changed.connect(_reconfigure, dispatch_uid="better_audit.reconfigure")
         checks.register(check_configuration, "better_audit")
+        from better_audit.checks import check_query_and_retention
+
+        checks.register(check_query_and_retention, "better_audit")
 
         from django.apps import apps
 

@@ -69,7 +69,10 @@ OWNER_COMMANDS = {"migrate", "makemigrations", "flush", "sqlflush", "squashmigra
 _as_owner = env.str("DB_ROLE", default="") == "owner" or (
     len(sys.argv) > 1
     and sys.argv[0].endswith("manage.py")
-    and (sys.argv[1] in OWNER_COMMANDS or sys.argv[1:3] == ["better_tenant", "init"])
+    and (
+        sys.argv[1] in OWNER_COMMANDS
+        or sys.argv[1:3] in (["better_tenant", "init"], ["better_audit", "migrate"])
+    )
 )
 DATABASES = {"default": _owner_db if _as_owner else _runtime_db}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)

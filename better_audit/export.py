@@ -1,0 +1,403 @@
+"""``audit.export()`` and ``audit.export_response()``: JSON or CSV, streamed with flat memory.
+
+Rows are read through a server-side cursor (``QuerySet.iterator(chunk_size=...)``) and written
+chunk by chunk, so exporting millions of entries holds one chunk in memory. Structured columns are
+rendered by PostgreSQL (``jsonb::text``) and spliced in as they are, never parsed in Python.
+
+Shapes (field names are the model's, in the order of ``FIELDS``):
+
+- JSON ``array``: ``[{entry}, {entry}, ..., {"_chain_head": {...}}]``;
+- JSON ``ndjson``: one entry per line, then a last line ``{"_chain_head": {...}}``;
+- CSV: a header row of ``FIELDS`` and one row per entry, nothing else; ``before_data``,
+  ``after_data``, ``diff``, ``metadata``, ``compliance`` and ``redacted_fields`` cells hold JSON,
+  ``notify`` is ``true``/``false``, NULL is an empty cell.
+
+The chain head (``integrity.chain_head()``) proves the export was taken from an unbroken trail. In
+JSON it is the trailing record, the only one whose single key is ``_chain_head``, so the seed's
+array-of-entries shape still parses. CSV keeps it out of the body, where any extra row would be read
+as an entry: a response carries it in the ``X-Audit-Chain-Head`` header (compact JSON), writing
+to a file returns it in the ``ExportSummary`` (and the command prints it on stderr).
+``chain_head=False`` leaves it out everywhere.
+
+When the export opens its own transaction it runs at REPEATABLE READ, so the entries and the chain
+head come from one snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from django.db import connections, router, transaction
+from django.db.models import F, Func, TextField
+from django.db.models.functions import Cast
+from django.http import StreamingHttpResponse
+
+from better_audit.query import AuditQuery
+
+FIELDS = (
+    "id",
+    "timestamp",
+    "table_name",
+    "operation",
+    "record_id",
+    "actor_id",
+    "before_data",
+    "after_data",
+    "diff",
+    "label",
+    "description",
+    "severity",
+    "compliance",
+    "notify",
+    "reason",
+    "metadata",
+    "redacted_fields",
+    "correlation_id",
+    "tenant_id",
+)
+_JSONB = ("before_data", "after_data", "diff", "metadata")
+_ARRAYS = ("compliance", "redacted_fields")
+FORMATS = ("json", "csv")
+JSON_STYLES = ("array", "ndjson")
+CHAIN_HEAD_KEY = "_chain_head"
+CHAIN_HEAD_HEADER = "X-Audit-Chain-Head"
+CONTENT_TYPES = {
+    ("json", "array"): "application/json",
+    ("json", "ndjson"): "application/x-ndjson",
+    ("csv", None): "text/csv; charset=utf-8",
+}
+DEFAULT_CHUNK_SIZE = 2000
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What ``export(output=...)`` wrote: the number of entries and the chain head (or None)."""
+
+    rows: int
+    chain_head: dict[str, Any] | None
+
+
+def export(
+    format: str = "json",
+    json_style: str = "array",
+    query: AuditQuery | None = None,
+    output: str | os.PathLike[str] | IO[Any] | None = None,
+    *,
+    chain_head: bool = True,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> str | ExportSummary:
+    """Export the entries of ``query`` (default: all, oldest first) as JSON or CSV.
+
+    Returns the text when ``output`` is None; otherwise writes to ``output`` (a path, or a text or
+    binary stream) and returns an ``ExportSummary``. See the module docstring for the shapes.
+    """
+    style = _validate(format, json_style)
+    q = (query or AuditQuery()).ordered("asc")
+    if output is None:
+        buffer = io.StringIO()
+        # A CSV string has nowhere to carry the head, so it is not computed.
+        _write(buffer, format, style, q, chain_head and format != "csv", chunk_size, None)
+        return buffer.getvalue()
+    if isinstance(output, (str, os.PathLike)):
+        with open(output, "w", encoding="utf-8", newline="") as stream:
+            return _write(stream, format, style, q, chain_head, chunk_size, None)
+    if isinstance(output, (io.RawIOBase, io.BufferedIOBase)) or "b" in getattr(output, "mode", ""):
+        text = io.TextIOWrapper(output, encoding="utf-8", newline="", write_through=True)
+        try:
+            return _write(text, format, style, q, chain_head, chunk_size, None)
+        finally:
+            text.detach()
+    return _write(output, format, style, q, chain_head, chunk_size, None)
+
+
+def export_response(
+    format: str = "json",
+    query: AuditQuery | None = None,
+    filename: str | None = None,
+    *,
+    json_style: str = "array",
+    chain_head: bool = True,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> StreamingHttpResponse:
+    """A download of the export, streamed: the right content type and an attachment filename.
+
+    The body is produced while the response is sent, in the tenant scope that was current when
+    this was called (a view's scope ends before streaming starts, so it is re-entered).
+    """
+    style = _validate(format, json_style)
+    q = (query or AuditQuery()).ordered("asc")
+    scope = _capture_scope()
+    extension = "csv" if format == "csv" else ("ndjson" if style == "ndjson" else "json")
+    name = _safe_filename(filename or "audit-export", extension)
+    header_head = None
+    if chain_head and format == "csv":
+        with snapshot(q.queryset.db), _entered(scope):
+            header_head = _chain_head()
+
+    def body() -> Iterator[bytes]:
+        # Snapshot first: REPEATABLE READ must be set before the scope's first statement.
+        with snapshot(q.queryset.db), _entered(scope):
+            sink = _ChunkSink()
+            yield from _write_chunks(sink, format, style, q, chain_head, chunk_size, header_head)
+
+    response = StreamingHttpResponse(body(), content_type=CONTENT_TYPES[(format, style)])
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    if header_head is not None:
+        response[CHAIN_HEAD_HEADER] = json.dumps(header_head, separators=(",", ":"), default=str)
+    return response
+
+
+# --- writing --------------------------------------------------------------------------------------
+
+
+class _ChunkSink:
+    """A text sink whose content is taken out as bytes after each chunk of rows."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self._parts.append(text)
+        return len(text)
+
+    def take(self) -> bytes:
+        data = "".join(self._parts).encode()
+        self._parts.clear()
+        return data
+
+
+def _write(
+    stream: Any,
+    format: str,
+    style: str | None,
+    q: AuditQuery,
+    chain_head: bool,
+    chunk_size: int,
+    head: dict[str, Any] | None,
+) -> ExportSummary:
+    *_, summary = _run(stream, format, style, q, chain_head, chunk_size, head)
+    return summary
+
+
+def _write_chunks(
+    sink: _ChunkSink,
+    format: str,
+    style: str | None,
+    q: AuditQuery,
+    chain_head: bool,
+    chunk_size: int,
+    head: dict[str, Any] | None,
+) -> Iterator[bytes]:
+    for _ in _run(sink, format, style, q, chain_head, chunk_size, head):
+        data = sink.take()
+        if data:
+            yield data
+
+
+def _run(
+    stream: Any,
+    format: str,
+    style: str | None,
+    q: AuditQuery,
+    chain_head: bool,
+    chunk_size: int,
+    head: dict[str, Any] | None,
+) -> Iterator[ExportSummary | None]:
+    """Write the export to ``stream``, yielding after each chunk; the last yield is the summary."""
+    qs = q.queryset
+    using = qs.db
+    rows = 0
+    with snapshot(using):
+        if format == "csv":
+            writer = csv.writer(stream, lineterminator="\r\n")
+            writer.writerow(FIELDS)
+            for chunk in _chunks(qs, chunk_size):
+                writer.writerows(_csv_row(row) for row in chunk)
+                rows += len(chunk)
+                yield None
+            if chain_head and head is None:
+                head = _chain_head()
+        else:
+            array = style == "array"
+            if array:
+                stream.write("[")
+            separator = "\n" if array else ""
+            for chunk in _chunks(qs, chunk_size):
+                if array:
+                    stream.write(separator + ",\n".join(_json_row(row) for row in chunk))
+                    separator = ",\n"
+                else:
+                    stream.write("".join(_json_row(row) + "\n" for row in chunk))
+                rows += len(chunk)
+                yield None
+            if chain_head:
+                head = _chain_head() if head is None else head
+                trailer = json.dumps({CHAIN_HEAD_KEY: head}, separators=(",", ":"), default=str)
+                stream.write((separator if array else "") + trailer + ("" if array else "\n"))
+            if array:
+                stream.write("\n]\n" if rows or chain_head else "]\n")
+    yield ExportSummary(rows=rows, chain_head=head if chain_head else None)
+
+
+def _chunks(qs: Any, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
+    annotations = {f"x_{name}": Cast(F(name), TextField()) for name in _JSONB}
+    annotations.update(
+        {f"x_{name}": Cast(Func(F(name), function="to_jsonb"), TextField()) for name in _ARRAYS}
+    )
+    columns = [f"x_{name}" if name in _JSONB or name in _ARRAYS else name for name in FIELDS]
+    rows = qs.annotate(**annotations).values_list(*columns).iterator(chunk_size=chunk_size)
+    chunk: list[tuple[Any, ...]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= chunk_size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+_STRUCTURED = frozenset(FIELDS.index(name) for name in (*_JSONB, *_ARRAYS))
+_TIMESTAMP = FIELDS.index("timestamp")
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
+_KEYS = [_dumps(name) + ":" for name in FIELDS]
+
+
+def _json_row(row: tuple[Any, ...]) -> str:
+    parts = []
+    for index, value in enumerate(row):
+        if value is None:
+            text = "null"
+        elif index in _STRUCTURED:
+            text = value
+        elif index == _TIMESTAMP:
+            text = '"' + value.isoformat() + '"'
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = _dumps(str(value))
+        parts.append(_KEYS[index] + text)
+    return "{" + ",".join(parts) + "}"
+
+
+def _csv_row(row: tuple[Any, ...]) -> list[str]:
+    cells = []
+    for index, value in enumerate(row):
+        if value is None:
+            cells.append("")
+        elif index == _TIMESTAMP:
+            cells.append(value.isoformat())
+        elif isinstance(value, bool):
+            cells.append("true" if value else "false")
+        else:
+            cells.append(str(value))
+    return cells
+
+
+# --- transaction, scope and chain head ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def snapshot(using: str = "default") -> Iterator[None]:
+    """A REPEATABLE READ transaction, unless one is open already (then that one is used).
+
+    Enter it before ``run_as_system()`` or ``run_as()`` so that the isolation level is set before
+    their first statement.
+    """
+    connection = connections[using]
+    if connection.in_atomic_block:
+        # The caller's transaction: the server-side cursor lives in it.
+        yield
+        return
+    with transaction.atomic(using=using):
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
+def _chain_head() -> dict[str, Any]:
+    from better_audit import integrity
+
+    return integrity.chain_head(tenant_id=_scope_tenant())
+
+
+def _tenant_installed() -> bool:
+    from django.apps import apps
+
+    return apps.is_installed("better_tenant")
+
+
+def _scope_tenant() -> Any:
+    if not _tenant_installed():
+        return None
+    from better_tenant.context import get_context
+
+    context = get_context()
+    return None if context.is_system else context.tenant_id
+
+
+def _capture_scope() -> tuple[str, Any]:
+    if not _tenant_installed():
+        return ("none", None)
+    from better_tenant.context import get_context
+
+    context = get_context()
+    if context.is_system:
+        return ("system", None)
+    if context.tenant_id is not None:
+        return ("tenant", context.tenant_id)
+    return ("none", None)
+
+
+@contextlib.contextmanager
+def _entered(scope: tuple[str, Any]) -> Iterator[None]:
+    kind, tenant_id = scope
+    if kind == "none":
+        yield
+        return
+    from better_tenant.context import get_context, run_as, run_as_system
+
+    context = get_context()
+    if (kind == "system" and context.is_system) or (
+        kind == "tenant" and not context.is_system and context.tenant_id == tenant_id
+    ):
+        yield
+        return
+    if kind == "system":
+        with run_as_system(using=router.db_for_read(_model())):
+            yield
+    else:
+        with run_as(tenant_id, using=router.db_for_read(_model())):
+            yield
+
+
+def _model() -> Any:
+    from better_audit.models import AuditLog
+
+    return AuditLog
+
+
+def _validate(format: str, json_style: str) -> str | None:
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}.")
+    if format == "csv":
+        return None
+    if json_style not in JSON_STYLES:
+        raise ValueError(f"json_style must be one of {', '.join(JSON_STYLES)}; got {json_style!r}.")
+    return json_style
+
+
+def _safe_filename(name: str, extension: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+    cleaned = re.sub(r"-{2,}", "-", cleaned).strip(".-") or "audit"
+    if not cleaned.lower().endswith("." + extension):
+        cleaned += "." + extension
+    return cleaned

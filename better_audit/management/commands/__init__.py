@@ -1,0 +1,1 @@
+"""The ``better_audit`` management command."""

@@ -1,0 +1,518 @@
+"""``manage.py better_audit``: migrate, check, stats, purge, export and verify."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from io import StringIO
+from typing import Any
+
+from django.apps import apps
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError, connections
+from django.db.migrations.loader import MigrationLoader
+from django.utils import timezone
+
+from better_core.durations import parse_since
+
+APP = "better_audit"
+BAR_WIDTH = 30
+
+
+class Command(BaseCommand):
+    help = "Migrate, verify, report on, purge and export the audit log."
+    # `check` reports problems itself; purge and export must work while a check fails.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        subparsers = parser.add_subparsers(
+            dest="subcommand", metavar="SUBCOMMAND", title="subcommands", required=True
+        )
+
+        migrate = subparsers.add_parser(
+            "migrate",
+            help="Apply the audit_logs migrations, or print their SQL with --dry-run.",
+            description=(
+                "Runs `migrate better_audit` (as the role that owns the tables); with --dry-run "
+                "prints the `sqlmigrate` SQL of every migration not applied yet."
+            ),
+        )
+        migrate.add_argument("--dry-run", action="store_true", help="print the SQL, change nothing")
+
+        subparsers.add_parser(
+            "check",
+            help="Verify table, columns, indexes and append-only privileges; exit 1 on failure.",
+            description=(
+                "Connects as the runtime role and checks that audit_logs exists with the model's "
+                "columns and indexes, that its migrations are applied, that the role may INSERT "
+                "and SELECT, and that UPDATE, DELETE and TRUNCATE cannot change the trail."
+            ),
+        )
+
+        stats = subparsers.add_parser("stats", help="Totals, events per day, top actors/tables.")
+        stats.add_argument(
+            "--days",
+            type=int,
+            default=30,
+            help="window in days, 1-365 (default 30); 0 means all time",
+        )
+        stats.add_argument("--top", type=int, default=10, help="rows of the top lists (default 10)")
+        stats.add_argument("--json", action="store_true", help="print the report as JSON")
+
+        purge = subparsers.add_parser(
+            "purge",
+            help="Delete entries older than the retention period, in batches.",
+            description=(
+                "The cutoff is --since (a duration such as 90d, 4w, 3m, 1y or an ISO date) or "
+                "BETTER_AUDIT['RETENTION']['days']. Without --since only the tables of "
+                "RETENTION['tables'] are purged (every table when it is unset); --since purges "
+                "every table."
+            ),
+        )
+        purge.add_argument("--since", help="cutoff: duration (90d, 1y) or ISO date (2025-01-01)")
+        purge.add_argument(
+            "--batch-size", type=int, default=1000, help="rows per DELETE batch (default 1000)"
+        )
+        purge.add_argument(
+            "--dry-run", action="store_true", help="print how many rows would be deleted"
+        )
+        purge.add_argument(
+            "--yes", action="store_true", help="do not ask; required when stdin is not a terminal"
+        )
+
+        export = subparsers.add_parser(
+            "export",
+            help="Write entries as JSON or CSV to stdout or a file.",
+            description=(
+                "Filters combine with AND. Use --since or --from/--to, not both. JSON ends with "
+                'a {"_chain_head": ...} record; for CSV the chain head is printed on stderr.'
+            ),
+        )
+        export.add_argument("--since", help="relative start: 1h, 24h, 7d, 90d, 1y")
+        export.add_argument("--from", dest="from_", metavar="FROM", help="ISO 8601 start")
+        export.add_argument("--to", help="ISO 8601 end (a bare date includes the whole day)")
+        export.add_argument("--table", help="table name")
+        export.add_argument("--actor", help="actor id")
+        export.add_argument("--severity", help="low, medium, high, critical (comma-separated)")
+        export.add_argument("--compliance", help="tag(s), comma-separated: entries with all")
+        export.add_argument("--format", default="json", help="json (default) or csv")
+        export.add_argument(
+            "--json-style", default="array", help="array (default) or ndjson, for --format json"
+        )
+        export.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
+
+        verify = subparsers.add_parser(
+            "verify", help="Verify the tamper-evidence chain; exit 1 when a link is broken."
+        )
+        verify.add_argument("--tenant", help="verify one tenant's chain (default: every entry)")
+
+        for sub in (migrate, stats, purge, export, verify):
+            sub.add_argument(
+                "-v",
+                "--verbosity",
+                type=int,
+                choices=[0, 1, 2, 3],
+                default=argparse.SUPPRESS,
+                help="verbosity level",
+            )
+        for sub in subparsers.choices.values():
+            sub.add_argument("--database", default=None, help="database alias (default: default)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        options["database"] = options.get("database") or "default"
+        if options["database"] not in connections:
+            raise CommandError(
+                f"--database: no database alias {options['database']!r}; "
+                f"choose one of {', '.join(connections)}."
+            )
+        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            "migrate": self.handle_migrate,
+            "check": self.handle_check,
+            "stats": self.handle_stats,
+            "purge": self.handle_purge,
+            "export": self.handle_export,
+            "verify": self.handle_verify,
+        }
+        handlers[options["subcommand"]](options)
+
+    # --- migrate ---------------------------------------------------------------------------------
+
+    def handle_migrate(self, options: dict[str, Any]) -> None:
+        alias = options["database"]
+        connection = connections[alias]
+        if options["dry_run"]:
+            loader = MigrationLoader(connection)
+            pending = [
+                name
+                for app, name in loader.graph.forwards_plan(_leaf(loader))
+                if app == APP and (app, name) not in loader.applied_migrations
+            ]
+            if not pending:
+                self.stdout.write("No unapplied better_audit migrations.")
+                return
+            for name in pending:
+                self.stdout.write(f"-- better_audit {name}")
+                out = StringIO()
+                call_command("sqlmigrate", APP, name, database=alias, stdout=out)
+                self.stdout.write(out.getvalue().rstrip())
+            return
+        try:
+            call_command(
+                "migrate",
+                APP,
+                database=alias,
+                verbosity=options.get("verbosity", 1),
+                stdout=self.stdout._out,
+            )
+        except DatabaseError as exc:
+            raise CommandError(
+                f"migrate better_audit failed: {str(exc).strip()}\nRun it as the role that owns "
+                "the tables (in the example project `manage.py better_audit migrate` connects as "
+                "the owner by itself; elsewhere set DB_ROLE=owner or the owner's credentials)."
+            ) from exc
+
+    # --- check -----------------------------------------------------------------------------------
+
+    def handle_check(self, options: dict[str, Any]) -> None:
+        try:
+            results = _schema_checks(options["database"])
+        except DatabaseError as exc:
+            raise CommandError(
+                f"Cannot inspect the database {options['database']!r}: {str(exc).strip()}"
+            ) from exc
+        if results and results[0][0]:
+            from better_audit import integrity
+
+            results += list(integrity.check_append_only())
+        failed = 0
+        for ok, message in results:
+            failed += not ok
+            symbol = self.style.SUCCESS("✓") if ok else self.style.ERROR("✗")
+            self.stdout.write(f"{symbol} {message}")
+        self.stdout.write("")
+        if failed:
+            self.stdout.write(
+                self.style.ERROR(f"{failed} of {len(results)} checks failed.")
+                + " Run `manage.py better_audit migrate` as the table owner, then check again."
+            )
+            raise SystemExit(1)
+        self.stdout.write(self.style.SUCCESS(f"All {len(results)} checks passed."))
+
+    # --- stats -----------------------------------------------------------------------------------
+
+    def handle_stats(self, options: dict[str, Any]) -> None:
+        from better_audit.stats import stats
+
+        days = options["days"] or None
+        try:
+            with _system(options["database"]):
+                report = stats(days=days, top=options["top"], using=options["database"])
+        except ValueError as exc:
+            flag = "--top" if str(exc).startswith("top") else "--days"
+            raise CommandError(f"{flag}: {exc}") from exc
+        if options["json"]:
+            self.stdout.write(json.dumps(report, indent=2))
+            return
+        window = f"last {days} days" if days else "all time"
+        self.stdout.write(f"Audit log ({window})")
+        self.stdout.write(f"  entries:        {report['total_logs']:,}")
+        self.stdout.write(f"  tables audited: {report['tables_audited']:,}")
+        ops = ", ".join(f"{k} {v:,}" for k, v in report["operation_breakdown"].items())
+        self.stdout.write(f"  operations:     {ops}")
+        sev = ", ".join(f"{k} {v:,}" for k, v in report["severity_breakdown"].items())
+        self.stdout.write(f"  severities:     {sev}")
+        for title, key, name in (
+            ("Top tables", "top_tables", "table_name"),
+            ("Top actors", "top_actors", "actor_id"),
+        ):
+            self.stdout.write(f"{title}:")
+            for row in report[key] or [{name: "(none)", "count": 0}]:
+                self.stdout.write(f"  {row['count']:>10,}  {row[name]}")
+        busy = [day for day in report["events_per_day"] if day["count"]]
+        self.stdout.write(f"Events per day (days with entries: {len(busy)}):")
+        peak = max((day["count"] for day in busy), default=0)
+        for day in busy[-31:]:
+            bar = "#" * max(1, round(day["count"] / peak * BAR_WIDTH))
+            self.stdout.write(f"  {day['date']} {day['count']:>10,} {bar}")
+
+    # --- purge -----------------------------------------------------------------------------------
+
+    def handle_purge(self, options: dict[str, Any]) -> None:
+        from better_audit.checks import retention_problems
+        from better_audit.conf import audit_settings
+
+        batch_size = options["batch_size"]
+        if batch_size < 1:
+            raise CommandError(f"--batch-size must be at least 1; got {batch_size}.")
+        retention = audit_settings.raw("RETENTION")
+        since = options.get("since")
+        if since is None and retention is not None and retention_problems(retention):
+            raise CommandError(
+                "BETTER_AUDIT['RETENTION'] " + " ".join(retention_problems(retention))
+            )
+        from better_audit.checks import retention_policy
+
+        days, tables = retention_policy()
+        if since is not None:
+            try:
+                cutoff = parse_since(since)
+            except ValueError as exc:
+                raise CommandError(f"--since: {exc}") from exc
+            if tables:
+                self.stderr.write(
+                    self.style.WARNING(
+                        f"Warning: --since purges every table; RETENTION['tables'] "
+                        f"({', '.join(tables)}) applies only to the configured retention."
+                    )
+                )
+            tables = None
+        elif days is not None:
+            cutoff = timezone.now() - timedelta(days=days)
+        else:
+            raise CommandError(
+                "No retention policy configured. Pass --since (e.g. --since 90d) or set "
+                "BETTER_AUDIT['RETENTION'] = {'days': N} in your settings."
+            )
+        scope = "every table" if not tables else "tables " + ", ".join(tables)
+        from better_audit import integrity
+
+        alias = options["database"]
+        if options["dry_run"]:
+            count = integrity.purge(
+                cutoff=cutoff, tables=tables, batch_size=batch_size, dry_run=True, progress=None
+            )
+            self.stdout.write(
+                f"{count:,} audit entries older than {cutoff.isoformat()} ({scope}) would be "
+                "deleted. Nothing was deleted (dry run)."
+            )
+            return
+        if not options["yes"]:
+            if not _interactive():
+                raise CommandError(
+                    "purge deletes audit entries permanently and stdin is not a terminal: pass "
+                    "--yes to confirm (check the count with --dry-run first)."
+                )
+            answer = input(
+                f"Delete audit entries older than {cutoff.isoformat()} ({scope}) from "
+                f"{connections[alias].settings_dict.get('NAME')}? Type 'yes' to continue: "
+            )
+            if answer.strip().lower() not in ("y", "yes"):
+                self.stdout.write("Purge cancelled; nothing was deleted.")
+                return
+        bar = _ProgressBar(self.stderr)
+        deleted = integrity.purge(
+            cutoff=cutoff,
+            tables=tables,
+            batch_size=batch_size,
+            dry_run=False,
+            progress=bar.update,
+        )
+        bar.finish()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Deleted {deleted:,} audit entries older than {cutoff.isoformat()} ({scope})."
+            )
+        )
+
+    # --- export ----------------------------------------------------------------------------------
+
+    def handle_export(self, options: dict[str, Any]) -> None:
+        from better_audit.export import FORMATS, JSON_STYLES, export, snapshot
+        from better_audit.query import AuditQuery
+
+        if options["format"] not in FORMATS:
+            raise CommandError(f"--format must be json or csv; got {options['format']!r}.")
+        if options["json_style"] not in JSON_STYLES:
+            raise CommandError(
+                f"--json-style must be array or ndjson; got {options['json_style']!r}."
+            )
+        if options["since"] and (options["from_"] or options["to"]):
+            raise CommandError("--since cannot be combined with --from/--to; use one or the other.")
+        alias = options["database"]
+        q = AuditQuery(using=alias)
+        steps = [
+            ("--since", "since", lambda q, v: q.since(v)),
+            ("--table", "table", lambda q, v: q.resource(v)),
+            ("--actor", "actor", lambda q, v: q.actor(v)),
+            ("--severity", "severity", lambda q, v: q.severity(*_csv(v))),
+            ("--compliance", "compliance", lambda q, v: q.compliance(*_csv(v))),
+        ]
+        for flag, key, apply in steps:
+            if options.get(key) is not None:
+                try:
+                    q = apply(q, options[key])
+                except ValueError as exc:
+                    raise CommandError(f"{flag}: {exc}") from exc
+        if options["from_"] or options["to"]:
+            try:
+                q = q.between(options["from_"], options["to"])
+            except ValueError as exc:
+                raise CommandError(f"--from/--to: {exc}") from exc
+        stream = options["output"] or _Raw(self.stdout)
+        try:
+            with snapshot(alias), _system(alias):
+                summary = export(
+                    format=options["format"],
+                    json_style=options["json_style"],
+                    query=q,
+                    output=stream,
+                )
+        except OSError as exc:
+            raise CommandError(f"-o/--output: cannot write {options['output']!r}: {exc}") from exc
+        head = json.dumps(summary.chain_head, separators=(",", ":"), default=str)
+        self.stderr.write(f"Exported {summary.rows:,} audit entries; chain head {head}")
+
+    # --- verify ----------------------------------------------------------------------------------
+
+    def handle_verify(self, options: dict[str, Any]) -> None:
+        from better_audit import integrity
+
+        bar = _ProgressBar(self.stderr, label="verifying")
+        report = integrity.verify(tenant_id=options.get("tenant"), progress=bar.update)
+        bar.finish()
+        if report.ok:
+            self.stdout.write(
+                self.style.SUCCESS(f"✓ {report.checked:,} entries verified. {report.message}")
+            )
+            return
+        self.stdout.write(self.style.ERROR(f"✗ {report.message}"))
+        if report.first_broken:
+            self.stdout.write("First broken link:")
+            for key, value in report.first_broken.items():
+                self.stdout.write(f"  {key}: {value}")
+        raise SystemExit(1)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _leaf(loader: MigrationLoader) -> tuple[str, str]:
+    leaves = loader.graph.leaf_nodes(APP)
+    if not leaves:
+        raise CommandError("better_audit has no migrations; is it in INSTALLED_APPS?")
+    return leaves[0]
+
+
+def _schema_checks(alias: str) -> list[tuple[bool, str]]:
+    from django.db.migrations.recorder import MigrationRecorder
+
+    from better_audit.models import AuditLog
+
+    table = AuditLog._meta.db_table
+    connection = connections[alias]
+    results: list[tuple[bool, str]] = []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
+        exists = cursor.fetchone()[0]
+        results.append((exists, f"table {table} exists" if exists else f"table {table} is missing"))
+        if not exists:
+            return results
+        cursor.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = %s",
+            [table],
+        )
+        present = {row[0] for row in cursor.fetchall()}
+        expected = [f.column for f in AuditLog._meta.concrete_fields]
+        missing = [c for c in expected if c not in present]
+        results.append(
+            (
+                not missing,
+                f"all {len(expected)} columns present"
+                if not missing
+                else f"missing columns: {', '.join(missing)}",
+            )
+        )
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = %s",
+            [table],
+        )
+        indexes = {row[0] for row in cursor.fetchall()}
+        for index in AuditLog._meta.indexes:
+            ok = index.name in indexes
+            results.append((ok, f"index {index.name}" + ("" if ok else " is missing")))
+        for privilege in ("INSERT", "SELECT"):
+            cursor.execute(
+                "SELECT current_user, has_table_privilege(current_user, %s, %s)", [table, privilege]
+            )
+            role, ok = cursor.fetchone()
+            results.append(
+                (ok, f"{role} may {privilege} on {table}" + ("" if ok else ": GRANT it"))
+            )
+    loader = MigrationLoader(connection)
+    recorder = MigrationRecorder(connection)
+    applied = {name for app, name in recorder.applied_migrations() if app == APP}
+    pending = sorted(name for app, name in loader.disk_migrations if app == APP) if loader else []
+    pending = [name for name in pending if name not in applied]
+    results.append(
+        (
+            not pending,
+            "better_audit migrations applied"
+            if not pending
+            else f"unapplied better_audit migrations: {', '.join(pending)}",
+        )
+    )
+    return results
+
+
+@contextlib.contextmanager
+def _system(alias: str) -> Iterator[None]:
+    # The command reads every tenant's trail.
+    if not apps.is_installed("better_tenant"):
+        yield
+        return
+    from better_tenant.context import run_as_system
+
+    with run_as_system(using=alias):
+        yield
+
+
+def _interactive() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class _Raw:
+    """A text stream onto the command's stdout that adds no line endings of its own."""
+
+    def __init__(self, wrapper: Any) -> None:
+        self._wrapper = wrapper
+
+    def write(self, text: str) -> int:
+        self._wrapper.write(text, ending="")
+        return len(text)
+
+
+class _ProgressBar:
+    """A one-line text bar on stderr, redrawn on every batch."""
+
+    def __init__(self, stream: Any, label: str = "purging") -> None:
+        self.stream = stream
+        self.label = label
+        self.drawn = False
+
+    def update(self, done: int, total: int) -> None:
+        total = max(total, done, 1)
+        filled = round(done / total * BAR_WIDTH)
+        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+        self.stream.write(
+            f"\r{self.label} [{bar}] {done:,}/{total:,} ({done / total:.0%})", ending=""
+        )
+        self.stream.flush()
+        self.drawn = True
+
+    def finish(self) -> None:
+        if self.drawn:
+            self.stream.write("")

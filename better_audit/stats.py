@@ -1,0 +1,92 @@
+"""``audit.stats()``: totals, events per day, top actors and tables, operation/severity mixes."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from django.db.models import Count
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from better_audit.models import OPERATIONS, SEVERITIES
+
+MAX_DAYS = 365
+
+
+def stats(days: int | None = 30, top: int = 10, using: str | None = None) -> dict[str, Any]:
+    """Aggregates over the last ``days`` days (1 to 365), or over the whole trail with None.
+
+    Returns ``{"days", "since", "total_logs", "tables_audited", "events_per_day": [{"date",
+    "count"}], "top_actors": [{"actor_id", "count"}], "top_tables": [{"table_name", "count"}],
+    "operation_breakdown": {op: n}, "severity_breakdown": {level: n}}``. Days are UTC dates;
+    ``events_per_day`` lists every day of the window (at most the last 365) including empty ones,
+    oldest first. Entries without an actor are left out of ``top_actors``, entries without a
+    severity out of ``severity_breakdown``. Reads in the caller's tenant scope, in three queries.
+    """
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int)):
+        raise ValueError(f"days must be a whole number from 1 to {MAX_DAYS} or None; got {days!r}.")
+    if days is not None and not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"days must be from 1 to {MAX_DAYS} (or None for all time); got {days}.")
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"top must be a whole number of at least 1; got {top!r}.")
+    from better_audit.models import AuditLog
+
+    now = timezone.now()
+    today = now.astimezone(UTC).date()
+    window_days = days or MAX_DAYS
+    first_day = today - timedelta(days=window_days - 1)
+    since = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
+    qs = AuditLog.objects.all()
+    if using:
+        qs = qs.using(using)
+    scoped = qs.filter(timestamp__gte=since) if days is not None else qs
+
+    # One grouped scan gives the total, the table count and both breakdowns.
+    groups = scoped.order_by().values_list("table_name", "operation", "severity")
+    groups = groups.annotate(n=Count("*"))
+    total = 0
+    tables: dict[str, int] = {}
+    operations = dict.fromkeys(OPERATIONS, 0)
+    severities = dict.fromkeys(SEVERITIES, 0)
+    for table_name, operation, severity, n in groups:
+        total += n
+        tables[table_name] = tables.get(table_name, 0) + n
+        operations[operation] = operations.get(operation, 0) + n
+        if severity is not None:
+            severities[severity] = severities.get(severity, 0) + n
+
+    actors = (
+        scoped.filter(actor_id__isnull=False)
+        .order_by()
+        .values("actor_id")
+        .annotate(count=Count("*"))
+        .order_by("-count", "actor_id")[:top]
+    )
+    per_day = dict(
+        qs.filter(timestamp__gte=since)
+        .annotate(day=TruncDate("timestamp", tzinfo=UTC))
+        .order_by()
+        .values_list("day")
+        .annotate(n=Count("*"))
+        .values_list("day", "n")
+    )
+    top_tables = sorted(tables.items(), key=lambda item: (-item[1], item[0]))[:top]
+    return {
+        "days": days,
+        "since": since.isoformat() if days is not None else None,
+        "total_logs": total,
+        "tables_audited": len(tables),
+        "events_per_day": [
+            {"date": day.isoformat(), "count": per_day.get(day, 0)}
+            for day in _days(first_day, today)
+        ],
+        "top_actors": [{"actor_id": row["actor_id"], "count": row["count"]} for row in actors],
+        "top_tables": [{"table_name": name, "count": n} for name, n in top_tables],
+        "operation_breakdown": operations,
+        "severity_breakdown": severities,
+    }
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
