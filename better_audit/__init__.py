@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
 
 __all__ = [
@@ -28,10 +26,10 @@ _EXPORTS = {
     "audit_context": "better_audit.context",
     "merge_audit_context": "better_audit.context",
     "get_audit_context": "better_audit.context",
-    "query": "better_audit.query",
-    "export": "better_audit.export",
-    "export_response": "better_audit.export",
-    "stats": "better_audit.stats",
+    "query": "better_audit.queries",
+    "export": "better_audit.exports",
+    "export_response": "better_audit.exports",
+    "stats": "better_audit.statistics",
 }
 
 
@@ -43,19 +41,3 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     return getattr(importlib.import_module(module), name)
-
-
-# query, export and stats name both a function and the submodule that holds it. Importing a
-# submodule binds it on the package, which would hide the function; keep the function visible
-# (the submodules stay importable through sys.modules: `from better_audit.query import AuditQuery`).
-_FUNCTION_MODULES = frozenset({"query", "export", "stats"})
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _FUNCTION_MODULES and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -244,7 +244,7 @@ class AuditLogAdmin(admin.ModelAdmin):
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         from django.core.exceptions import PermissionDenied
 
-        from better_audit.stats import stats
+        from better_audit.statistics import stats
 
         if not self.has_view_permission(request):
             raise PermissionDenied

@@ -13,7 +13,7 @@ from django.http import StreamingHttpResponse
 
 import better_audit as audit
 from better_audit import integrity
-from better_audit.export import CHAIN_HEAD_HEADER, FIELDS
+from better_audit.exports import CHAIN_HEAD_HEADER, FIELDS
 from better_tenant import run_as, run_as_system
 from tests.audit.test_query import NOW, add
 
@@ -216,7 +216,7 @@ def test_outside_any_scope_a_tenant_trail_is_not_exported(tenant, fake_head):
 
 
 def test_export_is_available_lazily():
-    export_module = importlib.import_module("better_audit.export")
+    export_module = importlib.import_module("better_audit.exports")
     assert audit.export is export_module.export
     assert audit.export_response is export_module.export_response
 

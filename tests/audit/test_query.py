@@ -14,7 +14,7 @@ from django.utils import timezone
 
 import better_audit as audit
 from better_audit.models import AuditLog
-from better_audit.query import AuditQuery, QueryResult
+from better_audit.queries import AuditQuery, QueryResult
 from better_tenant import run_as, run_as_system
 
 pytestmark = pytest.mark.django_db

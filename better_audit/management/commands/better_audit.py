@@ -206,7 +206,7 @@ class Command(BaseCommand):
     # --- stats -----------------------------------------------------------------------------------
 
     def handle_stats(self, options: dict[str, Any]) -> None:
-        from better_audit.stats import stats
+        from better_audit.statistics import stats
 
         days = options["days"] or None
         try:
@@ -322,8 +322,8 @@ class Command(BaseCommand):
     # --- export ----------------------------------------------------------------------------------
 
     def handle_export(self, options: dict[str, Any]) -> None:
-        from better_audit.export import FORMATS, JSON_STYLES, export, snapshot
-        from better_audit.query import AuditQuery
+        from better_audit.exports import FORMATS, JSON_STYLES, export, snapshot
+        from better_audit.queries import AuditQuery
 
         if options["format"] not in FORMATS:
             raise CommandError(f"--format must be json or csv; got {options['format']!r}.")

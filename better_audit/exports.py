@@ -40,7 +40,7 @@ from django.db.models import F, Func, TextField
 from django.db.models.functions import Cast
 from django.http import StreamingHttpResponse
 
-from better_audit.query import AuditQuery
+from better_audit.queries import AuditQuery
 
 FIELDS = (
     "id",
