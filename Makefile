@@ -31,4 +31,5 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 bench: install
+	$(PY) -m pip install --quiet -r benchmarks/requirements.txt
 	@for script in benchmarks/[!_]*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

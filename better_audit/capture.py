@@ -1,43 +1,65 @@
 """Automatic capture: save signals for single rows, and the bulk paths that signals never see.
 
-Single rows (``Model.save``), one extra statement per change:
+One statement per change. Where nothing in Python needs to see the entries (no BEFORE_LOG or
+AFTER_LOG hook, no ASYNC_WRITE, no enrichment description function to run:
+``writer.fold_blocked``), the audit rows are inserted by the statement that makes the change, as a
+trigger would: the data statement runs in a data-modifying CTE whose RETURNING feeds
+``INSERT INTO audit_logs .. SELECT .. FROM src`` (``sql.fold_insert_sql``). The fields known before
+the statement (actor, context, enrichment, tenant in scope) are parameters, computed by the code
+``writer.record()`` uses; images, diff, redaction and the row's tenant are computed in SQL. The
+statement is atomic by itself, so a save needs no transaction around it. Otherwise each change
+takes the two-statement path through ``writer.record()`` (and a save is wrapped in a transaction),
+storing the same rows.
 
-- INSERT: a ``post_save`` receiver writes the entry; the after-image is built from the saved
-  instance (``tables`` renders it exactly as ``to_jsonb`` would), so nothing is read back.
+Single rows (``Model.save``):
+
+- INSERT: ``Model._do_insert`` is wrapped: ``WITH src AS (INSERT .. RETURNING ..), a AS (INSERT
+  INTO audit_logs ..) SELECT <what Django asked for> FROM src``. On the other path a
+  ``post_save`` receiver writes the entry, the after-image built from the saved instance
+  (``tables`` renders it exactly as ``to_jsonb`` would), so nothing is read back.
 - UPDATE: ``Model._do_update`` is wrapped so that Django's UPDATE of the row also locks and returns
-  it as it was: ``WITH b AS (SELECT .. FOR UPDATE) UPDATE .. FROM b RETURNING b.image,
-  to_jsonb(t.*)``; ``post_save`` then writes the entry. Where that method has another signature
-  (other Django versions), a ``pre_save`` receiver reads the before-state with its own
-  ``SELECT .. FOR UPDATE`` instead.
+  it as it was: ``WITH b AS (SELECT .. FOR UPDATE), src AS (UPDATE .. FROM b RETURNING b.image,
+  to_jsonb(t.*)) INSERT INTO audit_logs ..``; on the other path the UPDATE returns both images and
+  ``post_save`` writes the entry. Where that method has another signature (other Django versions),
+  a ``pre_save`` receiver reads the before-state with its own ``SELECT .. FOR UPDATE`` instead.
 - DELETE: see below; the row's image comes back from the DELETE itself.
 
-``Model.save_base`` is wrapped so that the save and its audit row share one transaction (in
-autocommit mode Django would commit the row before ``post_save`` runs).
+``Model.save_base`` is wrapped so that, on the other path, the save and its audit row share one
+transaction (in autocommit mode Django would commit the row before ``post_save`` runs).
 
-Bulk paths, each one set-wise with the audit rows written in batched INSERTs:
+Bulk paths, each one set-wise:
 
 - ``QuerySet.update()`` (and so ``bulk_update()``, the SET_NULL/SET_DEFAULT updates of a cascade
-  and related-manager ``remove()``/``clear()``): the matching rows are locked and their images read
-  in one ``SELECT .. LIMIT MAX_BEFORE_STATE_ROWS + 1 FOR UPDATE``, then the UPDATE Django compiles
-  runs with ``RETURNING to_jsonb(t.*)`` for the after-images.
+  and related-manager ``remove()``/``clear()``): ``WITH b AS (SELECT .. FOR UPDATE), src AS
+  (UPDATE .. FROM b RETURNING ..) INSERT INTO audit_logs ..``, with before-images only when at
+  most MAX_BEFORE_STATE_ROWS rows match. On the other path (and for annotated querysets and
+  updates of multi-table parents) the rows are locked and read in one ``SELECT .. LIMIT
+  MAX_BEFORE_STATE_ROWS + 1 FOR UPDATE``, then the UPDATE Django compiles runs with ``RETURNING
+  to_jsonb(t.*)``, then the entries are inserted in batches.
 - deletes (``Model.delete()``, ``QuerySet.delete()``, cascades): Django's fast path is kept. Both
   statements Django issues, ``DeleteQuery.delete_batch`` for collected rows and
   ``QuerySet._raw_delete`` for fast-deleted querysets, run as ``DELETE .. RETURNING``, so the
-  before-images come from the delete itself. No delete signal receiver is connected: one would
-  make Django fetch every row before deleting it.
-- ``bulk_create()``: after-images from the created objects (PostgreSQL returns their keys); with
-  ``ignore_conflicts`` only rows that were really inserted are logged, with ``update_conflicts``
-  each row is logged as the INSERT or UPDATE it turned out to be.
+  before-images come from the delete itself, feeding the audit INSERT of the same statement (or
+  batched INSERTs on the other path). No delete signal receiver is connected: one would make
+  Django fetch every row before deleting it.
+- ``bulk_create()``: each INSERT Django issues (``QuerySet._insert``) carries the audit rows of its
+  objects. On the other path the after-images come from the created objects (PostgreSQL returns
+  their keys); with ``ignore_conflicts`` only rows that were really inserted are logged, with
+  ``update_conflicts`` each row is logged as the INSERT or UPDATE it turned out to be (both always
+  take the other path).
 
-Not captured: raw SQL (``cursor.execute``, ``Manager.raw``), ``QuerySet._insert`` and other
-private query APIs, and the parent-table part of an update made through a multi-table-inheritance
-child's queryset. Record such changes with ``audit.capture_log()``.
+Not captured: raw SQL (``cursor.execute``, ``Manager.raw``), ``QuerySet._insert`` called outside
+``bulk_create()`` and other private query APIs, and the parent-table part of an update made
+through a multi-table-inheritance child's queryset. Record such changes with
+``audit.capture_log()``.
 
 Unaudited models pay one dict lookup per call of each wrapped method.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import logging
 from collections.abc import Iterable
@@ -48,14 +70,22 @@ from django.db import connections, models, router, transaction
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.expressions import RawSQL
 from django.db.models.signals import post_save, pre_save
-from django.db.models.sql import DeleteQuery, UpdateQuery
+from django.db.models.sql import DeleteQuery, InsertQuery, UpdateQuery
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, NO_RESULTS
 
-from better_audit import sql, tables
+from better_audit import sql, tables, writer
 from better_audit.writer import Change, record
 
 logger = logging.getLogger("better_audit")
 STASH_KEY = "_better_audit_images"
+# Set on an instance while its save() writes each audit row in the statement of the change.
+FOLD_KEY = "_better_audit_fold"
+# Marks a table of the stash whose audit row was written by the statement itself.
+FOLDED = object()
+# (spec, plan) while a bulk_create() folds its audit rows into its INSERTs.
+_BULK_FOLD: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar(
+    "better_audit_bulk_fold", default=None
+)
 # Primary keys per ``= ANY(%s)`` array parameter.
 CHUNK = 5000
 
@@ -63,7 +93,10 @@ _originals: dict[str, Any] = {}
 _connected: list[type[models.Model]] = []
 # True once Model._do_update is wrapped, i.e. the before-state is read by the UPDATE itself.
 _FOLDED_UPDATE = False
+# True once Model._do_insert is wrapped, so an INSERT can carry its audit row.
+_FOLDED_INSERT = False
 # The signature the wrapper of Model._do_update was written for.
+_DO_INSERT_PARAMETERS = ["self", "manager", "using", "fields", "returning_fields", "raw"]
 _DO_UPDATE_PARAMETERS = [
     "self",
     "base_qs",
@@ -126,18 +159,21 @@ def _do_update(
         return original(self, base_qs, using, pk_val, values, update_fields, forced_update)
     values = list(values)
     args = (self, base_qs, using, pk_val, values, update_fields, forced_update)
-    if spec.skip_before or not values:
-        return original(*args)  # no before-state wanted, or no UPDATE statement at all
     stash = self.__dict__.setdefault(STASH_KEY, {})
+    if not values:
+        return original(*args)  # no UPDATE statement at all
+    folding = FOLD_KEY in self.__dict__ and not base_qs.query.where
+    plan = _plan(spec, "UPDATE") if folding else None
+    if plan is not None:
+        statement, params = _update_sql(base_qs.model, values, using)
+        return _folded_update(spec, statement, params, pk_val, using, plan, stash)
+    if spec.skip_before:
+        return original(*args)  # no before-state wanted
     if base_qs.query.where or (self._meta.select_on_save and not forced_update):
         # A filtered base manager, or Django's own existence checks first: read, then update.
         stash[spec.table] = (_read_before(spec, pk_val, using), None)
         return original(*args)
-    query = UpdateQuery(base_qs.model)
-    query.add_update_fields(values)
-    statement, params = query.get_compiler(using).as_sql()
-    if not statement:
-        return original(*args)
+    statement, params = _update_sql(base_qs.model, values, using)
     with connections[using].cursor() as cursor:
         cursor.execute(
             f"WITH b AS (SELECT {spec.qtable}.{spec.qpk} AS k, {spec.image_sql} AS image "
@@ -151,6 +187,130 @@ def _do_update(
         return False
     stash[spec.table] = (tables.load_image(row[0]), tables.load_image(row[1]))
     return True
+
+
+def _plan(spec: tables.AuditedTable, operation: str) -> writer.FoldPlan | None:
+    """The audit INSERT of a folded statement on ``spec``'s table (None: not foldable now)."""
+    if not _foldable_key(spec):
+        return None
+    return writer.fold_plan(
+        spec.table,
+        operation,
+        row_tenant=spec.tenant_column is not None,
+        # A folded update reads the before-state unless the table skips it; a delete returns it.
+        with_before=operation == "DELETE" or (operation == "UPDATE" and not spec.skip_before),
+    )
+
+
+def _update_sql(model: type[models.Model], values: list[tuple], using: str) -> tuple[str, Any]:
+    """``UPDATE t SET ..`` of ``values`` (field, model, value triples), without a WHERE."""
+    query = UpdateQuery(model)
+    query.add_update_fields(values)
+    return query.get_compiler(using).as_sql()
+
+
+def _folded_update(
+    spec: tables.AuditedTable,
+    statement: str,
+    params: Any,
+    pk_val: Any,
+    using: str,
+    plan: writer.FoldPlan,
+    stash: dict[str, Any],
+) -> bool:
+    """Django's UPDATE of one row and its audit row in one statement; True if the row exists.
+
+    ``WITH b AS (SELECT .. FOR UPDATE), src AS (UPDATE .. FROM b RETURNING b.image, to_jsonb(t.*))
+    INSERT INTO audit_logs .. SELECT .. FROM src``; without before-state the UPDATE runs alone in
+    ``src``. Either way the INSERT's row count is the number of rows updated.
+    """
+    t, pk = spec.qtable, f"{spec.qtable}.{spec.qpk}"
+    tenant = f"{t}.{sql.qn(spec.tenant_column)}" if spec.tenant_column else "NULL::uuid"
+    key = spec.prep_pk(pk_val, using)
+    if spec.skip_before:
+        folded = (
+            f"WITH src AS ({statement} WHERE {pk} = %s RETURNING {pk} AS k, {tenant} AS tenant, "
+            f"NULL::jsonb AS before, {spec.image_sql} AS after) {plan.sql}"
+        )
+        arguments = [*params, key, *plan.params]
+    else:
+        folded = (
+            f"WITH b AS (SELECT {pk} AS k, {spec.image_sql} AS image FROM {t} "
+            f"WHERE {pk} = %s FOR UPDATE), "
+            f"src AS ({statement} FROM b WHERE {pk} = b.k RETURNING b.k AS k, {tenant} AS tenant, "
+            f"b.image AS before, {spec.image_sql} AS after) {plan.sql}"
+        )
+        arguments = [key, *params, *plan.params]
+    with connections[using].cursor() as cursor:
+        cursor.execute(folded, arguments)
+        updated = cursor.rowcount
+    if updated:
+        stash[spec.table] = FOLDED
+    return updated > 0
+
+
+def _folded_insert(
+    query: InsertQuery,
+    spec: tables.AuditedTable,
+    plan: writer.FoldPlan,
+    using: str,
+    returning_fields: list[Any] | None,
+) -> list[tuple]:
+    """Run ``query`` (an INSERT of one or many rows) with the audit rows in the same statement.
+
+    ``WITH src AS (INSERT .. RETURNING <key, tenant, image, the columns Django asked for>),
+    a AS (INSERT INTO audit_logs .. SELECT .. FROM src) SELECT <Django's columns> FROM src``:
+    Django's compiler runs it and converts the returned values as for its own
+    ``INSERT .. RETURNING``, whose row order the CTE keeps.
+    """
+    compiler = query.get_compiler(using=using)
+    compile_insert = compiler.as_sql
+
+    def as_sql() -> list[tuple[str, tuple]]:
+        wanted = compiler.returning_fields
+        compiler.returning_fields = None  # the plain INSERT; this statement returns the rows
+        try:
+            [(statement, params)] = compile_insert()
+        finally:
+            compiler.returning_fields = wanted
+        t = spec.qtable
+        tenant = f"{t}.{sql.qn(spec.tenant_column)}" if spec.tenant_column else "NULL::uuid"
+        # Django's columns under aliases of their own, so that no column name can clash.
+        returned = "".join(f", {t}.{sql.qn(f.column)} AS c{n}" for n, f in enumerate(wanted or ()))
+        source = (
+            f"WITH src AS ({statement} RETURNING {t}.{spec.qpk} AS k, {tenant} AS tenant, "
+            f"NULL::jsonb AS before, {spec.image_sql} AS after{returned})"
+        )
+        if wanted:
+            columns = ", ".join(f"src.c{n}" for n in range(len(wanted)))
+            folded = f"{source}, a AS ({plan.sql}) SELECT {columns} FROM src"
+        else:
+            folded = f"{source} {plan.sql}"
+        return [(folded, (*params, *plan.params))]
+
+    compiler.as_sql = as_sql
+    return compiler.execute_sql(returning_fields)
+
+
+def _do_insert(
+    self: models.Model,
+    manager: models.Manager,
+    using: str,
+    fields: list[Any],
+    returning_fields: list[Any] | None,
+    raw: bool,
+) -> list[tuple]:
+    """Django's INSERT of one row, with the audit row inserted by the same statement."""
+    original = _originals["_do_insert"]
+    spec = tables.QUERY_SPECS.get(manager.model) if FOLD_KEY in self.__dict__ else None
+    plan = _plan(spec, "INSERT") if spec is not None else None
+    if plan is None:
+        return original(self, manager, using, fields, returning_fields, raw)
+    query = InsertQuery(manager.model)
+    query.insert_values(fields, [self], raw=raw)
+    rows = _folded_insert(query, spec, plan, using, returning_fields)
+    self.__dict__.setdefault(STASH_KEY, {})[spec.table] = FOLDED
+    return rows
 
 
 def post_save_receiver(
@@ -167,6 +327,8 @@ def post_save_receiver(
     values = instance.__dict__
     stash = values.pop(STASH_KEY, None) or {}
     for spec in specs:
+        if stash.get(spec.table) is FOLDED:
+            continue  # written by the statement of the change itself
         pk = values.get(spec.pk_attname)
         if created:
             after = spec.instance_row(instance, using) or _read_row(spec, pk, using)
@@ -211,11 +373,60 @@ def _save_base(
         return original(self, raw, force_insert, force_update, using, update_fields)
     using = using or router.db_for_write(self.__class__, instance=self)
     try:
+        if _can_fold(self.__class__, tables.SAVE_SPECS[self.__class__]):
+            # Each statement carries its own audit row, so each is atomic by itself (and Django
+            # wraps the saves of multi-table inheritance in a transaction of its own).
+            self.__dict__[FOLD_KEY] = True
+            return original(self, raw, force_insert, force_update, using, update_fields)
         # savepoint=False: inside a transaction this is free; outside it makes save + audit atomic.
         with transaction.atomic(using=using, savepoint=False):
             return original(self, raw, force_insert, force_update, using, update_fields)
     finally:
         self.__dict__.pop(STASH_KEY, None)
+        self.__dict__.pop(FOLD_KEY, None)
+
+
+# Primary key types whose ``::text`` in PostgreSQL is ``str()`` of the value in Python.
+_FOLDABLE_KEYS = {
+    "AutoField",
+    "BigAutoField",
+    "SmallAutoField",
+    "IntegerField",
+    "BigIntegerField",
+    "SmallIntegerField",
+    "PositiveIntegerField",
+    "PositiveBigIntegerField",
+    "PositiveSmallIntegerField",
+    "UUIDField",
+    "CharField",
+    "TextField",
+    "SlugField",
+}
+
+
+def _foldable_key(spec: tables.AuditedTable) -> bool:
+    """Whether the audit row's record id may be the key's ``::text`` (Python writes ``str()``)."""
+    pk = spec.pk_field
+    target = pk.target_field if pk.is_relation else pk
+    return target.get_internal_type() in _FOLDABLE_KEYS
+
+
+def _can_fold(model: type[models.Model], specs: tuple[tables.AuditedTable, ...]) -> bool:
+    """Whether every audit row of a save of ``model`` can ride in the statement of its change.
+
+    Not when the save might reach a statement that is not folded: Django's existence checks
+    (``select_on_save``), a base manager that filters, a key whose text Python and PostgreSQL
+    write differently (``_foldable_key``); nor when Python must see the entries
+    (``writer.fold_blocked``).
+    """
+    if not _FOLDED_INSERT or not _FOLDED_UPDATE or model._meta.select_on_save:
+        return False
+    for spec in specs:
+        if type(spec.model._base_manager) is not models.Manager or not _foldable_key(spec):
+            return False
+        if writer.fold_blocked(spec.table, "INSERT") or writer.fold_blocked(spec.table, "UPDATE"):
+            return False
+    return True
 
 
 # --- shared SQL helpers ---------------------------------------------------------------------------
@@ -259,6 +470,31 @@ def _read_images(spec: tables.AuditedTable, pks: list[Any], using: str) -> dict[
     return images
 
 
+def _folded_delete(spec: tables.AuditedTable, statement: str, image: str | None) -> str:
+    """``WITH src AS (DELETE .. RETURNING key, tenant, image)``: the deleted rows as audit source.
+
+    ``image`` is an expression over ``d``, the deleted rows (then they pass through a CTE of
+    their own), or None for ``to_jsonb`` of each row. The audit INSERT that follows is the
+    statement's main query: its row count is the number of rows deleted.
+    """
+    t = spec.qtable
+    if image is None:
+        tenant = f"{t}.{sql.qn(spec.tenant_column)}" if spec.tenant_column else "NULL::uuid"
+        return (
+            f"WITH src AS ({statement} RETURNING {t}.{spec.qpk} AS k, {tenant} AS tenant, "
+            f"{spec.image_sql} AS before, NULL::jsonb AS after)"
+        )
+    tenant = f"d.{sql.qn(spec.tenant_column)}" if spec.tenant_column else "NULL::uuid"
+    return (
+        f"WITH d AS ({statement} RETURNING {t}.*), src AS (SELECT d.{spec.qpk} AS k, "
+        f"{tenant} AS tenant, {image} AS before, NULL::jsonb AS after FROM d)"
+    )
+
+
+def _atomic_if(wanted: bool, using: str) -> Any:
+    return transaction.atomic(using=using, savepoint=False) if wanted else contextlib.nullcontext()
+
+
 # --- deletes --------------------------------------------------------------------------------------
 
 
@@ -267,14 +503,25 @@ def _delete_batch(self: DeleteQuery, pk_list: list[Any], using: str) -> int:
     if spec is None:
         return _originals["delete_batch"](self, pk_list, using)
     images = not spec.skip_before and len(pk_list) <= tables.CONFIG.max_before_state_rows
-    statement = (
-        f"DELETE FROM {spec.qtable} WHERE {spec.qtable}.{spec.qpk} = ANY(%s) "
-        f"RETURNING {_returning(spec, images)}"
-    )
+    statement = f"DELETE FROM {spec.qtable} WHERE {spec.qtable}.{spec.qpk} = ANY(%s)"
+    keys = [spec.prep_pk(pk, using) for pk in pk_list]
+    plan = _plan(spec, "DELETE")
+    if plan is not None:
+        image = None if images else "NULL::jsonb"
+        folded = f"{_folded_delete(spec, statement, image)} {plan.sql}"
+        deleted = 0
+        # One statement per chunk is atomic by itself; several share a transaction.
+        chunks = list(_chunks(keys))
+        with _atomic_if(len(chunks) > 1, using), connections[using].cursor() as cursor:
+            for chunk in chunks:
+                cursor.execute(folded, [chunk, *plan.params])
+                deleted += cursor.rowcount
+        return deleted
+    statement = f"{statement} RETURNING {_returning(spec, images)}"
     rows: list[tuple] = []
     with transaction.atomic(using=using, savepoint=False):
         with connections[using].cursor() as cursor:
-            for chunk in _chunks([spec.prep_pk(pk, using) for pk in pk_list]):
+            for chunk in _chunks(keys):
                 cursor.execute(statement, [chunk])
                 rows.extend(cursor.fetchall())
         record(spec.table, "DELETE", _changes(rows, as_before=True), using=using)
@@ -292,6 +539,18 @@ def _raw_delete(self: QuerySet, using: str) -> int:
     except EmptyResultSet:
         return 0
     params = list(params)
+    plan = _plan(spec, "DELETE")
+    if plan is not None:
+        if spec.skip_before:
+            image = "NULL::jsonb"
+        else:
+            image = "CASE WHEN count(*) OVER () <= %s THEN to_jsonb(d.*) END"
+            params.append(tables.CONFIG.max_before_state_rows)
+        with connections[using].cursor() as cursor:
+            cursor.execute(
+                f"{_folded_delete(spec, statement, image)} {plan.sql}", [*params, *plan.params]
+            )
+            return cursor.rowcount
     if spec.skip_before:
         statement = f"{statement} RETURNING {_returning(spec, False)}"
     else:
@@ -320,6 +579,12 @@ def _update(self: QuerySet, **kwargs: Any) -> int:
         return _originals["update"](self, **kwargs)
     self._for_write = True
     using = self.db
+    plan = _plan(spec, "UPDATE")
+    if plan is not None:
+        updated = _folded_update_many(self, spec, kwargs, using, plan)
+        if updated is not None:
+            self._result_cache = None
+            return updated
     with transaction.atomic(using=using, savepoint=False):
         befores = {} if spec.skip_before else _lock_before_images(self, spec, using)
         query = self.query.chain(UpdateQuery)
@@ -333,6 +598,52 @@ def _update(self: QuerySet, **kwargs: Any) -> int:
         ]
         record(spec.table, "UPDATE", changes, using=using)
     return len(rows)
+
+
+def _folded_update_many(
+    qs: QuerySet, spec: tables.AuditedTable, kwargs: dict[str, Any], using: str, plan: Any
+) -> int | None:
+    """``qs.update(**kwargs)`` and its audit rows as one statement; None when it cannot be.
+
+    ``WITH b AS (SELECT key, image FROM t WHERE key IN (<qs>) FOR UPDATE), src AS (UPDATE t SET ..
+    FROM b WHERE t.key = b.k RETURNING ..) INSERT INTO audit_logs .. SELECT .. FROM src``: the
+    rows are locked and read as they were, updated, and logged, with before-images only when there
+    are at most MAX_BEFORE_STATE_ROWS of them. Updates of annotated querysets and updates that
+    also write multi-table parents take the other path.
+    """
+    if qs.query.annotations:
+        return None  # the values may name annotations, which a query of its own would lack
+    query = UpdateQuery(qs.model)
+    query.add_update_values(kwargs)
+    if query.related_updates:
+        return None
+    statement, set_params = query.get_compiler(using).as_sql()
+    inner = qs.order_by().values("pk")
+    inner.query.select_for_update = False
+    try:
+        sub, sub_params = inner.query.get_compiler(using).as_sql()
+    except EmptyResultSet:
+        return 0
+    t, pk = spec.qtable, f"{spec.qtable}.{spec.qpk}"
+    tenant = f"{t}.{sql.qn(spec.tenant_column)}" if spec.tenant_column else "NULL::uuid"
+    if spec.skip_before:
+        folded = (
+            f"WITH src AS ({statement} WHERE {pk} IN ({sub}) RETURNING {pk} AS k, "
+            f"{tenant} AS tenant, NULL::jsonb AS before, {spec.image_sql} AS after) {plan.sql}"
+        )
+        params = [*set_params, *sub_params, *plan.params]
+    else:
+        folded = (
+            f"WITH b AS (SELECT {pk} AS k, {spec.image_sql} AS image FROM {t} "
+            f"WHERE {pk} IN ({sub}) FOR UPDATE), "
+            f"src AS ({statement} FROM b WHERE {pk} = b.k RETURNING b.k AS k, {tenant} AS tenant, "
+            f"CASE WHEN (SELECT count(*) FROM b) <= %s THEN b.image END AS before, "
+            f"{spec.image_sql} AS after) {plan.sql}"
+        )
+        params = [*sub_params, *set_params, tables.CONFIG.max_before_state_rows, *plan.params]
+    with connections[using].cursor() as cursor:
+        cursor.execute(folded, params)
+        return cursor.rowcount
 
 
 def _lock_before_images(qs: QuerySet, spec: tables.AuditedTable, using: str) -> dict[str, dict]:
@@ -415,6 +726,14 @@ def _bulk_create(
         return create()
     self._for_write = True
     using = self.db
+    plan = None if ignore_conflicts or update_conflicts else _plan(spec, "INSERT")
+    if plan is not None:
+        # Each INSERT Django issues carries the audit rows of its objects (QuerySet._insert).
+        token = _BULK_FOLD.set((spec, plan))
+        try:
+            return create()
+        finally:
+            _BULK_FOLD.reset(token)
     with transaction.atomic(using=using, savepoint=False):
         if update_conflicts and unique_fields:
             return _bulk_upsert(self, spec, objs, unique_fields, create, using)
@@ -435,6 +754,38 @@ def _bulk_create(
         ]
         record(spec.table, "INSERT", changes, using=using)
     return created
+
+
+def _insert(
+    self: QuerySet,
+    objs: list[models.Model],
+    fields: list[Any],
+    returning_fields: list[Any] | None = None,
+    raw: bool = False,
+    using: str | None = None,
+    on_conflict: Any = None,
+    update_fields: list[Any] | None = None,
+    unique_fields: list[Any] | None = None,
+) -> list[tuple]:
+    """The INSERTs of a ``bulk_create()`` that carry their audit rows (see ``_bulk_create``)."""
+    folding = _BULK_FOLD.get()
+    if folding is None or folding[0].model is not self.model or on_conflict is not None:
+        return _originals["_insert"](
+            self,
+            objs,
+            fields,
+            returning_fields,
+            raw,
+            using,
+            on_conflict,
+            update_fields,
+            unique_fields,
+        )
+    spec, plan = folding
+    self._for_write = True
+    query = InsertQuery(self.model)
+    query.insert_values(fields, objs, raw=raw)
+    return _folded_insert(query, spec, plan, using or self.db, returning_fields)
 
 
 def _bulk_insert_ignoring(
@@ -556,7 +907,7 @@ def _bulk_upsert(
 
 def install() -> None:
     """Wrap Django's write methods once (idempotent)."""
-    global _FOLDED_UPDATE
+    global _FOLDED_INSERT, _FOLDED_UPDATE
     if _originals:
         return
     targets = [
@@ -566,6 +917,7 @@ def install() -> None:
         (QuerySet, "update", _update),
         (UpdateQuery, "update_batch", _update_batch),
         (QuerySet, "bulk_create", _bulk_create),
+        (QuerySet, "_insert", _insert),
     ]
     # A private method: folded only when its signature is the one this wrapper knows; otherwise
     # the pre_save receiver reads the before-state with a SELECT of its own.
@@ -573,6 +925,10 @@ def install() -> None:
     if list(inspect.signature(do_update).parameters) == _DO_UPDATE_PARAMETERS:
         targets.append((models.Model, "_do_update", _do_update))
         _FOLDED_UPDATE = True
+    do_insert = models.Model.__dict__["_do_insert"]
+    if list(inspect.signature(do_insert).parameters) == _DO_INSERT_PARAMETERS:
+        targets.append((models.Model, "_do_insert", _do_insert))
+        _FOLDED_INSERT = True
     for owner, name, wrapper in targets:
         original = owner.__dict__[name]
         _originals[name] = original

@@ -11,6 +11,11 @@ Every capture path and ``capture_log`` end in ``record()``, which for one table 
 4. inserts the entries in multi-row INSERTs of ``BATCH_SIZE`` on the connection of the change, so
    they commit or roll back with it, then runs the AFTER_LOG hooks; with ``ASYNC_WRITE`` the
    entries go to a Celery task once the transaction commits instead.
+
+Capture paths that fold the audit INSERT into the statement of the change (``capture``) take the
+fields of step 2 and the enrichment of step 3 from ``fold_plan()``, which runs the same code on a
+template entry; the rest is computed in SQL (``sql.fold_insert_sql``). ``fold_blocked()`` says when
+Python must see each entry, and so the path through ``record()`` is taken.
 """
 
 from __future__ import annotations
@@ -171,22 +176,7 @@ def record(
     if not changes:
         return []
     config = tables.CONFIG
-    resolved = enrichment.registry.resolve(table, operation)
-    context = get_audit_context()
-    actor_id = options.actor_id
-    if actor_id is None and context is not None:
-        actor_id = context.resolve_actor_id()
-    if context is not None:
-        label = _first(options.label, context.label)
-        description = _first(options.description, context.description)
-        reason = _first(options.reason, context.reason)
-        correlation_id = _first(options.correlation_id, context.correlation_id)
-        compliance = options.compliance if options.compliance is not None else context.compliance
-        metadata = {**context.metadata, **(options.metadata or {})}
-    else:
-        label, description, reason = options.label, options.description, options.reason
-        correlation_id, compliance = options.correlation_id, options.compliance or ()
-        metadata = dict(options.metadata or {})
+    resolved, common, compliance, metadata = _common_fields(table, operation, options)
     default_tenant = _UNSET
     before_hooks = hooks.before_hooks()
     now = timezone.now()
@@ -215,19 +205,13 @@ def record(
             table_name=table,
             operation=operation,
             record_id=str(record_id),
-            actor_id=actor_id,
             before_data=before,
             after_data=after,
             diff=diff,
-            label=label,
-            description=description,
-            severity=options.severity,
-            compliance=list(compliance),
-            notify=options.notify,
-            reason=reason,
-            metadata=dict(metadata),
-            correlation_id=correlation_id,
             tenant_id=tenant_id,
+            compliance=list(compliance),
+            metadata=dict(metadata),
+            **common,
         )
         enrichment.apply(entry, resolved)
         if before_hooks and not _run_before_hooks(before_hooks, entry):
@@ -244,6 +228,116 @@ def record(
 
 
 _UNSET = object()
+
+
+def _common_fields(
+    table: str, operation: str, options: CallOptions
+) -> tuple[enrichment.Resolved, dict[str, Any], tuple[str, ...], dict[str, Any]]:
+    """What every entry of one ``record()`` call shares: the matching rules, the scalar fields
+    (per-call values over the context; the actor resolved now), the compliance tags and metadata.
+    """
+    resolved = enrichment.registry.resolve(table, operation)
+    context = get_audit_context()
+    actor_id = options.actor_id
+    if actor_id is None and context is not None:
+        actor_id = context.resolve_actor_id()
+    if context is not None:
+        label = _first(options.label, context.label)
+        description = _first(options.description, context.description)
+        reason = _first(options.reason, context.reason)
+        correlation_id = _first(options.correlation_id, context.correlation_id)
+        compliance = options.compliance if options.compliance is not None else context.compliance
+        metadata = {**context.metadata, **(options.metadata or {})}
+    else:
+        label, description, reason = options.label, options.description, options.reason
+        correlation_id, compliance = options.correlation_id, options.compliance or ()
+        metadata = dict(options.metadata or {})
+    common = {
+        "actor_id": actor_id,
+        "label": label,
+        "description": description,
+        "severity": options.severity,
+        "notify": options.notify,
+        "reason": reason,
+        "correlation_id": correlation_id,
+    }
+    return resolved, common, tuple(compliance), metadata
+
+
+@dataclass(frozen=True, slots=True)
+class FoldPlan:
+    """The audit INSERT of a single-statement capture: its SQL and parameters for one event."""
+
+    sql: str
+    params: list[Any]
+
+
+def fold_blocked(table: str, operation: str) -> bool:
+    """True when Python must see the entries of this event between the change and their INSERT.
+
+    That is the case with BEFORE_LOG or AFTER_LOG hooks, with ASYNC_WRITE, and when a description
+    function of the enrichment rules has to run on the entry.
+    """
+    if tables.CONFIG.async_write or hooks.before_hooks() or hooks.after_hooks():
+        return True
+    if enrichment.registry.resolve(table, operation).description is None:
+        return False
+    context = get_audit_context()
+    return context is None or context.description is None
+
+
+def fold_plan(
+    table: str, operation: str, *, row_tenant: bool, with_before: bool = True
+) -> FoldPlan | None:
+    """The audit INSERT for changes captured in the same statement, or None when
+    ``fold_blocked``: then the caller takes the path through ``record()``.
+
+    The fields are those ``record()`` gives every entry, computed by the same code; what depends
+    on the row (record id, images, diff, redaction, the row's tenant) is computed in SQL.
+    ``row_tenant``: the rows have a tenant column, whose value wins over the tenant in scope.
+    ``with_before``: the statement gives the rows' before-images (see ``sql.fold_insert_sql``).
+    """
+    if fold_blocked(table, operation):
+        return None
+    resolved, common, compliance, metadata = _common_fields(table, operation, NO_OPTIONS)
+    template = AuditEntry(
+        id=uuid.uuid4(),
+        timestamp=timezone.now(),
+        table_name=table,
+        operation=operation,
+        record_id="",
+        compliance=list(compliance),
+        metadata=dict(metadata),
+        **common,
+    )
+    enrichment.apply(template, resolved)
+    tenant = _current_tenant()
+    values = {
+        "timestamp": template.timestamp,
+        "table_name": table,
+        "operation": operation,
+        "actor_id": template.actor_id,
+        "label": template.label,
+        "description": template.description,
+        "severity": template.severity,
+        "compliance": list(template.compliance) or None,
+        "notify": template.notify,
+        "reason": template.reason,
+        "metadata": _json(template.metadata or None),
+        "correlation_id": template.correlation_id,
+        "tenant_id": None if tenant is None else str(tenant),
+    }
+    present = tuple(name for name in sql.FOLD_PARAMETERS if values[name] is not None)
+    params = [values[name] for name in present]
+    key_filter = None
+    if resolved.redact:
+        key_filter = "redact"
+        params.append(list(resolved.redact))
+    elif resolved.include:
+        key_filter = "include"
+        params.append(list(resolved.include))
+    statement = sql.fold_insert_sql(operation, present, row_tenant, key_filter, with_before)
+    return FoldPlan(statement, params)
 
 
 def _first(*values: Any) -> Any:
