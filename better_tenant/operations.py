@@ -122,3 +122,56 @@ class EnableTenantRLS(_TenantSQL):
 
     def describe(self) -> str:
         return f"Enable tenant row-level security on {self.options['table']}"
+
+
+class OptionalTenantRLS(_TenantSQL):
+    """Tenant RLS for another app's table with a nullable ``tenant_id``, if better_tenant is on.
+
+    For apps that work with or without better_tenant (webhooks, mail): their migrations always
+    include this operation, and it only emits SQL when better_tenant is installed. Rows written in
+    a tenant scope get that tenant; a tenant reads only its rows; rows without a tenant are read
+    and written in system mode (and, with ``untenanted_writes=True``, also written by code that
+    runs outside any tenant scope).
+    """
+
+    def __init__(self, table: str, untenanted_writes: bool = False) -> None:
+        kwargs: dict[str, Any] = {"table": table}
+        if untenanted_writes:
+            kwargs["untenanted_writes"] = True
+        super().__init__(**kwargs)
+
+    def _installed(self) -> bool:
+        from django.apps import apps
+
+        return apps.is_installed("better_tenant")
+
+    def forward_sql(self) -> str:
+        if not self._installed():
+            return ""
+        role = _system_role()
+        return "\n".join(
+            [
+                sql.ensure_system_role_sql(role),
+                sql.enable_optional_table_sql(
+                    self.options["table"], role, self.options.get("untenanted_writes", False)
+                ),
+            ]
+        )
+
+    def backward_sql(self) -> str:
+        return sql.disable_optional_table_sql(self.options["table"]) if self._installed() else ""
+
+    def describe(self) -> str:
+        return f"Tenant row-level security on {self.options['table']} (with better_tenant)"
+
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        if self._installed():
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        if self._installed():
+            super().database_backwards(app_label, schema_editor, from_state, to_state)

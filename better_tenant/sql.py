@@ -196,3 +196,65 @@ BEGIN
   END LOOP;
 END
 $better$;"""
+
+
+# --- tables of other apps whose rows may belong to no tenant -----------------------------------
+
+OPTIONAL_TRIGGER_FUNCTION = "set_tenant_id_if_scoped"
+OPTIONAL_TRIGGER_NAME = "set_tenant_id_if_scoped_trigger"
+
+
+def optional_trigger_function_sql() -> str:
+    """Fill a NULL tenant_id from the scope when there is one; leave it NULL otherwise."""
+    return f"""CREATE OR REPLACE FUNCTION {OPTIONAL_TRIGGER_FUNCTION}() RETURNS trigger
+LANGUAGE plpgsql AS $better$
+BEGIN
+  IF NEW.tenant_id IS NULL THEN
+    NEW.tenant_id := {CURRENT_TENANT};
+  END IF;
+  RETURN NEW;
+END
+$better$;"""
+
+
+def enable_optional_table_sql(table: str, system_role: str, untenanted_writes: bool) -> str:
+    """RLS for a table with a nullable tenant_id (webhook endpoints, mail logs, ...).
+
+    Reads use the index-friendly tenant comparison, so rows without a tenant are read only in
+    system mode. Writes must name the tenant in scope; with ``untenanted_writes`` code running
+    outside any tenant may also write rows without one (``IS NOT DISTINCT FROM``).
+    """
+    check = (
+        f"tenant_id IS NOT DISTINCT FROM {CURRENT_TENANT}"
+        if untenanted_writes
+        else (f"tenant_id = {CURRENT_TENANT}")
+    )
+    name = qn(table)
+    return "\n".join(
+        [
+            optional_trigger_function_sql(),
+            f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY;",
+            f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY;",
+            f"CREATE POLICY {qn(tenant_policy_name(table))} ON {name} FOR ALL TO PUBLIC\n"
+            f"  USING (tenant_id = {CURRENT_TENANT})\n  WITH CHECK ({check});",
+            f"CREATE POLICY {qn(system_policy_name(table))} ON {name} FOR ALL "
+            f"TO {qn(system_role)}\n  USING (true) WITH CHECK (true);",
+            f"CREATE TRIGGER {qn(OPTIONAL_TRIGGER_NAME)} BEFORE INSERT ON {name}\n"
+            f"  FOR EACH ROW EXECUTE FUNCTION {OPTIONAL_TRIGGER_FUNCTION}();",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {name} TO {qn(system_role)};",
+            _grant_owned_sequences_sql(table, system_role),
+        ]
+    )
+
+
+def disable_optional_table_sql(table: str) -> str:
+    name = qn(table)
+    return "\n".join(
+        [
+            f"DROP TRIGGER IF EXISTS {qn(OPTIONAL_TRIGGER_NAME)} ON {name};",
+            f"DROP POLICY IF EXISTS {qn(system_policy_name(table))} ON {name};",
+            f"DROP POLICY IF EXISTS {qn(tenant_policy_name(table))} ON {name};",
+            f"ALTER TABLE {name} NO FORCE ROW LEVEL SECURITY;",
+            f"ALTER TABLE {name} DISABLE ROW LEVEL SECURITY;",
+        ]
+    )

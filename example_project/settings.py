@@ -30,8 +30,12 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
     "better_tenant",
     "better_audit",
+    "better_webhooks",
+    "better_mail",
     "example_project.projects",
 ]
 

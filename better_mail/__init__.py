@@ -1,0 +1,1 @@
+"""Typed MJML templates sent through any EMAIL_BACKEND, every send logged."""

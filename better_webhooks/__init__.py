@@ -1,0 +1,1 @@
+"""Signed, retried, logged outgoing webhooks."""
