@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -95,3 +97,43 @@ def median_ms(samples: list[float]) -> float:
 
 def geometric_mean(values: list[float]) -> float:
     return statistics.geometric_mean(values)
+
+
+# --- Django benchmarks (the database of the ``default`` alias) -----------------------------------
+
+
+def grant_app_privileges(connection: Any, app: str) -> None:
+    """As the owner on ``connection``: DML for ``app`` and the system role, on tables now and later.
+
+    ``app`` is read from the settings before ``connected_as_owner()``, which replaces the user.
+    Retried a few times: when another database of the same server is being set up at the same
+    moment, granting to the same roles fails with "tuple concurrently updated".
+    """
+    from django.conf import settings
+    from django.db import InternalError
+
+    from better_tenant.conf import tenant_settings
+    from better_tenant.sql import grant_privileges_sql
+
+    owner = settings.DATABASES["default"]["TEST"]["OWNER"]["USER"]
+    for attempt in range(5):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(grant_privileges_sql(owner, app, tenant_settings.SYSTEM_ROLE))
+            return
+        except InternalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
+
+
+def round_trip(connection: Any, count: int = 2000) -> float:
+    """Median seconds of one ``SELECT 1`` on ``connection`` (a Django connection)."""
+    samples = []
+    with connection.cursor() as cursor:
+        for _ in range(count):
+            start = time.perf_counter()
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+            samples.append(time.perf_counter() - start)
+    return statistics.median(samples)

@@ -53,6 +53,7 @@ if _MISSING:
 os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.benchapp.settings"
 
 import django  # noqa: E402
+from _common import grant_app_privileges, round_trip  # noqa: E402
 
 django.setup()
 
@@ -60,7 +61,7 @@ from auditlog.models import LogEntry  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.contenttypes.models import ContentType  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.db import InternalError, connection, transaction  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 from django.db.models import F, Model  # noqa: E402
 
 from benchmarks.benchapp.models import (  # noqa: E402
@@ -74,9 +75,7 @@ from benchmarks.benchapp.models import (  # noqa: E402
 from better_audit.models import AuditLog  # noqa: E402
 from better_tenant import run_as, run_as_system  # noqa: E402
 from better_tenant.api import create_tenant  # noqa: E402
-from better_tenant.conf import tenant_settings  # noqa: E402
 from better_tenant.models import Tenant  # noqa: E402
-from better_tenant.sql import grant_privileges_sql  # noqa: E402
 from better_tenant.testing import connected_as_owner  # noqa: E402
 
 VARIANTS: dict[str, type[Model]] = {
@@ -112,20 +111,9 @@ BENCH_TABLES = [
 def prepare_database() -> Tenant:
     """Migrate as the owner, grant the app role its DML, empty the tables, find the tenant."""
     app = settings.DATABASES["default"]["USER"]
-    owner = settings.DATABASES["default"]["TEST"]["OWNER"]["USER"]
     with connected_as_owner():
         call_command("migrate", verbosity=0)
-        for attempt in range(5):
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute(grant_privileges_sql(owner, app, tenant_settings.SYSTEM_ROLE))
-                break
-            except InternalError:
-                # "tuple concurrently updated": another database of this server being set up
-                # grants to the same roles at the same moment; the grant is simply retried.
-                if attempt == 4:
-                    raise
-                time.sleep(0.5)
+        grant_app_privileges(connection, app)
         with connection.cursor() as cursor:
             # The owner may TRUNCATE the append-only audit table; every run starts empty.
             cursor.execute(f"TRUNCATE {', '.join(BENCH_TABLES)} RESTART IDENTITY")
@@ -200,71 +188,64 @@ def captured(name: str, model: type[Model]) -> int:
     return 0
 
 
+def measure_setwise(
+    rounds: int, rng: random.Random, call: Callable[[str, type[Model]], float]
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Median seconds of ``call(name, model)`` (it returns its timed seconds), rows captured.
+
+    The first call of each variant is the warm-up, and counts what the variant captures.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    counts: dict[str, int] = {}
+    order = list(VARIANTS)
+    for round_ in range(rounds + 1):
+        rng.shuffle(order)
+        for name in order:
+            model = VARIANTS[name]
+            before = captured(name, model) if round_ == 0 else 0
+            elapsed = call(name, model)
+            if round_ == 0:
+                counts[name] = captured(name, model) - before
+            else:
+                samples[name].append(elapsed)
+    return {name: statistics.median(values) for name, values in samples.items()}, counts
+
+
 def measure_update(rounds: int, rng: random.Random) -> tuple[dict[str, float], dict[str, int]]:
     """``QuerySet.update()`` of UPDATE_ROWS rows: median seconds and rows captured per call."""
     for model in VARIANTS.values():
         model.objects.bulk_create(
             [model(name=f"u{n}", qty=n, batch=UPDATE_BATCH) for n in range(UPDATE_ROWS)]
         )
-    samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    counts: dict[str, int] = {}
-    order = list(VARIANTS)
-    for round_ in range(rounds + 1):
-        rng.shuffle(order)
-        for name in order:
-            model = VARIANTS[name]
-            before = captured(name, model) if round_ == 0 else 0
-            start = time.perf_counter()
-            changed = model.objects.filter(batch=UPDATE_BATCH).update(qty=F("qty") + 1)
-            elapsed = time.perf_counter() - start
-            if changed != UPDATE_ROWS:
-                raise RuntimeError(f"{name}: update changed {changed} rows, not {UPDATE_ROWS}")
-            if round_ == 0:  # the first call is the warm-up, and counts what is captured
-                counts[name] = captured(name, model) - before
-            else:
-                samples[name].append(elapsed)
-    return {name: statistics.median(values) for name, values in samples.items()}, counts
+
+    def update(name: str, model: type[Model]) -> float:
+        start = time.perf_counter()
+        changed = model.objects.filter(batch=UPDATE_BATCH).update(qty=F("qty") + 1)
+        elapsed = time.perf_counter() - start
+        if changed != UPDATE_ROWS:
+            raise RuntimeError(f"{name}: update changed {changed} rows, not {UPDATE_ROWS}")
+        return elapsed
+
+    return measure_setwise(rounds, rng, update)
 
 
 def measure_bulk_create(rounds: int, rng: random.Random) -> tuple[dict[str, float], dict[str, int]]:
     """``bulk_create()`` of BULK_ROWS rows: median seconds per call, rows captured per call."""
-    samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    counts: dict[str, int] = {}
-    order = list(VARIANTS)
-    for round_ in range(rounds + 1):
-        rng.shuffle(order)
-        for name in order:
-            model = VARIANTS[name]
-            objs = [model(name=f"b{n}", qty=n, batch=BULK_BATCH) for n in range(BULK_ROWS)]
-            before = captured(name, model) if round_ == 0 else 0
-            start = time.perf_counter()
-            model.objects.bulk_create(objs)
-            elapsed = time.perf_counter() - start
-            if round_ == 0:
-                counts[name] = captured(name, model) - before
-            else:
-                samples[name].append(elapsed)
-            # Untimed clean-up by raw SQL: not captured by any variant, and quick.
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f'DELETE FROM "{model._meta.db_table}" WHERE batch = %s', [BULK_BATCH]
-                )
-    return {name: statistics.median(values) for name, values in samples.items()}, counts
+
+    def bulk_create(name: str, model: type[Model]) -> float:
+        objs = [model(name=f"b{n}", qty=n, batch=BULK_BATCH) for n in range(BULK_ROWS)]
+        start = time.perf_counter()
+        model.objects.bulk_create(objs)
+        elapsed = time.perf_counter() - start
+        # Untimed clean-up by raw SQL: not captured by any variant (nor counted), and quick.
+        with connection.cursor() as cursor:
+            cursor.execute(f'DELETE FROM "{model._meta.db_table}" WHERE batch = %s', [BULK_BATCH])
+        return elapsed
+
+    return measure_setwise(rounds, rng, bulk_create)
 
 
 # --- report --------------------------------------------------------------------------------------
-
-
-def round_trip() -> float:
-    """Median seconds of one ``SELECT 1`` on the benchmark's connection."""
-    samples = []
-    with connection.cursor() as cursor:
-        for _ in range(2000):
-            start = time.perf_counter()
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-            samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def print_table(title: str, result: dict[str, dict[str, float]]) -> None:
@@ -312,7 +293,7 @@ def main() -> None:
     }
     update, update_counts = measure_update(args.bulk_rounds, rng)
     bulk, bulk_counts = measure_bulk_create(args.bulk_rounds, rng)
-    trip = round_trip()
+    trip = round_trip(connection)
 
     ops = args.rounds * args.batch
     print(

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
 import django  # noqa: E402
+from _common import grant_app_privileges, round_trip  # noqa: E402
 
 django.setup()
 
@@ -52,7 +53,6 @@ from django.urls import path  # noqa: E402
 from better_tenant import resolvers, run_as, run_as_system  # noqa: E402
 from better_tenant.api import create_tenant  # noqa: E402
 from better_tenant.conf import tenant_settings  # noqa: E402
-from better_tenant.sql import grant_privileges_sql  # noqa: E402
 from better_tenant.testing import connected_as_owner  # noqa: E402
 from tests.testapp.models import Note  # noqa: E402
 
@@ -143,7 +143,6 @@ def drop_database() -> None:
 
 
 def migrate_and_seed(tenants: int, rows: int) -> list[tuple[str, str]]:
-    owner = settings.DATABASES["default"]["TEST"]["OWNER"]["USER"]
     app = settings.DATABASES["default"]["USER"]
     with connected_as_owner():
         call_command("migrate", verbosity=0)
@@ -152,8 +151,7 @@ def migrate_and_seed(tenants: int, rows: int) -> list[tuple[str, str]]:
             # The schema editor leaves the indexes of unmanaged models out.
             for index in PlainNote._meta.indexes:
                 editor.add_index(PlainNote, index)
-        with connection.cursor() as cursor:
-            cursor.execute(grant_privileges_sql(owner, app, tenant_settings.SYSTEM_ROLE))
+        grant_app_privileges(connection, app)
     made = []
     rng = random.Random(7)
     start = time.perf_counter()
@@ -259,18 +257,6 @@ def measure(variants: dict, tenants: list[tuple[str, str]], rounds: int, batch: 
     return {name: statistics.median(values) for name, values in timings.items()}
 
 
-def round_trip() -> float:
-    """Median seconds of one ``SELECT 1`` on the benchmark's connection."""
-    samples = []
-    with connection.cursor() as cursor:
-        for _ in range(2000):
-            start = time.perf_counter()
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-            samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=200)
@@ -316,7 +302,7 @@ def main() -> None:
             raise RuntimeError("the identifier cache is too small for the benchmark's tenants")
         check_same_answers(variants, tenants)
         result = measure(variants, tenants, args.rounds, args.batch)
-        trip = round_trip()
+        trip = round_trip(connection)
     finally:
         if args.keep:
             connections.close_all()

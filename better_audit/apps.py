@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
-from django.apps import AppConfig
-from django.core import checks
+from django.apps import AppConfig, apps
 from django.core.signals import setting_changed
 
 
@@ -33,19 +31,15 @@ class BetterAuditConfig(AppConfig):
         capture.install()
         capture.connect_signals()
         setting_changed.connect(_reconfigure, dispatch_uid="better_audit.reconfigure")
-        checks.register(check_configuration, "better_audit")
-        from better_audit.checks import check_query_and_retention
-
-        checks.register(check_query_and_retention, "better_audit")
-
-        from django.apps import apps
+        # Registers the system checks (tagged "better_audit") on import.
+        from better_audit import checks  # noqa: F401
 
         if apps.is_installed("better_tenant"):
             # audit_logs has tenant_id but policies of its own (rows may have no tenant).
             from better_audit.models import AuditLog
-            from better_tenant import inspection
+            from better_tenant.inspection import exempt_table
 
-            inspection.EXEMPT_TABLES.add(AuditLog._meta.db_table)
+            exempt_table(AuditLog._meta.db_table)
 
 
 def _reconfigure(*, setting: str, **kwargs: Any) -> None:
@@ -57,45 +51,3 @@ def _reconfigure(*, setting: str, **kwargs: Any) -> None:
     capture.connect_signals()
     enrichment.registry.reload_settings()
     hooks.reset()
-
-
-def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """``BETTER_AUDIT`` problems: tables, limits and enrichment rules."""
-    from better_audit import enrichment, tables
-    from better_audit.conf import audit_settings
-    from better_audit.exceptions import AuditConfigurationError
-
-    messages: list[checks.CheckMessage] = []
-    for code, message, hint in tables.PROBLEMS:
-        level = checks.Warning if code.startswith("W") else checks.Error
-        messages.append(level(message, hint=hint, id=f"better_audit.{code}"))
-    if audit_settings.raw("ASYNC_WRITE"):
-        if importlib.util.find_spec("celery") is None:
-            messages.append(
-                checks.Error(
-                    "BETTER_AUDIT['ASYNC_WRITE'] is on, but Celery is not installed.",
-                    hint="pip install 'better-django[celery]', or turn ASYNC_WRITE off.",
-                    id="better_audit.E006",
-                )
-            )
-        if audit_settings.raw("ON_ERROR") is None:
-            messages.append(
-                checks.Warning(
-                    "BETTER_AUDIT['ASYNC_WRITE'] is on without ON_ERROR: an audit entry that "
-                    "cannot be written after commit is only logged.",
-                    hint="Set BETTER_AUDIT['ON_ERROR'] to a function(exc, entry) that reports "
-                    "to your error tracking.",
-                    id="better_audit.W002",
-                )
-            )
-    try:
-        enrichment.settings_rules()
-    except AuditConfigurationError as exc:
-        messages.append(
-            checks.Error(
-                str(exc),
-                hint="See audit.enrich() for the options a rule takes.",
-                id="better_audit.E005",
-            )
-        )
-    return messages

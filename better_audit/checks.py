@@ -1,7 +1,8 @@
-"""System checks of the query and retention settings: ``MAX_QUERY_LIMIT`` and ``RETENTION``."""
+"""better_audit's system checks (registered on import, from ``apps.ready()``) and RETENTION."""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from django.core import checks
@@ -9,6 +10,50 @@ from django.core import checks
 RETENTION_KEYS = ("days", "tables")
 
 
+@checks.register("better_audit")
+def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``BETTER_AUDIT`` problems: tables, limits and enrichment rules."""
+    from better_audit import enrichment, tables
+    from better_audit.conf import audit_settings
+    from better_audit.exceptions import AuditConfigurationError
+
+    messages: list[checks.CheckMessage] = []
+    for code, message, hint in tables.PROBLEMS:
+        level = checks.Warning if code.startswith("W") else checks.Error
+        messages.append(level(message, hint=hint, id=f"better_audit.{code}"))
+    if audit_settings.raw("ASYNC_WRITE"):
+        if importlib.util.find_spec("celery") is None:
+            messages.append(
+                checks.Error(
+                    "BETTER_AUDIT['ASYNC_WRITE'] is on, but Celery is not installed.",
+                    hint="pip install 'better-django[celery]', or turn ASYNC_WRITE off.",
+                    id="better_audit.E006",
+                )
+            )
+        if audit_settings.raw("ON_ERROR") is None:
+            messages.append(
+                checks.Warning(
+                    "BETTER_AUDIT['ASYNC_WRITE'] is on without ON_ERROR: an audit entry that "
+                    "cannot be written after commit is only logged.",
+                    hint="Set BETTER_AUDIT['ON_ERROR'] to a function(exc, entry) that reports "
+                    "to your error tracking.",
+                    id="better_audit.W002",
+                )
+            )
+    try:
+        enrichment.settings_rules()
+    except AuditConfigurationError as exc:
+        messages.append(
+            checks.Error(
+                str(exc),
+                hint="See audit.enrich() for the options a rule takes.",
+                id="better_audit.E005",
+            )
+        )
+    return messages
+
+
+@checks.register("better_audit")
 def check_query_and_retention(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """``better_audit.E010``/``E011``: a malformed RETENTION or MAX_QUERY_LIMIT."""
     from better_audit.conf import audit_settings

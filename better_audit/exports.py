@@ -32,7 +32,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 from django.db import connections, router, transaction
@@ -41,28 +41,10 @@ from django.db.models.functions import Cast
 from django.http import StreamingHttpResponse
 
 from better_audit.queries import AuditQuery
+from better_audit.sql import COLUMNS
 
-FIELDS = (
-    "id",
-    "timestamp",
-    "table_name",
-    "operation",
-    "record_id",
-    "actor_id",
-    "before_data",
-    "after_data",
-    "diff",
-    "label",
-    "description",
-    "severity",
-    "compliance",
-    "notify",
-    "reason",
-    "metadata",
-    "redacted_fields",
-    "correlation_id",
-    "tenant_id",
-)
+# The model's fields in the order of every audit INSERT.
+FIELDS = COLUMNS
 _JSONB = ("before_data", "after_data", "diff", "metadata")
 _ARRAYS = ("compliance", "redacted_fields")
 FORMATS = ("json", "csv")
@@ -100,22 +82,22 @@ def export(
     binary stream) and returns an ``ExportSummary``. See the module docstring for the shapes.
     """
     style = _validate(format, json_style)
-    q = (query or AuditQuery()).ordered("asc")
+    plan = _Plan(format, style, (query or AuditQuery()).ordered("asc"), chain_head, chunk_size)
     if output is None:
         buffer = io.StringIO()
         # A CSV string has nowhere to carry the head, so it is not computed.
-        _write(buffer, format, style, q, chain_head and format != "csv", chunk_size, None)
+        _write(buffer, replace(plan, chain_head=chain_head and format != "csv"))
         return buffer.getvalue()
     if isinstance(output, (str, os.PathLike)):
         with open(output, "w", encoding="utf-8", newline="") as stream:
-            return _write(stream, format, style, q, chain_head, chunk_size, None)
+            return _write(stream, plan)
     if isinstance(output, (io.RawIOBase, io.BufferedIOBase)) or "b" in getattr(output, "mode", ""):
         text = io.TextIOWrapper(output, encoding="utf-8", newline="", write_through=True)
         try:
-            return _write(text, format, style, q, chain_head, chunk_size, None)
+            return _write(text, plan)
         finally:
             text.detach()
-    return _write(output, format, style, q, chain_head, chunk_size, None)
+    return _write(output, plan)
 
 
 def export_response(
@@ -141,12 +123,12 @@ def export_response(
     if chain_head and format == "csv":
         with snapshot(q.queryset.db), _entered(scope):
             header_head = _chain_head()
+    plan = _Plan(format, style, q, chain_head, chunk_size, header_head)
 
     def body() -> Iterator[bytes]:
         # Snapshot first: REPEATABLE READ must be set before the scope's first statement.
         with snapshot(q.queryset.db), _entered(scope):
-            sink = _ChunkSink()
-            yield from _write_chunks(sink, format, style, q, chain_head, chunk_size, header_head)
+            yield from _write_chunks(_ChunkSink(), plan)
 
     response = StreamingHttpResponse(body(), content_type=CONTENT_TYPES[(format, style)])
     response["Content-Disposition"] = f'attachment; filename="{name}"'
@@ -175,63 +157,53 @@ class _ChunkSink:
         return data
 
 
-def _write(
-    stream: Any,
-    format: str,
-    style: str | None,
-    q: AuditQuery,
-    chain_head: bool,
-    chunk_size: int,
-    head: dict[str, Any] | None,
-) -> ExportSummary:
-    *_, summary = _run(stream, format, style, q, chain_head, chunk_size, head)
+@dataclass(frozen=True)
+class _Plan:
+    """What to export and how: the validated arguments of ``export()``."""
+
+    format: str
+    style: str | None
+    query: AuditQuery
+    chain_head: bool
+    chunk_size: int
+    # The chain head when it was taken already (for a CSV response's header), else None.
+    head: dict[str, Any] | None = None
+
+
+def _write(stream: Any, plan: _Plan) -> ExportSummary:
+    *_, summary = _run(stream, plan)
     return summary
 
 
-def _write_chunks(
-    sink: _ChunkSink,
-    format: str,
-    style: str | None,
-    q: AuditQuery,
-    chain_head: bool,
-    chunk_size: int,
-    head: dict[str, Any] | None,
-) -> Iterator[bytes]:
-    for _ in _run(sink, format, style, q, chain_head, chunk_size, head):
+def _write_chunks(sink: _ChunkSink, plan: _Plan) -> Iterator[bytes]:
+    for _ in _run(sink, plan):
         data = sink.take()
         if data:
             yield data
 
 
-def _run(
-    stream: Any,
-    format: str,
-    style: str | None,
-    q: AuditQuery,
-    chain_head: bool,
-    chunk_size: int,
-    head: dict[str, Any] | None,
-) -> Iterator[ExportSummary | None]:
+def _run(stream: Any, plan: _Plan) -> Iterator[ExportSummary | None]:
     """Write the export to ``stream``, yielding after each chunk; the last yield is the summary."""
-    qs = q.queryset
+    head = plan.head
+    qs = plan.query.queryset
     using = qs.db
     rows = 0
     with snapshot(using):
-        if format == "csv":
+        if plan.format == "csv":
             writer = csv.writer(stream, lineterminator="\r\n")
             writer.writerow(FIELDS)
-            for chunk in _chunks(qs, chunk_size):
+            for chunk in _chunks(qs, plan.chunk_size):
                 writer.writerows(_csv_row(row) for row in chunk)
                 rows += len(chunk)
                 yield None
-            if chain_head and head is None:
+            if plan.chain_head and head is None:
                 head = _chain_head()
         else:
-            array = style == "array"
+            array = plan.style == "array"
             if array:
                 stream.write("[")
             separator = "\n" if array else ""
-            for chunk in _chunks(qs, chunk_size):
+            for chunk in _chunks(qs, plan.chunk_size):
                 if array:
                     stream.write(separator + ",\n".join(_json_row(row) for row in chunk))
                     separator = ",\n"
@@ -239,13 +211,13 @@ def _run(
                     stream.write("".join(_json_row(row) + "\n" for row in chunk))
                 rows += len(chunk)
                 yield None
-            if chain_head:
+            if plan.chain_head:
                 head = _chain_head() if head is None else head
                 trailer = json.dumps({CHAIN_HEAD_KEY: head}, separators=(",", ":"), default=str)
                 stream.write((separator if array else "") + trailer + ("" if array else "\n"))
             if array:
-                stream.write("\n]\n" if rows or chain_head else "]\n")
-    yield ExportSummary(rows=rows, chain_head=head if chain_head else None)
+                stream.write("\n]\n" if rows or plan.chain_head else "]\n")
+    yield ExportSummary(rows=rows, chain_head=head if plan.chain_head else None)
 
 
 def _chunks(qs: Any, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:

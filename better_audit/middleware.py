@@ -128,13 +128,21 @@ def report_extraction_error(exc: BaseException, request: Any, source: Any = None
     )
 
 
-def _accept(extraction: Extraction, value: Any) -> None:
+def _accept(extraction: Extraction, value: Any) -> bool:
+    """Keep an extractor's value; True when it is an actor id, which ends the chain."""
     if isinstance(value, Deferred):
         extraction.values.append(value)
-        return
+        return False
     actor = to_actor_id(value)
-    if actor is not None:
-        extraction.values.append(actor)
+    if actor is None:
+        return False
+    extraction.values.append(actor)
+    return True
+
+
+def _failed(extraction: Extraction, exc: Exception, request: HttpRequest, extractor: Any) -> None:
+    extraction.errors.append(exc)
+    report_extraction_error(exc, request, extractor)
 
 
 def extract(request: HttpRequest) -> Extraction:
@@ -149,11 +157,9 @@ def extract(request: HttpRequest) -> Extraction:
                 if inspect.isawaitable(value):
                     value = async_to_sync(_await)(value)
         except Exception as exc:
-            extraction.errors.append(exc)
-            report_extraction_error(exc, request, extractor)
+            _failed(extraction, exc, request, extractor)
             continue
-        _accept(extraction, value)
-        if extraction.values and isinstance(extraction.values[-1], str):
+        if _accept(extraction, value):
             break
     return extraction
 
@@ -176,11 +182,9 @@ async def aextract(request: HttpRequest) -> Extraction:
                 # (an async view, a task sent from one) could not query the database.
                 await value.aprepare()
         except Exception as exc:
-            extraction.errors.append(exc)
-            report_extraction_error(exc, request, extractor)
+            _failed(extraction, exc, request, extractor)
             continue
-        _accept(extraction, value)
-        if extraction.values and isinstance(extraction.values[-1], str):
+        if _accept(extraction, value):
             break
     return extraction
 

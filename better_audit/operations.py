@@ -11,7 +11,39 @@ from django.db.migrations.operations.special import RunSQL
 from better_audit import sql
 
 
-class AuditLogRLS(RunSQL):
+class _PostgresSQL(RunSQL):
+    """SQL computed when the migration runs (it names roles from the settings), on PostgreSQL."""
+
+    reversible = True
+    # What needs PostgreSQL, for the error raised on another database.
+    requirement = ""
+
+    def __init__(self) -> None:
+        super().__init__(sql="", reverse_sql="", elidable=False)
+
+    def _applies(self, app_label: str, schema_editor: Any) -> bool:
+        if not router.allow_migrate(schema_editor.connection.alias, app_label, **self.hints):
+            return False
+        if schema_editor.connection.vendor != "postgresql":
+            raise NotSupportedError(
+                f"{self.requirement}; this database is {schema_editor.connection.vendor}."
+            )
+        return True
+
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        if self._applies(app_label, schema_editor):
+            self._run_sql(schema_editor, self.forward_sql())
+
+    def database_backwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        if self._applies(app_label, schema_editor):
+            self._run_sql(schema_editor, self.backward_sql())
+
+
+class AuditLogRLS(_PostgresSQL):
     """Tenant-scoped, append-only RLS on the audit table (see ``better_audit.sql``).
 
     The SQL is computed when the migration runs, because it names the system role from
@@ -19,11 +51,11 @@ class AuditLogRLS(RunSQL):
     without it there are no tenants and the table is left as a plain table.
     """
 
-    reversible = True
+    requirement = "better_audit with better_tenant needs PostgreSQL (row-level security)"
 
     def __init__(self, table: str = sql.TABLE) -> None:
         self.table = table
-        super().__init__(sql="", reverse_sql="", elidable=False)
+        super().__init__()
 
     def deconstruct(self) -> tuple[str, list, dict]:
         kwargs = {} if self.table == sql.TABLE else {"table": self.table}
@@ -48,41 +80,17 @@ class AuditLogRLS(RunSQL):
         return sql.disable_rls_sql(self.table)
 
     def _applies(self, app_label: str, schema_editor: Any) -> bool:
-        if not apps.is_installed("better_tenant"):
-            return False
-        if not router.allow_migrate(schema_editor.connection.alias, app_label, **self.hints):
-            return False
-        if schema_editor.connection.vendor != "postgresql":
-            raise NotSupportedError(
-                "better_audit with better_tenant needs PostgreSQL (row-level security); this "
-                f"database is {schema_editor.connection.vendor}."
-            )
-        return True
-
-    def database_forwards(
-        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
-    ) -> None:
-        if self._applies(app_label, schema_editor):
-            self._run_sql(schema_editor, self.forward_sql())
-
-    def database_backwards(
-        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
-    ) -> None:
-        if self._applies(app_label, schema_editor):
-            self._run_sql(schema_editor, self.backward_sql())
+        return apps.is_installed("better_tenant") and super()._applies(app_label, schema_editor)
 
 
-class AuditAppendOnly(RunSQL):
+class AuditAppendOnly(_PostgresSQL):
     """Append-only triggers, the admin role and its policies (see ``better_audit.integrity``).
 
     Computed when the migration runs, because it names ``BETTER_AUDIT_INTEGRITY["ADMIN_ROLE"]``
     (and, backwards, better_tenant's system role, whose grants it gives back).
     """
 
-    reversible = True
-
-    def __init__(self) -> None:
-        super().__init__(sql="", reverse_sql="", elidable=False)
+    requirement = "better_audit's append-only audit trail needs PostgreSQL (roles, triggers)"
 
     def deconstruct(self) -> tuple[str, list, dict]:
         return self.__class__.__name__, [], {}
@@ -104,25 +112,3 @@ class AuditAppendOnly(RunSQL):
 
             system_role = tenant_settings.SYSTEM_ROLE
         return integrity.drop_append_only_sql(integrity.admin_role(), system_role)
-
-    def _applies(self, app_label: str, schema_editor: Any) -> bool:
-        if not router.allow_migrate(schema_editor.connection.alias, app_label, **self.hints):
-            return False
-        if schema_editor.connection.vendor != "postgresql":
-            raise NotSupportedError(
-                "better_audit's append-only audit trail needs PostgreSQL (roles, triggers); "
-                f"this database is {schema_editor.connection.vendor}."
-            )
-        return True
-
-    def database_forwards(
-        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
-    ) -> None:
-        if self._applies(app_label, schema_editor):
-            self._run_sql(schema_editor, self.forward_sql())
-
-    def database_backwards(
-        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
-    ) -> None:
-        if self._applies(app_label, schema_editor):
-            self._run_sql(schema_editor, self.backward_sql())

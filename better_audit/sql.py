@@ -11,7 +11,9 @@ Policy design, when better_tenant is installed:
 - no UPDATE or DELETE policy for the application role: under FORCE row-level security its UPDATE
   and DELETE statements match no row, so the trail is append-only for it.
 - ``rls_system_audit_logs`` (ALL) for the system role that ``run_as_system()`` switches to: reads
-  every trail, and purges.
+  every trail. It does not purge: the append-only triggers (``better_audit.integrity``) refuse
+  DELETE in every role but the audit admin role (``BETTER_AUDIT_INTEGRITY["ADMIN_ROLE"]``), which
+  ``integrity.purge()`` switches to and whose own policies let it read and delete.
 
 Audit rows are inserted without RETURNING: RETURNING would subject the new row to the SELECT
 policy, which a row with a NULL tenant never passes.
@@ -118,22 +120,10 @@ def disable_rls_sql(table: str = TABLE) -> str:
 # value is NULL (or an empty array) is left out of the INSERT, so the statement stays as small as
 # the entry: parsing and planning it is a good part of its cost.
 
-# The fields bound as parameters, in the order of their placeholders.
-FOLD_PARAMETERS = (
-    "timestamp",
-    "table_name",
-    "operation",
-    "actor_id",
-    "label",
-    "description",
-    "severity",
-    "compliance",
-    "notify",
-    "reason",
-    "metadata",
-    "correlation_id",
-    "tenant_id",
-)
+# The columns the statement computes from ``src``; every other column is bound as a parameter.
+_FOLD_COMPUTED = ("id", "record_id", "before_data", "after_data", "diff", "redacted_fields")
+# The fields bound as parameters, in the order of their placeholders (that of COLUMNS).
+FOLD_PARAMETERS = tuple(column for column in COLUMNS if column not in _FOLD_COMPUTED)
 _FOLD_PLACEHOLDERS = {
     "timestamp": "%s::timestamptz",
     "compliance": "%s::text[]",

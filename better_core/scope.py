@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -12,7 +13,7 @@ from asgiref.sync import sync_to_async
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Scope:
+class Scope(ABC):
     """Base class for a scope entered with ``with``, ``async with`` or as a decorator.
 
     Subclasses implement ``enter()`` and ``exit(exc)``. One instance may be entered several times,
@@ -25,11 +26,13 @@ class Scope:
     #: True when enter/exit touch the database and must run in Django's sync thread under async.
     uses_database = False
 
+    @abstractmethod
     def enter(self) -> Any:
-        raise NotImplementedError
+        """Enter the scope; the return value is what ``with ... as x`` binds."""
 
+    @abstractmethod
     def exit(self, exc: BaseException | None) -> None:
-        raise NotImplementedError
+        """Leave the scope; ``exc`` is the exception leaving the block, if any."""
 
     def _copy(self) -> Scope:
         clone = self.__class__.__new__(self.__class__)

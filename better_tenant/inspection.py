@@ -184,26 +184,39 @@ def tenant_model_tables() -> dict[str, str]:
     return tables
 
 
+# Ordinary and partitioned tables on the search path that have a tenant_id column.
+_TENANT_ID_TABLES = """
+    SELECT c.relname FROM pg_attribute a
+    JOIN pg_class c ON c.oid = a.attrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE a.attname = 'tenant_id' AND a.attnum > 0 AND NOT a.attisdropped
+      AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+      AND pg_table_is_visible(c.oid)
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
+
+
 def tables_with_tenant_id(cursor: Any) -> list[str]:
     """Ordinary and partitioned tables on the search path that have a ``tenant_id`` column."""
-    cursor.execute(
-        """
-        SELECT c.relname FROM pg_attribute a
-        JOIN pg_class c ON c.oid = a.attrelid
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE a.attname = 'tenant_id' AND a.attnum > 0 AND NOT a.attisdropped
-          AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-          AND pg_table_is_visible(c.oid)
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-        ORDER BY c.relname
-        """
-    )
+    cursor.execute(_TENANT_ID_TABLES + " ORDER BY c.relname")
     return [row[0] for row in cursor.fetchall()]
 
 
 # Tables with a tenant_id column that another app secures with policies of its own (better_audit's
 # audit_logs, whose rows may belong to no tenant): not tenant tables, so not judged as such.
+# Filled through exempt_table().
 EXEMPT_TABLES: set[str] = set()
+
+
+def exempt_table(name: str) -> None:
+    """Leave the table ``name`` out of the tenant tables (those ``better_tenant check`` judges).
+
+    For a table with a ``tenant_id`` column that is secured by policies of its own rather than
+    the tenant-table policies: apps whose nullable-tenant tables are secured by
+    ``better_tenant.operations.OptionalTenantRLS`` call it from their ``AppConfig.ready()`` (as
+    better_audit does for ``audit_logs``). Idempotent.
+    """
+    EXEMPT_TABLES.add(name)
 
 
 def tenant_tables(cursor: Any) -> dict[str, str | None]:
@@ -809,16 +822,9 @@ def _evaluate_privileges(facts: TableFacts, role: str, system_role: str) -> list
                 "connect as a role that owns nothing.",
             )
         )
-    if "TRUNCATE" in facts.runtime_privileges:
-        found.append(
-            Finding(
-                ERROR,
-                section,
-                "runtime_truncate",
-                f"{role} has TRUNCATE, which ignores row-level security and empties every tenant",
-                f"REVOKE TRUNCATE ON {sql.qn(facts.name)} FROM {sql.qn(role)};",
-            )
-        )
+    found += _truncate_finding(
+        facts, role, ", which ignores row-level security and empties every tenant"
+    )
     missing = [p for p in DML if p not in facts.runtime_privileges]
     if missing and facts.owner != role:
         found.append(
@@ -830,18 +836,12 @@ def _evaluate_privileges(facts: TableFacts, role: str, system_role: str) -> list
                 _setup_hint(role),
             )
         )
-    missing = [p for p in DML if p not in facts.system_privileges]
-    if missing:
-        found.append(
-            Finding(
-                ERROR,
-                section,
-                "system_privileges",
-                f"{system_role} lacks {', '.join(missing)}: run_as_system() fails on this table",
-                f"GRANT SELECT, INSERT, UPDATE, DELETE ON {sql.qn(facts.name)} TO "
-                f"{sql.qn(system_role)};",
-            )
-        )
+    found += _system_privileges_finding(
+        facts,
+        system_role,
+        ": run_as_system() fails on this table",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {sql.qn(facts.name)} TO {sql.qn(system_role)};",
+    )
     if not any(f.status != OK for f in found):
         found.append(
             Finding(OK, section, "privileges", f"{role} and {system_role} have DML, no TRUNCATE")
@@ -849,29 +849,52 @@ def _evaluate_privileges(facts: TableFacts, role: str, system_role: str) -> list
     return found
 
 
+def _truncate_finding(facts: TableFacts, role: str, tail: str) -> list[Finding]:
+    if "TRUNCATE" not in facts.runtime_privileges:
+        return []
+    return [
+        Finding(
+            ERROR,
+            f"table {facts.name}",
+            "runtime_truncate",
+            f"{role} has TRUNCATE{tail}",
+            f"REVOKE TRUNCATE ON {sql.qn(facts.name)} FROM {sql.qn(role)};",
+        )
+    ]
+
+
+def _system_privileges_finding(
+    facts: TableFacts, system_role: str, tail: str, hint: str
+) -> list[Finding]:
+    missing = [p for p in DML if p not in facts.system_privileges]
+    if not missing:
+        return []
+    return [
+        Finding(
+            ERROR,
+            f"table {facts.name}",
+            "system_privileges",
+            f"{system_role} lacks {', '.join(missing)}{tail}",
+            hint,
+        )
+    ]
+
+
 def evaluate_tenants_table(facts: TableFacts, role: str, system_role: str) -> list[Finding]:
     section = f"table {facts.name}"
+
+    def error(
+        code: str, message: str, hint: str = "Run `manage.py migrate better_tenant`."
+    ) -> Finding:
+        return Finding(ERROR, section, code, message, hint)
+
     if not facts.exists:
-        return [
-            Finding(
-                ERROR,
-                section,
-                "tenants_missing",
-                "tenants table not found",
-                "Run `manage.py migrate better_tenant`.",
-            )
-        ]
+        return [error("tenants_missing", "tenants table not found")]
     found = []
     missing = [c for c in TENANTS_COLUMNS if c not in facts.columns]
     if missing:
         found.append(
-            Finding(
-                ERROR,
-                section,
-                "tenants_columns",
-                f"tenants table missing column: {', '.join(missing)}",
-                "Run `manage.py migrate better_tenant`.",
-            )
+            error("tenants_columns", f"tenants table missing column: {', '.join(missing)}")
         )
     else:
         found.append(
@@ -886,9 +909,7 @@ def evaluate_tenants_table(facts: TableFacts, role: str, system_role: str) -> li
             if not on
         ]
         found.append(
-            Finding(
-                ERROR,
-                section,
+            error(
                 "rls_not_enabled",
                 f"{' and '.join(flags)} ROW LEVEL SECURITY not set",
                 "Run `manage.py migrate better_tenant` (InstallTenantRLS sets both).",
@@ -899,24 +920,14 @@ def evaluate_tenants_table(facts: TableFacts, role: str, system_role: str) -> li
     write = names.get(sql.TENANTS_WRITE_POLICY)
     if read is None or write is None:
         absent = [n for n in (sql.TENANTS_READ_POLICY, sql.TENANTS_WRITE_POLICY) if n not in names]
-        found.append(
-            Finding(
-                ERROR,
-                section,
-                "tenants_policies",
-                f"policy missing: {', '.join(absent)}",
-                "Run `manage.py migrate better_tenant`.",
-            )
-        )
+        found.append(error("tenants_policies", f"policy missing: {', '.join(absent)}"))
     else:
         found.append(
             Finding(OK, section, "tenants_policies", f"policies {read.name}, {write.name}")
         )
     if write is not None and not write.names_system_role:
         found.append(
-            Finding(
-                ERROR,
-                section,
+            error(
                 "tenants_write_role",
                 f"policy {write.name} is not granted TO {system_role}",
                 "Recreate it with `manage.py migrate better_tenant zero` and `migrate`.",
@@ -929,9 +940,7 @@ def evaluate_tenants_table(facts: TableFacts, role: str, system_role: str) -> li
     ]
     if open_writes:
         found.append(
-            Finding(
-                ERROR,
-                section,
+            error(
                 "tenants_writable",
                 f"policy {', '.join(open_writes)} lets {role} change tenants outside "
                 "run_as_system()",
@@ -940,35 +949,19 @@ def evaluate_tenants_table(facts: TableFacts, role: str, system_role: str) -> li
         )
     if "SELECT" not in facts.runtime_privileges:
         found.append(
-            Finding(
-                ERROR,
-                section,
+            error(
                 "tenants_unreadable",
                 f"{role} cannot read the tenants table, so slugs cannot be resolved",
                 _setup_hint(role),
             )
         )
-    missing = [p for p in DML if p not in facts.system_privileges]
-    if missing:
-        found.append(
-            Finding(
-                ERROR,
-                section,
-                "system_privileges",
-                f"{system_role} lacks {', '.join(missing)} on tenants: the tenant API fails",
-                "Run `manage.py migrate better_tenant`.",
-            )
-        )
-    if "TRUNCATE" in facts.runtime_privileges:
-        found.append(
-            Finding(
-                ERROR,
-                section,
-                "runtime_truncate",
-                f"{role} has TRUNCATE on tenants, which ignores row-level security",
-                f"REVOKE TRUNCATE ON {sql.qn(facts.name)} FROM {sql.qn(role)};",
-            )
-        )
+    found += _system_privileges_finding(
+        facts,
+        system_role,
+        " on tenants: the tenant API fails",
+        "Run `manage.py migrate better_tenant`.",
+    )
+    found += _truncate_finding(facts, role, " on tenants, which ignores row-level security")
     return found
 
 
@@ -1318,16 +1311,8 @@ def run_checks(using: str | None = None, *, smoke: bool = True) -> Report:
 def tables_without_rls(cursor: Any) -> list[str]:
     """Tables with a tenant_id column, no row-level security and no policy."""
     cursor.execute(
-        """
-        SELECT c.relname FROM pg_attribute a
-        JOIN pg_class c ON c.oid = a.attrelid
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE a.attname = 'tenant_id' AND a.attnum > 0 AND NOT a.attisdropped
-          AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND pg_table_is_visible(c.oid)
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-          AND NOT c.relrowsecurity
-          AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)
-        ORDER BY c.relname
-        """
+        _TENANT_ID_TABLES + " AND NOT c.relrowsecurity"
+        " AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)"
+        " ORDER BY c.relname"
     )
     return [row[0] for row in cursor.fetchall()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 from django.db import NotSupportedError, router
@@ -19,11 +20,13 @@ class _TenantSQL(RunSQL):
         self.options = kwargs
         super().__init__(sql="", reverse_sql="", elidable=False)
 
+    @abstractmethod
     def forward_sql(self) -> str:
-        raise NotImplementedError
+        """The SQL that applies the operation."""
 
+    @abstractmethod
     def backward_sql(self) -> str:
-        raise NotImplementedError
+        """The SQL that reverses it."""
 
     def deconstruct(self) -> tuple[str, list, dict]:
         return self.__class__.__name__, [], dict(self.options)

@@ -107,7 +107,7 @@ def test_a_failed_write_in_the_task_goes_to_on_error_and_after_hooks_run_on_succ
 
 
 def test_system_check_asks_for_on_error_with_async_writes():
-    from better_audit.apps import check_configuration
+    from better_audit.checks import check_configuration
 
     with override_settings(BETTER_AUDIT=ASYNC):
         assert [m.id for m in check_configuration()] == ["better_audit.W002"]

@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 
 import better_audit as audit
-from better_audit.apps import check_configuration
+from better_audit.checks import check_configuration
 from better_audit.enrichment import registry
 from better_audit.exceptions import EnrichmentConflict, InvalidOperation
 from better_tenant import run_as

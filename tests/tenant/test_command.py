@@ -165,6 +165,46 @@ def test_init_as_owner_grants_dml_but_never_truncate():
         as_owner(f'DROP TABLE IF EXISTS "{table}"')
 
 
+@pytest.mark.django_db(transaction=True)
+def test_init_makes_the_app_role_a_noinherit_member_of_the_audit_admin_role(settings):
+    # Fresh roles, created by the owner, so that init really grants (better_app is a member of
+    # the usual roles already) and the owner may drop them afterwards.
+    suffix = uuid.uuid4().hex[:8]
+    app, system, admin = (f"init_{kind}_{suffix}" for kind in ("app", "system", "admin"))
+    settings.BETTER_TENANT = {"SYSTEM_ROLE": system}
+    settings.BETTER_AUDIT_INTEGRITY = {"ADMIN_ROLE": admin}
+    membership = (
+        "SELECT m.inherit_option, m.set_option FROM pg_auth_members m "
+        "WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = %s) "
+        "AND m.member = (SELECT oid FROM pg_roles WHERE rolname = %s)"
+    )
+    as_owner(f'CREATE ROLE "{app}" NOLOGIN NOINHERIT')
+    try:
+        with connected_as_owner():
+            dry, _ = run("init", "--app-role", app, "--dry-run")
+        assert f"quote_ident('{admin}') || ' TO ' || quote_ident('{app}')" in dry
+        assert fetch(membership, [admin, app]) == []
+        with connected_as_owner():
+            out, _ = run("init", "--app-role", app)
+        assert f"✓ {app} may SET ROLE {admin} (better_audit's admin role" in out
+        assert fetch(membership, [admin, app]) == [(False, True)]
+        assert fetch(membership, [system, app]) == [(False, True)]
+        # A member that does not inherit: the admin role's DELETE never applies by itself.
+        assert fetch("SELECT pg_has_role(%s, %s, 'USAGE')", [app, admin]) == [(False,)]
+    finally:
+        as_owner(
+            f'GRANT "{app}", "{system}" TO CURRENT_USER',
+            f'DROP OWNED BY "{app}", "{system}"',
+            f'DROP ROLE IF EXISTS "{app}", "{system}", "{admin}"',
+        )
+
+
+@pytest.mark.django_db
+def test_init_refuses_the_audit_admin_role_as_app_role():
+    with pytest.raises(CommandError, match=r"--app-role: better_audit_admin is better_audit's"):
+        run("init", "--app-role", "better_audit_admin")
+
+
 # --- migrate / add-table -------------------------------------------------------------------------
 
 

@@ -2,38 +2,32 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
 from typing import Any
 
 from django.apps import apps
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError
 from django.db import DatabaseError, connections
 from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 
+from better_core.commands import SubcommandCommand
 from better_core.durations import parse_since
 
 APP = "better_audit"
 BAR_WIDTH = 30
 
 
-class Command(BaseCommand):
+class Command(SubcommandCommand):
     help = "Migrate, verify, report on, purge and export the audit log."
-    # `check` reports problems itself; purge and export must work while a check fails.
-    requires_system_checks: list[str] = []
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        subparsers = parser.add_subparsers(
-            dest="subcommand", metavar="SUBCOMMAND", title="subcommands", required=True
-        )
-
+    def add_subcommands(self, subparsers: Any) -> None:
         migrate = subparsers.add_parser(
             "migrate",
             help="Apply the audit_logs migrations, or print their SQL with --dry-run.",
@@ -111,35 +105,6 @@ class Command(BaseCommand):
         )
         verify.add_argument("--tenant", help="verify one tenant's chain (default: every entry)")
 
-        for sub in (migrate, stats, purge, export, verify):
-            sub.add_argument(
-                "-v",
-                "--verbosity",
-                type=int,
-                choices=[0, 1, 2, 3],
-                default=argparse.SUPPRESS,
-                help="verbosity level",
-            )
-        for sub in subparsers.choices.values():
-            sub.add_argument("--database", default=None, help="database alias (default: default)")
-
-    def handle(self, *args: Any, **options: Any) -> None:
-        options["database"] = options.get("database") or "default"
-        if options["database"] not in connections:
-            raise CommandError(
-                f"--database: no database alias {options['database']!r}; "
-                f"choose one of {', '.join(connections)}."
-            )
-        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
-            "migrate": self.handle_migrate,
-            "check": self.handle_check,
-            "stats": self.handle_stats,
-            "purge": self.handle_purge,
-            "export": self.handle_export,
-            "verify": self.handle_verify,
-        }
-        handlers[options["subcommand"]](options)
-
     # --- migrate ---------------------------------------------------------------------------------
 
     def handle_migrate(self, options: dict[str, Any]) -> None:
@@ -192,8 +157,7 @@ class Command(BaseCommand):
         failed = 0
         for ok, message in results:
             failed += not ok
-            symbol = self.style.SUCCESS("✓") if ok else self.style.ERROR("✗")
-            self.stdout.write(f"{symbol} {message}")
+            (self.ok if ok else self.fail)(message)
         self.stdout.write("")
         if failed:
             self.stdout.write(
@@ -376,11 +340,9 @@ class Command(BaseCommand):
         report = integrity.verify(tenant_id=options.get("tenant"), progress=bar.update)
         bar.finish()
         if report.ok:
-            self.stdout.write(
-                self.style.SUCCESS(f"✓ {report.checked:,} entries verified. {report.message}")
-            )
+            self.ok(f"{report.checked:,} entries verified. {report.message}")
             return
-        self.stdout.write(self.style.ERROR(f"✗ {report.message}"))
+        self.fail(report.message)
         if report.first_broken:
             self.stdout.write("First broken link:")
             for key, value in report.first_broken.items():

@@ -2,53 +2,46 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-from collections.abc import Callable
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from django.apps import apps
 from django.core import checks as django_checks
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError, connections, migrations, transaction
 from django.db.migrations.autodetector import MigrationAutodetector
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.writer import MigrationWriter
 from django.utils.text import slugify
 
+from better_core.commands import SubcommandCommand
 from better_tenant import inspection, sql
 from better_tenant.conf import tenant_settings
 from better_tenant.operations import EnableTenantRLS, InstallTenantRLS
 
 ROLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
-SYMBOLS = {
-    inspection.OK: "✓",
-    inspection.ERROR: "✗",
-    inspection.WARNING: "!",
-    inspection.INFO: "·",
-}
 
 
-class Command(BaseCommand):
+class Command(SubcommandCommand):
     help = "Set up, migrate, seed and verify PostgreSQL row-level security for tenants."
-    # `check` reports the system checks itself; the other subcommands must work while they fail.
-    requires_system_checks: list[str] = []
+    verbosity_help = "for check: 1 lists problems, 2 every check"
+    database_help = "database alias (default: BETTER_TENANT['DATABASE'])"
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        subparsers = parser.add_subparsers(
-            dest="subcommand", metavar="SUBCOMMAND", title="subcommands", required=True
-        )
+    def default_database(self) -> str:
+        return tenant_settings.DATABASE
 
+    def add_subcommands(self, subparsers: Any) -> None:
         init = subparsers.add_parser(
             "init",
             help="Let the app role enter the system role and grant it table privileges.",
             description=(
                 "Run as the role that owns the tables: creates the system role if missing, makes "
-                "the app role a NOINHERIT member of it and grants SELECT, INSERT, UPDATE, DELETE "
-                "(never TRUNCATE) on current and future tables."
+                "the app role a NOINHERIT member of it (and of better_audit's admin role when "
+                "better_audit is installed) and grants SELECT, INSERT, UPDATE, DELETE (never "
+                "TRUNCATE) on current and future tables."
             ),
         )
         init.add_argument(
@@ -95,22 +88,6 @@ class Command(BaseCommand):
         )
         check.add_argument("--json", action="store_true", help="print the report as JSON")
 
-        for sub in (init, migrate, add_table, seed, check):
-            # Also accepted after the subcommand; SUPPRESS keeps a value given before it.
-            sub.add_argument(
-                "-v",
-                "--verbosity",
-                type=int,
-                choices=[0, 1, 2, 3],
-                default=argparse.SUPPRESS,
-                help="for check: 1 lists problems, 2 every check",
-            )
-            sub.add_argument(
-                "--database",
-                default=None,
-                help="database alias (default: BETTER_TENANT['DATABASE'])",
-            )
-
     @staticmethod
     def _add_output_arguments(parser: CommandParser) -> None:
         group = parser.add_mutually_exclusive_group()
@@ -122,28 +99,13 @@ class Command(BaseCommand):
         )
         group.add_argument("--dry-run", action="store_true", help="print the SQL instead")
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        options["database"] = options.get("database") or tenant_settings.DATABASE
-        if options["database"] not in connections:
-            raise CommandError(
-                f"--database: no database alias {options['database']!r}; "
-                f"choose one of {', '.join(connections)}."
-            )
-        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
-            "init": self.handle_init,
-            "migrate": self.handle_migrate,
-            "add-table": self.handle_add_table,
-            "seed": self.handle_seed,
-            "check": self.handle_check,
-        }
-        handlers[options["subcommand"]](options)
-
     # --- init ------------------------------------------------------------------------------------
 
     def handle_init(self, options: dict[str, Any]) -> None:
         alias = options["database"]
         connection = connections[alias]
         system_role = tenant_settings.SYSTEM_ROLE
+        audit_admin = _audit_admin_role()
         app_role = options.get("app_role")
         if app_role is not None and not _valid_role(app_role):
             raise CommandError(
@@ -171,6 +133,12 @@ class Command(BaseCommand):
                     f"--app-role: {app_role} is the system role (BETTER_TENANT['SYSTEM_ROLE']); "
                     "name the role the application connects as."
                 )
+            if app_role == audit_admin:
+                raise CommandError(
+                    f"--app-role: {app_role} is better_audit's admin role "
+                    "(BETTER_AUDIT_INTEGRITY['ADMIN_ROLE']); name the role the application "
+                    "connects as."
+                )
             cursor.execute(
                 "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", [app_role]
             )
@@ -189,8 +157,16 @@ class Command(BaseCommand):
         statements = [
             sql.ensure_system_role_sql(system_role),
             sql.membership_sql(app_role, system_role),
-            sql.grant_privileges_sql(owner, app_role, system_role, schema),
         ]
+        if audit_admin is not None:
+            from better_audit.integrity import ensure_admin_role_sql
+
+            # Purge, seal and verify SET ROLE to it (better_audit.integrity.privileged).
+            statements += [
+                ensure_admin_role_sql(audit_admin),
+                sql.membership_sql(app_role, audit_admin),
+            ]
+        statements.append(sql.grant_privileges_sql(owner, app_role, system_role, schema))
         if options["dry_run"]:
             self.stdout.write(f"-- better_tenant init: run as {owner}")
             self.stdout.write("\n\n".join(statements))
@@ -205,12 +181,15 @@ class Command(BaseCommand):
                 "tables (in the example project `manage.py better_tenant init` connects as the "
                 "owner by itself; elsewhere set the owner's credentials)."
             ) from exc
-        self.stdout.write(f"✓ system role {system_role} exists")
-        self.stdout.write(
-            f"✓ {app_role} may SET ROLE {system_role} (for run_as_system) without inheriting it"
-        )
-        self.stdout.write(
-            f"✓ granted SELECT, INSERT, UPDATE, DELETE on tables and sequence use in {schema} to "
+        self.ok(f"system role {system_role} exists")
+        self.ok(f"{app_role} may SET ROLE {system_role} (for run_as_system) without inheriting it")
+        if audit_admin is not None:
+            self.ok(
+                f"{app_role} may SET ROLE {audit_admin} (better_audit's admin role, for purge, "
+                "seal and verify) without inheriting it"
+            )
+        self.ok(
+            f"granted SELECT, INSERT, UPDATE, DELETE on tables and sequence use in {schema} to "
             f"{app_role} and {system_role}, also for tables {owner} creates later"
         )
 
@@ -349,17 +328,17 @@ class Command(BaseCommand):
             shown = [f for f in findings if verbosity >= 2 or f.status != inspection.OK]
             if not shown:
                 noun = "check" if passed == 1 else "checks"
-                self.stdout.write(f"{self._symbol(status)} {section}: {passed} {noun} passed")
+                self.stdout.write(f"{self.symbol(status)} {section}: {passed} {noun} passed")
                 continue
-            self.stdout.write(f"{self._symbol(status)} {section}")
+            self.stdout.write(f"{self.symbol(status)} {section}")
             for finding in shown:
-                self.stdout.write(f"    {self._symbol(finding.status)} {finding.message}")
+                self.stdout.write(f"    {self.symbol(finding.status)} {finding.message}")
                 if finding.hint:
                     self.stdout.write(f"      → {finding.hint}")
             hidden = passed - sum(1 for f in shown if f.status == inspection.OK)
             noun = "check" if hidden == 1 else "checks"
             if hidden:
-                self.stdout.write(f"    {self._symbol(inspection.OK)} {hidden} other {noun} passed")
+                self.stdout.write(f"    {self.symbol(inspection.OK)} {hidden} other {noun} passed")
         errors, warnings = len(report.errors), len(report.warnings)
         passed = sum(1 for f in report.findings if f.status == inspection.OK)
         summary = (
@@ -372,22 +351,21 @@ class Command(BaseCommand):
         self.stdout.write("")
         self.stdout.write(style(summary))
 
-    def _symbol(self, status: str) -> str:
-        symbol = SYMBOLS[status]
-        if status == inspection.ERROR:
-            return self.style.ERROR(symbol)
-        if status == inspection.WARNING:
-            return self.style.WARNING(symbol)
-        if status == inspection.OK:
-            return self.style.SUCCESS(symbol)
-        return symbol
-
 
 # --- helpers (module level so tests and scripts can use them) ---------------------------------
 
 
 def _valid_role(name: str) -> bool:
     return bool(ROLE_RE.match(name)) and len(name.encode()) <= 63
+
+
+def _audit_admin_role() -> str | None:
+    """better_audit's admin role when better_audit is installed: init lets the app role enter it."""
+    if not apps.is_installed("better_audit"):
+        return None
+    from better_audit.integrity import admin_role
+
+    return admin_role()
 
 
 def system_check_findings() -> list[inspection.Finding]:
