@@ -1,8 +1,12 @@
-"""App config of better_mail."""
+"""App config of better_mail: template discovery, anymail tracking, tenant wiring and checks."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
+from django.core import checks
+from django.core.signals import setting_changed
 
 
 class BetterMailConfig(AppConfig):
@@ -10,3 +14,32 @@ class BetterMailConfig(AppConfig):
     label = "better_mail"
     verbose_name = "Mail"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.apps import apps
+
+        from better_mail import templates, tracking
+        from better_mail.checks import check_settings, check_templates
+        from better_mail.conf import mail_settings
+
+        if mail_settings.raw("AUTODISCOVER"):
+            templates.autodiscover()
+        tracking.connect()
+        setting_changed.connect(_reconfigure, dispatch_uid="better_mail.reconfigure")
+        checks.register(check_settings, "better_mail")
+        checks.register(check_templates, "better_mail")
+
+        if apps.is_installed("better_tenant"):
+            # mail_logs has a nullable tenant_id and policies of its own (OptionalTenantRLS).
+            from better_mail.models import MailLog
+            from better_tenant import inspection
+
+            inspection.EXEMPT_TABLES.add(MailLog._meta.db_table)
+
+
+def _reconfigure(*, setting: str, **kwargs: Any) -> None:
+    # Compiled templates depend on the fonts, the CSS mode and the apps' mail/ folders.
+    if setting in ("BETTER_MAIL", "INSTALLED_APPS"):
+        from better_mail.templates import clear_caches
+
+        clear_caches()

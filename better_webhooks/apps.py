@@ -1,8 +1,9 @@
-"""App config of better_webhooks."""
+"""App config of better_webhooks: system checks and tenant-inspection exemptions."""
 
 from __future__ import annotations
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
+from django.core import checks
 
 
 class BetterWebhooksConfig(AppConfig):
@@ -10,3 +11,19 @@ class BetterWebhooksConfig(AppConfig):
     label = "better_webhooks"
     verbose_name = "Webhooks"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from better_webhooks.checks import check_configuration
+
+        checks.register(check_configuration, "better_webhooks")
+        if apps.is_installed("better_tenant"):
+            # Nullable tenant_id with policies of their own (OptionalTenantRLS).
+            from better_tenant import inspection
+            from better_webhooks.models import (
+                WebhookDelivery,
+                WebhookDeliveryAttempt,
+                WebhookEndpoint,
+            )
+
+            for model in (WebhookEndpoint, WebhookDelivery, WebhookDeliveryAttempt):
+                inspection.EXEMPT_TABLES.add(model._meta.db_table)

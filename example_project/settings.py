@@ -97,6 +97,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# drf-spectacular describes the DRF views (the webhooks API included) as OpenAPI.
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+SPECTACULAR_SETTINGS = {"TITLE": "better example project API", "VERSION": "1.0.0"}
+
 BETTER_TENANT = {
     "HEADER": "X-Tenant-ID",
     "PATH": "/t/:tenantId/*",

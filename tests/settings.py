@@ -37,3 +37,14 @@ BETTER_AUDIT = {
     ],
     "SKIP_BEFORE_STATE": ["test_events"],
 }
+
+# better_webhooks: fixed test keys, plain http to the tests' local receivers, no Celery (the tests
+# run the polling worker or the task directly).
+BETTER_WEBHOOKS = {
+    "ENCRYPTION_KEYS": ["v1:" + "0123456789abcdef" * 4],
+    "ALLOW_HTTP_LOCALHOST": True,
+    "CELERY": False,
+}
+
+# better_mail: mails stay in django.core.mail.outbox (tests switch to anymail's test backend).
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -1,0 +1,453 @@
+"""Django admin of the mail log and the template previews, built to stay fast at millions of rows.
+
+- No full COUNT: the paginator counts at most ``EXACT_COUNT_LIMIT`` rows and beyond that shows the
+  planner's estimate; no date hierarchy; sorting only by creation time (indexed).
+- Filters on indexed columns only: status, and template (its choices come from a skip scan of the
+  template index, never a DISTINCT over the table).
+- Search is exact, so every form is an index lookup: a recipient address, a provider message id
+  (``prefix*`` for a prefix), or a log id.
+- The log is read-only. The "Resend" action queues a new mail from what a log kept: its rendered
+  bodies (``BETTER_MAIL['STORE_BODIES']``) or a payload it still holds. Template variables are
+  never stored, so a log without either cannot be resent; the action names it and says why.
+- ``templates/`` lists every registered template rendered with its preview data, and
+  ``templates/<name>/`` previews one (the same pages as ``manage.py better_mail preview``).
+
+With better_tenant installed the log is under row-level security; superusers see every tenant's
+mails (the views run in ``run_as_system()``), other staff see what their current scope allows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django.apps import apps
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from better_mail.models import MailLog, MailStatus
+
+EXACT_COUNT_LIMIT = 10_000
+
+
+class EstimatedCountPaginator(Paginator):
+    """Exact counts up to ``EXACT_COUNT_LIMIT`` rows, the planner's estimate above."""
+
+    @cached_property
+    def count(self) -> int:
+        qs = self.object_list
+        if not isinstance(qs, QuerySet):
+            return len(qs)
+        estimate = _plan_estimate(qs) if qs.query.where else _table_estimate(qs)
+        if estimate > EXACT_COUNT_LIMIT:
+            return estimate
+        # Small (or never analyzed) results: a count that stops after EXACT_COUNT_LIMIT + 1 rows.
+        exact = qs.order_by()[: EXACT_COUNT_LIMIT + 1].count()
+        return exact if exact <= EXACT_COUNT_LIMIT else max(estimate, exact)
+
+
+def _table_estimate(qs: QuerySet) -> int:
+    with connections[qs.db].cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
+            [qs.model._meta.db_table],
+        )
+        row = cursor.fetchone()
+    # reltuples is -1 until the table is first analyzed.
+    return int(row[0]) if row and row[0] is not None else -1
+
+
+def _plan_estimate(qs: QuerySet) -> int:
+    plan = json.loads(qs.order_by().explain(format="json"))
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+@contextlib.contextmanager
+def _admin_scope(request: HttpRequest) -> Iterator[None]:
+    """System mode for superusers when better_tenant is installed (the admin has no tenant)."""
+    user = getattr(request, "user", None)
+    if not apps.is_installed("better_tenant") or not getattr(user, "is_superuser", False):
+        yield
+        return
+    from better_tenant.context import run_as_system
+
+    with run_as_system():
+        yield
+
+
+def _rendered(response: HttpResponse) -> HttpResponse:
+    # Templates evaluate querysets lazily; render while the scope is still open.
+    if isinstance(response, TemplateResponse) and not response.is_rendered:
+        response.render()
+    return response
+
+
+def logged_templates(using: str = "default") -> list[str]:
+    """Distinct template names in the log, by a loose index scan of the template index."""
+    table = MailLog._meta.db_table
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH RECURSIVE t(name) AS (
+                (SELECT template FROM {table} ORDER BY template LIMIT 1)
+                UNION ALL
+                SELECT (SELECT template FROM {table} WHERE template > t.name
+                        ORDER BY template LIMIT 1)
+                FROM t WHERE t.name IS NOT NULL
+            )
+            SELECT name FROM t WHERE name IS NOT NULL
+            """
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+class TemplateFilter(admin.SimpleListFilter):
+    title = "template"
+    parameter_name = "template"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name in logged_templates()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        return queryset.filter(template=value) if value else queryset
+
+
+class ResendRefused(Exception):
+    """A log holds nothing a new mail could be built from."""
+
+
+def resend(log: MailLog) -> MailLog:
+    """Queue a new mail with the content ``log`` kept; raises ``ResendRefused`` saying why not.
+
+    The new mail goes to the same recipients from the same sender with the same subject and
+    bodies, in the same tenant, and records the original's id in ``metadata["resent_from"]``.
+    It is dispatched after commit like any other send.
+    """
+    from django.db import transaction
+
+    from better_mail import sending
+
+    payload = _stored_payload(log)
+    copy = MailLog(
+        tenant_id=log.tenant_id,
+        template=log.template,
+        from_email=log.from_email,
+        to=list(log.to),
+        cc=list(log.cc),
+        bcc=list(log.bcc),
+        reply_to=list(log.reply_to),
+        subject=log.subject,
+        status=MailStatus.QUEUED,
+        tags=list(log.tags),
+        metadata={**(log.metadata or {}), "resent_from": str(log.pk)},
+        payload=payload,
+        html_body=log.html_body,
+        text_body=log.text_body,
+    )
+    with transaction.atomic():
+        copy.save(force_insert=True)
+        use_celery = sending._use_celery(None)
+        transaction.on_commit(lambda: sending.dispatch(copy.pk, None, use_celery))
+    return copy
+
+
+def _stored_payload(log: MailLog) -> dict[str, Any]:
+    if log.status in (MailStatus.QUEUED, MailStatus.SENDING):
+        raise ResendRefused(
+            f"it is still {log.status} and will be sent; resending it now would send it twice"
+        )
+    if not (log.to or log.cc or log.bcc):
+        raise ResendRefused("it has no recipients")
+    if log.html_body or log.text_body:
+        return {"html": log.html_body, "text": log.text_body, "headers": {}, "attachments": []}
+    payload = log.payload if isinstance(log.payload, dict) else None
+    if payload and (payload.get("html") or payload.get("text")):
+        return dict(payload)
+    raise ResendRefused(
+        "its bodies were not stored and template variables never are (bodies are kept with "
+        "BETTER_MAIL['STORE_BODIES'] = True); send it again from the code that sent it"
+    )
+
+
+@admin.register(MailLog)
+class MailLogAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "template",
+        "recipients_display",
+        "subject",
+        "status_display",
+        "attempts",
+        "sent_at",
+    )
+    list_display_links = ("created_at",)
+    list_filter = ("status", TemplateFilter)
+    search_fields = ("to", "provider_message_id")
+    search_help_text = (
+        "Exact recipient address, provider message id (end with * for a prefix), or mail id."
+    )
+    sortable_by = ("created_at",)
+    ordering = ("-created_at",)
+    list_per_page = 50
+    list_max_show_all = 0
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    date_hierarchy = None
+    actions = ("resend_action",)
+    change_list_template = "admin/better_mail/maillog/change_list.html"
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "template",
+                    "status_display",
+                    "subject",
+                    "from_email",
+                    "to",
+                    "cc",
+                    "bcc",
+                    "reply_to",
+                    "tenant_id",
+                )
+            },
+        ),
+        (
+            "Delivery",
+            {
+                "fields": (
+                    "provider",
+                    "provider_message_id",
+                    "attempts",
+                    "error",
+                    "created_at",
+                    "send_at",
+                    "sent_at",
+                    "updated_at",
+                    "recipient_status_json",
+                    "events_json",
+                )
+            },
+        ),
+        ("Details", {"fields": ("tags", "metadata_json", "idempotency_key")}),
+        ("Rendered", {"fields": ("rendered",)}),
+    )
+
+    # --- read only -------------------------------------------------------------------------------
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        # Resending mails people: it takes the right to change logs, not only to read them.
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [name for _, options in self.fieldsets for name in options["fields"]]
+
+    # --- search ----------------------------------------------------------------------------------
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.endswith("*") and len(term) > 1:
+            return queryset.filter(provider_message_id__startswith=term[:-1]), False
+        if "@" in term:
+            return queryset.filter(to__contains=[term]), False
+        try:
+            import uuid
+
+            mail_id = uuid.UUID(term)
+        except ValueError:
+            return queryset.filter(provider_message_id=term), False
+        return queryset.filter(pk=mail_id) | queryset.filter(provider_message_id=term), False
+
+    # --- the resend action -----------------------------------------------------------------------
+
+    @admin.action(description="Resend the selected mails", permissions=["resend"])
+    def resend_action(self, request: HttpRequest, queryset: QuerySet) -> None:
+        sent, refused = [], []
+        for log in queryset:
+            try:
+                sent.append(resend(log))
+            except ResendRefused as exc:
+                refused.append((log, str(exc)))
+        if sent:
+            self.message_user(
+                request,
+                f"Queued {len(sent)} new mail{'s' if len(sent) != 1 else ''}.",
+                messages.SUCCESS,
+            )
+        if refused:
+            items = format_html_join(
+                "",
+                "<li>{} to {} ({}): {}</li>",
+                ((log.template, ", ".join(log.to), log.pk, why) for log, why in refused),
+            )
+            self.message_user(
+                request,
+                format_html(
+                    "{} mail{} could not be resent:<ul>{}</ul>",
+                    len(refused),
+                    "s" if len(refused) != 1 else "",
+                    items,
+                ),
+                messages.WARNING,
+            )
+
+    # --- views in the admin's scope --------------------------------------------------------------
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "templates_url": self._url("templates")}
+        with _admin_scope(request):
+            return _rendered(super().changelist_view(request, extra_context))
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        with _admin_scope(request):
+            return _rendered(super().change_view(request, object_id, form_url, extra_context))
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        with _admin_scope(request):
+            return _rendered(super().history_view(request, object_id, extra_context))
+
+    def get_urls(self) -> list[Any]:
+        info = (self.opts.app_label, self.opts.model_name)
+        custom = [
+            path(
+                "templates/",
+                self.admin_site.admin_view(self.templates_view),
+                name="{}_{}_templates".format(*info),
+            ),
+            path(
+                "templates/<str:name>/",
+                self.admin_site.admin_view(self.template_preview_view),
+                name="{}_{}_template_preview".format(*info),
+            ),
+        ]
+        return custom + super().get_urls()
+
+    def _url(self, view: str, *args: Any) -> str:
+        name = f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_{view}"
+        return reverse(name, args=args)
+
+    def _page_context(self, request: HttpRequest, title: str) -> dict[str, Any]:
+        return {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.opts,
+            "changelist_url": self._url("changelist"),
+            "templates_url": self._url("templates"),
+        }
+
+    def templates_view(self, request: HttpRequest) -> HttpResponse:
+        from better_mail.preview import previews
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = self._page_context(request, "Mail templates")
+        context["previews"] = [
+            {"preview": item, "url": self._url("template_preview", item.name)}
+            for item in previews()
+        ]
+        return TemplateResponse(request, "admin/better_mail/maillog/templates.html", context)
+
+    def template_preview_view(self, request: HttpRequest, name: str) -> HttpResponse:
+        from better_mail.exceptions import TemplateNotFound
+        from better_mail.preview import preview
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            result = preview(name)
+        except TemplateNotFound as exc:
+            raise Http404(str(exc)) from exc
+        context = self._page_context(request, f"Preview: {name}")
+        context["preview"] = result
+        return TemplateResponse(request, "admin/better_mail/maillog/template_preview.html", context)
+
+    # --- columns and detail fields ---------------------------------------------------------------
+
+    @admin.display(description="To")
+    def recipients_display(self, obj: MailLog) -> str:
+        shown = ", ".join(obj.to[:3])
+        return f"{shown} (+{len(obj.to) - 3})" if len(obj.to) > 3 else shown
+
+    @admin.display(description="Status", ordering="status")
+    def status_display(self, obj: MailLog) -> SafeString:
+        colours = {
+            MailStatus.FAILED: "#ba2121",
+            MailStatus.BOUNCED: "#ba2121",
+            MailStatus.COMPLAINED: "#ba2121",
+            MailStatus.SENT: "#2e7d32",
+            MailStatus.DELIVERED: "#2e7d32",
+            MailStatus.OPENED: "#2e7d32",
+            MailStatus.CLICKED: "#2e7d32",
+        }
+        return format_html(
+            '<strong style="color: {}">{}</strong>',
+            colours.get(obj.status, "inherit"),
+            obj.get_status_display(),
+        )
+
+    @admin.display(description="Recipient status")
+    def recipient_status_json(self, obj: MailLog) -> SafeString:
+        return _json_block(obj.recipient_status)
+
+    @admin.display(description="Events")
+    def events_json(self, obj: MailLog) -> SafeString:
+        return _json_block(obj.events)
+
+    @admin.display(description="Metadata")
+    def metadata_json(self, obj: MailLog) -> SafeString:
+        return _json_block(obj.metadata)
+
+    @admin.display(description="Message")
+    def rendered(self, obj: MailLog) -> SafeString:
+        if not (obj.html_body or obj.text_body):
+            return format_html(
+                "{}",
+                "The bodies were not stored (set BETTER_MAIL['STORE_BODIES'] = True to keep "
+                "them). Preview the template instead.",
+            ) + format_html(' <a href="{}">Preview {}</a>', self._preview_link(obj), obj.template)
+        from better_mail.preview import Preview
+
+        stored = Preview(
+            name=obj.template, subject=obj.subject, html=obj.html_body, text=obj.text_body
+        )
+        return render_to_string("better_mail/preview/_log.html", {"preview": stored})
+
+    def _preview_link(self, obj: MailLog) -> str:
+        return self._url("template_preview", obj.template)
+
+
+def _json_block(value: Any) -> SafeString:
+    if not value:
+        return format_html("{}", "—")
+    text = json.dumps(value, indent=2, sort_keys=True, default=str)
+    return format_html('<pre style="margin: 0; white-space: pre-wrap">{}</pre>', text)

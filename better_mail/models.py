@@ -1,0 +1,126 @@
+"""The mail log: one row per mail sent through better_mail, with its delivery status."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class MailStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    DELIVERED = "delivered", "Delivered"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained"
+    OPENED = "opened", "Opened"
+    CLICKED = "clicked", "Clicked"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+def _addresses() -> ArrayField:
+    return ArrayField(models.CharField(max_length=320), default=list, blank=True)
+
+
+class MailLog(models.Model):
+    """A mail: who it went to, what it was, and what happened to it.
+
+    The primary key is generated in Python, so the INSERT needs no RETURNING clause: code outside
+    any tenant scope can write its row even though it may not read it back (row-level security).
+    ``payload`` holds the rendered message only while it waits to be sent and is cleared after;
+    the bodies are kept (``html_body``/``text_body``) only with ``BETTER_MAIL['STORE_BODIES']``.
+    Template variables are never stored.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant_id = models.UUIDField(null=True, blank=True, db_index=True, editable=False)
+    template = models.CharField(max_length=200, db_index=True)
+    from_email = models.CharField(max_length=320, blank=True)
+    to = _addresses()
+    cc = _addresses()
+    bcc = _addresses()
+    reply_to = _addresses()
+    subject = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=MailStatus.choices, default=MailStatus.QUEUED)
+    provider = models.CharField(max_length=100, blank=True)
+    provider_message_id = models.CharField(max_length=255, null=True, blank=True)
+    # Per recipient: {"addr@example.com": {"status": "sent", "message_id": "..."}}.
+    recipient_status = models.JSONField(default=dict, blank=True)
+    # Tracking events received from the provider: [{"event": ..., "at": ..., "recipient": ...}].
+    events = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    tags = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    payload = models.JSONField(null=True, blank=True, editable=False)
+    html_body = models.TextField(blank=True)
+    text_body = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    send_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "mail_logs"
+        verbose_name = "mail"
+        verbose_name_plural = "mail log"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="mail_logs_idempotency_key_uniq",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=MailStatus.values), name="mail_logs_status_check"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="mail_logs_status_created_idx"),
+            models.Index(fields=["-created_at"], name="mail_logs_created_idx"),
+            models.Index(fields=["provider_message_id"], name="mail_logs_provider_msg_idx"),
+            # send_due(): the queue of mails waiting to go.
+            models.Index(
+                fields=["send_at"],
+                condition=Q(status="queued"),
+                name="mail_logs_queued_send_at_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template} to {', '.join(self.to)} ({self.status})"
+
+    @property
+    def recipients(self) -> list[str]:
+        return [*self.to, *self.cc, *self.bcc]
+
+    def cancel(self) -> bool:
+        """Cancel the mail if it has not started sending; True when it was cancelled."""
+        from better_mail.sending import cancel
+
+        return cancel(self)
+
+    def refresh(self) -> MailLog:
+        """This row as the database has it now (read in system mode when better_tenant is on)."""
+        from better_mail.sending import system_scope
+
+        with system_scope():
+            return MailLog.objects.get(pk=self.pk)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "template": self.template,
+            "to": self.to,
+            "status": self.status,
+            "provider_message_id": self.provider_message_id,
+            "created_at": self.created_at.isoformat(),
+            "sent_at": self.sent_at.isoformat() if self.sent_at else None,
+        }

@@ -1,0 +1,670 @@
+"""send(): render, log and queue a mail; deliver(): claim a queued mail and hand it to the backend.
+
+Life of a mail:
+
+1. ``send()`` renders the template (variable errors raise here, before anything is written),
+   inserts a ``MailLog`` row with status ``queued`` in the caller's transaction and tenant scope,
+   and registers an on-commit callback. A rolled-back transaction leaves neither row nor mail.
+2. After commit the callback publishes the Celery task ``better_mail.send`` with the row id
+   (async mode), or delivers in-process (sync mode). Scheduled mails (``send_at`` in the future)
+   are published with that ETA; ``send_due()`` (``manage.py better_mail send-queued`` or the
+   periodic task ``better_mail.send_due``) sends whatever is due and was not sent, for installs
+   without a worker or when publishing failed.
+3. ``deliver()`` claims the row with ``SELECT ... FOR UPDATE SKIP LOCKED`` (queued -> sending) in
+   a short transaction, so two workers never send one mail twice, then sends it outside any lock
+   through Django's ``EMAIL_BACKEND`` and records the outcome: ``sent`` with the provider's ids,
+   ``queued`` again with a later ``send_at`` after a transient error, or ``failed``.
+
+Database work after the caller's transaction runs in system mode when better_tenant is
+installed (the caller's scope has ended by then and the row may belong to any tenant).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import email
+import importlib.util
+import logging
+import smtplib
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from email.mime.base import MIMEBase
+from email.utils import parseaddr
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from better_mail.conf import mail_settings
+from better_mail.exceptions import (
+    InvalidRecipient,
+    MailConfigurationError,
+    PermanentSendError,
+    TransientSendError,
+)
+from better_mail.templates import MailTemplate, get_template
+
+logger = logging.getLogger("better_mail")
+
+METADATA_KEY = "better_mail_id"
+
+
+# Scopes ---------------------------------------------------------------------------------------
+
+
+def tenant_installed() -> bool:
+    return apps.is_installed("better_tenant")
+
+
+def system_scope() -> contextlib.AbstractContextManager[Any]:
+    """A transaction in system mode (better_tenant installed) or a plain transaction."""
+    if tenant_installed():
+        from better_tenant import run_as_system
+
+        return run_as_system()
+    return transaction.atomic()
+
+
+def _current_tenant_id() -> uuid.UUID | None:
+    if not tenant_installed():
+        return None
+    from better_tenant import get_context
+
+    return get_context().tenant_id
+
+
+# send() ---------------------------------------------------------------------------------------
+
+
+def send(
+    template: str | type[MailTemplate],
+    *,
+    to: str | Sequence[str],
+    cc: str | Sequence[str] | None = None,
+    bcc: str | Sequence[str] | None = None,
+    reply_to: str | Sequence[str] | None = None,
+    from_email: str | None = None,
+    attachments: Iterable[Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    send_at: datetime | None = None,
+    async_: bool | None = None,
+    idempotency_key: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    **variables: Any,
+) -> Any:
+    """Render ``template`` and queue it; returns the ``MailLog`` (status ``queued``).
+
+    Variables are given as keyword arguments or as ``context={...}`` (both are merged; use
+    ``context`` for a variable named like a parameter of send(), e.g. ``tags``). They are
+    validated here: a missing, unknown or mistyped one raises ``TemplateVariableError`` and
+    nothing is written.
+
+    ``attachments``: ``(filename, content, mimetype)`` tuples (content ``bytes`` or ``str``) or
+    ``MIMEBase`` parts. ``send_at``: not sent before this aware datetime. ``async_``: None
+    follows ``BETTER_MAIL['ASYNC']``; True sends through Celery (when installed), False in
+    process after commit. ``idempotency_key``: a second send() with the same key returns the
+    first mail's log and sends nothing (keys are unique across the whole table).
+    """
+    from better_mail.models import MailLog, MailStatus
+
+    cls = get_template(template)
+    rendered = cls.render(context, **variables)
+    recipients = {
+        "to": _addresses(to, "to"),
+        "cc": _addresses(cc, "cc"),
+        "bcc": _addresses(bcc, "bcc"),
+        "reply_to": _addresses(reply_to, "reply_to"),
+    }
+    if not (recipients["to"] or recipients["cc"] or recipients["bcc"]):
+        raise InvalidRecipient("send() needs at least one recipient in to=, cc= or bcc=.")
+    if send_at is not None and timezone.is_naive(send_at):
+        raise ValueError(
+            "send_at must be an aware datetime (e.g. timezone.now() + timedelta(hours=1))."
+        )
+    sender = from_email or mail_settings.DEFAULT_FROM or settings.DEFAULT_FROM_EMAIL
+    _addresses(sender, "from_email")
+    tenant_id = _current_tenant_id()
+
+    if idempotency_key is not None:
+        existing = _find_by_key(idempotency_key, tenant_id)
+        if existing is not None:
+            return existing
+
+    store = bool(mail_settings.STORE_BODIES)
+    log = MailLog(
+        tenant_id=tenant_id,
+        template=cls.name,
+        from_email=sender,
+        subject=rendered.subject,
+        status=MailStatus.QUEUED,
+        tags=list(tags or []),
+        metadata=dict(metadata or {}),
+        idempotency_key=idempotency_key,
+        send_at=send_at,
+        html_body=rendered.html if store else "",
+        text_body=rendered.text if store else "",
+        payload={
+            "html": rendered.html,
+            "text": rendered.text,
+            "headers": {str(k): str(v) for k, v in (headers or {}).items()},
+            "attachments": [_encode_attachment(item) for item in attachments or ()],
+        },
+        **recipients,
+    )
+    try:
+        with transaction.atomic():
+            log.save(force_insert=True)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # Another send() with the same key committed between our lookup and our insert.
+        existing = _find_by_key(idempotency_key, tenant_id)
+        if existing is None:
+            raise IntegrityError(
+                f"The idempotency key {idempotency_key!r} is already used by a mail of another "
+                "tenant. Include the tenant in the key."
+            ) from None
+        return existing
+
+    use_celery = _use_celery(async_)
+    # robust: a failure to hand the mail over is logged, never raised into the committing code
+    # (the row stays queued for send_due()).
+    transaction.on_commit(lambda: dispatch(log.pk, send_at, use_celery), robust=True)
+    return log
+
+
+def _find_by_key(key: str, tenant_id: uuid.UUID | None) -> Any:
+    from better_mail.models import MailLog
+
+    if tenant_id is None and tenant_installed():
+        # Rows without a tenant are only readable in system mode.
+        with system_scope():
+            return MailLog.objects.filter(idempotency_key=key, tenant_id__isnull=True).first()
+    return MailLog.objects.filter(idempotency_key=key).first()
+
+
+def _addresses(value: str | Sequence[str] | None, label: str) -> list[str]:
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    for item in items:
+        address = parseaddr(item)[1] if isinstance(item, str) else ""
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise InvalidRecipient(
+                f"{label}: {item!r} is not an email address. Use 'user@example.com' or "
+                "'Name <user@example.com>'."
+            ) from None
+    return items
+
+
+def _use_celery(async_: bool | None) -> bool:
+    wanted = mail_settings.ASYNC if async_ is None else async_
+    return bool(wanted) and celery_available()
+
+
+def celery_available() -> bool:
+    """True when Celery is installed (the send task can be published)."""
+    return importlib.util.find_spec("celery") is not None
+
+
+# Attachments ----------------------------------------------------------------------------------
+
+
+def _encode_attachment(item: Any) -> dict[str, Any]:
+    if isinstance(item, MIMEBase):
+        return {"mime": base64.b64encode(item.as_bytes()).decode("ascii")}
+    try:
+        filename, content, mimetype = item
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"Attachment {item!r} is not a (filename, content, mimetype) tuple or a MIMEBase part."
+        ) from None
+    if isinstance(content, str):
+        return {"filename": filename, "text": content, "mimetype": mimetype}
+    return {
+        "filename": filename,
+        "base64": base64.b64encode(bytes(content)).decode("ascii"),
+        "mimetype": mimetype,
+    }
+
+
+def _decode_attachment(data: Mapping[str, Any]) -> Any:
+    if "mime" in data:
+        parsed = email.message_from_bytes(base64.b64decode(data["mime"]))
+        maintype, _, subtype = parsed.get_content_type().partition("/")
+        part = MIMEBase(maintype, subtype)
+        for header in ("Content-Type", "MIME-Version"):
+            del part[header]
+        for header, value in parsed.items():
+            part[header] = value
+        part.set_payload(parsed.get_payload())
+        return part
+    content = data["text"] if "text" in data else base64.b64decode(data["base64"])
+    return (data["filename"], content, data["mimetype"])
+
+
+# After commit ---------------------------------------------------------------------------------
+
+
+def dispatch(log_id: Any, send_at: datetime | None = None, use_celery: bool = True) -> None:
+    """Hand a committed, queued mail to Celery, or deliver it now in sync mode.
+
+    A mail whose ``send_at`` is in the future waits: Celery gets it with that ETA, and in sync
+    mode ``send_due()`` sends it once due. If publishing fails (broker down) the row stays
+    queued for ``send_due()`` and the error is logged.
+    """
+    due = send_at is None or send_at <= timezone.now()
+    if use_celery:
+        from better_mail import tasks
+
+        options: dict[str, Any] = {}
+        if mail_settings.QUEUE:
+            options["queue"] = mail_settings.QUEUE
+        if not due:
+            options["eta"] = send_at
+        try:
+            tasks.send_mail.apply_async(args=[str(log_id)], **options)
+        except Exception:
+            logger.exception(
+                "better_mail: could not publish mail %s to Celery; it stays queued until "
+                "send_due() (manage.py better_mail send-queued) sends it.",
+                log_id,
+            )
+        return
+    if due:
+        deliver(log_id)
+
+
+# Delivery -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What deliver() did: the final status, and when to try again (seconds) if at all."""
+
+    status: str
+    retry_in: float | None = None
+    error: str = ""
+
+
+NOT_CLAIMED = Outcome("not_claimed")
+
+
+def _due_filter(now: datetime) -> Q:
+    return Q(send_at__isnull=True) | Q(send_at__lte=now)
+
+
+def claim(log_id: Any) -> Any:
+    """Lock a queued, due mail and mark it ``sending``; None when it is not (or no longer) ours.
+
+    ``SKIP LOCKED``: a mail another worker is claiming right now is skipped, not waited for;
+    once that worker commits, the mail is no longer ``queued`` and matches nothing.
+    """
+    from better_mail.models import MailLog, MailStatus
+
+    now = timezone.now()
+    with system_scope():
+        log = (
+            MailLog.objects.select_for_update(skip_locked=True)
+            .filter(_due_filter(now), pk=log_id, status=MailStatus.QUEUED)
+            .first()
+        )
+        if log is None:
+            return None
+        log.status = MailStatus.SENDING
+        log.attempts += 1
+        log.updated_at = now
+        log.save(update_fields=["status", "attempts", "updated_at"])
+    return log
+
+
+def deliver(log_id: Any) -> Outcome:
+    """Claim the mail ``log_id`` and send it; the outcome is recorded on the row."""
+    wait = rate_limit_wait()
+    if wait:
+        return Outcome("rate_limited", retry_in=wait)
+    log = claim(log_id)
+    if log is None:
+        return NOT_CLAIMED
+    return send_claimed(log)
+
+
+def build_message(log: Any) -> EmailMultiAlternatives:
+    """The EmailMultiAlternatives of a claimed mail (text body, HTML alternative)."""
+    payload = log.payload or {}
+    if not payload:
+        raise PermanentSendError(
+            f"Mail {log.pk} has no rendered message left to send (it was sent or cancelled)."
+        )
+    message = EmailMultiAlternatives(
+        subject=log.subject,
+        body=payload.get("text", ""),
+        from_email=log.from_email or None,
+        to=list(log.to),
+        cc=list(log.cc),
+        bcc=list(log.bcc),
+        reply_to=list(log.reply_to),
+        headers=dict(payload.get("headers") or {}),
+    )
+    message.attach_alternative(payload.get("html", ""), "text/html")
+    for item in payload.get("attachments") or ():
+        decoded = _decode_attachment(item)
+        if isinstance(decoded, MIMEBase):
+            message.attach(decoded)
+        else:
+            message.attach(*decoded)
+    # django-anymail reads these attributes; other backends ignore them. The log id in the
+    # metadata comes back in the provider's tracking webhooks.
+    message.metadata = {**(log.metadata or {}), METADATA_KEY: str(log.pk)}
+    message.tags = list(log.tags)
+    return message
+
+
+def send_claimed(log: Any) -> Outcome:
+    """Send a mail this process has claimed (status ``sending``) and record what happened."""
+    try:
+        message = build_message(log)
+        connection = get_connection(fail_silently=False)
+        sent = connection.send_messages([message])
+        if not sent:
+            raise PermanentSendError(
+                f"The email backend {type(connection).__name__} accepted no message for mail "
+                f"{log.pk}."
+            )
+    except Exception as exc:
+        return _record_failure(log, exc)
+    return _record_success(log, message, connection)
+
+
+def _record_success(log: Any, message: Any, connection: Any) -> Outcome:
+    from better_mail.models import MailLog, MailStatus
+
+    now = timezone.now()
+    message_id, recipient_status = _anymail_result(message)
+    fields = {
+        "provider": getattr(connection, "esp_name", None) or type(connection).__module__,
+        "provider_message_id": message_id,
+        "recipient_status": recipient_status,
+        "sent_at": now,
+        "updated_at": now,
+        "payload": None,
+        "error": "",
+    }
+    with system_scope():
+        rows = MailLog.objects.filter(pk=log.pk, status=MailStatus.SENDING)
+        # A tracking event that arrived before this update already moved the status on.
+        if not rows.update(status=MailStatus.SENT, **fields):
+            MailLog.objects.filter(pk=log.pk).update(**fields)
+    return Outcome(MailStatus.SENT)
+
+
+def _anymail_result(message: Any) -> tuple[str | None, dict[str, Any]]:
+    status = getattr(message, "anymail_status", None)
+    if status is None:
+        return None, {}
+    recipients = {
+        address: {
+            "status": info.status,
+            "message_id": None if info.message_id is None else str(info.message_id),
+        }
+        for address, info in (status.recipients or {}).items()
+    }
+    message_id = status.message_id
+    if isinstance(message_id, set | frozenset | list | tuple):
+        # One id per recipient (batch sends): kept per recipient, the first as the log's.
+        ids = sorted(str(item) for item in message_id if item is not None)
+        message_id = ids[0] if ids else None
+    return (None if message_id is None else str(message_id)), recipients
+
+
+def _record_failure(log: Any, exc: BaseException) -> Outcome:
+    from better_mail.models import MailLog, MailStatus
+
+    transient = is_transient(exc)
+    description = describe_error(exc)
+    now = timezone.now()
+    max_attempts = int(mail_settings.MAX_ATTEMPTS)
+    if transient and log.attempts < max_attempts:
+        delay = backoff(log.attempts)
+        logger.warning(
+            "better_mail: mail %s failed transiently (attempt %s of %s), retrying in %ss: %s",
+            log.pk,
+            log.attempts,
+            max_attempts,
+            delay,
+            description,
+        )
+        with system_scope():
+            MailLog.objects.filter(pk=log.pk, status=MailStatus.SENDING).update(
+                status=MailStatus.QUEUED,
+                send_at=now + timedelta(seconds=delay),
+                error=description,
+                updated_at=now,
+            )
+        return Outcome(MailStatus.QUEUED, retry_in=delay, error=description)
+    if transient:
+        description = f"gave up after {log.attempts} attempts: {description}"
+    logger.error("better_mail: mail %s failed: %s", log.pk, description)
+    with system_scope():
+        MailLog.objects.filter(pk=log.pk, status=MailStatus.SENDING).update(
+            status=MailStatus.FAILED, error=description, updated_at=now, payload=None
+        )
+    return Outcome(MailStatus.FAILED, error=description)
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before attempt ``attempts + 1``: RETRY_BACKOFF doubled per attempt, capped."""
+    base = float(mail_settings.RETRY_BACKOFF)
+    return min(base * 2 ** max(attempts - 1, 0), float(mail_settings.RETRY_BACKOFF_MAX))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors a later attempt may not meet: network trouble, SMTP 4xx, provider 5xx."""
+    if isinstance(exc, TransientSendError):
+        return True
+    if isinstance(exc, PermanentSendError):
+        return False
+    anymail = _anymail_exceptions()
+    if anymail is not None:
+        if isinstance(exc, anymail.AnymailRecipientsRefused | anymail.AnymailInvalidAddress):
+            return False
+        if isinstance(exc, anymail.AnymailAPIError):
+            code = getattr(exc, "status_code", None)
+            if code is not None:
+                return code >= 500 or code in (408, 429)
+            return _network_cause(exc)
+        if isinstance(exc, anymail.AnymailError):
+            return False
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return False
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return True
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500 or exc.smtp_code < 0
+    if isinstance(exc, smtplib.SMTPException):
+        return False
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
+def _network_cause(exc: BaseException) -> bool:
+    cause = exc.__cause__ or exc.__context__
+    if cause is None:
+        return False
+    try:
+        import requests
+
+        if isinstance(cause, requests.ConnectionError | requests.Timeout):
+            return True
+    except ImportError:
+        pass
+    return isinstance(cause, ConnectionError | TimeoutError | OSError)
+
+
+def _anymail_exceptions() -> Any:
+    try:
+        from anymail import exceptions
+    except ImportError:
+        return None
+    return exceptions
+
+
+def describe_error(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:
+        # Some providers' exceptions format their HTTP response and fail without one.
+        text = repr(exc.args)
+    return f"{type(exc).__name__}: {text}"[:2000]
+
+
+# Scheduled and leftover mails -----------------------------------------------------------------
+
+
+def send_due(limit: int = 100) -> int:
+    """Send up to ``limit`` queued mails whose time has come; returns how many were sent.
+
+    Mails left ``sending`` longer than ``STALE_SENDING_AFTER`` seconds (a worker died mid-send)
+    are marked failed, not sent again: the provider may already have accepted them, and
+    better_mail never risks sending a mail twice.
+    """
+    from better_mail.models import MailStatus
+
+    fail_stale()
+    sent = 0
+    handled: set[Any] = set()
+    while len(handled) < limit:
+        if rate_limit_wait():
+            break
+        log = _claim_next(exclude=handled)
+        if log is None:
+            break
+        handled.add(log.pk)
+        if send_claimed(log).status == MailStatus.SENT:
+            sent += 1
+    return sent
+
+
+def _claim_next(exclude: set[Any]) -> Any:
+    from better_mail.models import MailLog, MailStatus
+
+    now = timezone.now()
+    with system_scope():
+        log = (
+            MailLog.objects.select_for_update(skip_locked=True)
+            .filter(_due_filter(now), status=MailStatus.QUEUED)
+            .exclude(pk__in=exclude)
+            .order_by("send_at", "created_at")
+            .first()
+        )
+        if log is None:
+            return None
+        log.status = MailStatus.SENDING
+        log.attempts += 1
+        log.updated_at = now
+        log.save(update_fields=["status", "attempts", "updated_at"])
+    return log
+
+
+def fail_stale() -> int:
+    """Mark mails stuck in ``sending`` (their worker died) as failed; returns how many."""
+    from better_mail.models import MailLog, MailStatus
+
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=float(mail_settings.STALE_SENDING_AFTER))
+    with system_scope():
+        return MailLog.objects.filter(status=MailStatus.SENDING, updated_at__lt=cutoff).update(
+            status=MailStatus.FAILED,
+            error="interrupted: the worker stopped while sending, so the provider may or may "
+            "not have accepted this mail. Send it again if it did not arrive.",
+            updated_at=now,
+            payload=None,
+        )
+
+
+def cancel(log: Any) -> bool:
+    """Cancel a mail that is still queued (e.g. scheduled); True when it was cancelled."""
+    from better_mail.models import MailLog, MailStatus
+
+    scope = (
+        system_scope()
+        if log.tenant_id is None or _current_tenant_id() is None
+        else contextlib.nullcontext()
+    )
+    with scope:
+        cancelled = MailLog.objects.filter(
+            pk=log.pk, status=MailStatus.QUEUED, tenant_id=log.tenant_id
+        ).update(status=MailStatus.CANCELLED, payload=None, updated_at=timezone.now())
+    if cancelled:
+        log.status = MailStatus.CANCELLED
+    return bool(cancelled)
+
+
+# Rate limit -----------------------------------------------------------------------------------
+
+_PERIODS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400}
+
+
+def parse_rate(value: str) -> tuple[int, int]:
+    """``"100/m"`` -> (100, 60); also ``"10/s"``, ``"5000/h"``, ``"20/10s"``."""
+    try:
+        count_text, period_text = str(value).replace(" ", "").split("/")
+        digits = "".join(ch for ch in period_text if ch.isdigit())
+        unit = period_text[len(digits) :]
+        count, period = int(count_text), int(digits or 1) * _PERIODS[unit]
+    except (ValueError, KeyError):
+        raise MailConfigurationError(
+            f"BETTER_MAIL['RATE_LIMIT'] = {value!r} is not a rate. Use '<count>/<period>' with "
+            "a period of s, m, h or d, e.g. '100/m' or '20/10s'."
+        ) from None
+    if count < 1:
+        raise MailConfigurationError("BETTER_MAIL['RATE_LIMIT'] must allow at least one mail.")
+    return count, period
+
+
+def rate_limit_wait() -> float:
+    """0 when a send may go now (and counts it); else the seconds until the next window.
+
+    Fixed windows counted in Django's default cache, shared by all workers when that cache is
+    shared (Redis, Memcached, database).
+    """
+    rate = mail_settings.RATE_LIMIT
+    if not rate:
+        return 0.0
+    from django.core.cache import cache
+
+    count, period = parse_rate(rate)
+    now = time.time()
+    window = int(now // period)
+    key = f"better_mail:rate:{period}:{window}"
+    cache.add(key, 0, timeout=period * 2)
+    try:
+        used = cache.incr(key)
+    except ValueError:
+        # The key expired between add() and incr(): this send opens the window.
+        cache.add(key, 1, timeout=period * 2)
+        used = 1
+    if used <= count:
+        return 0.0
+    return max((window + 1) * period - now, 0.01)
+
+
+def queued_count() -> int:
+    """Mails waiting to be sent (all tenants)."""
+    from better_mail.models import MailLog, MailStatus
+
+    with system_scope():
+        return MailLog.objects.filter(status=MailStatus.QUEUED).count()

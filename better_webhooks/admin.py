@@ -1,0 +1,435 @@
+"""Django admin of webhooks: endpoints (never their secrets), the delivery log and its attempts.
+
+The delivery log stays fast on large tables: no full COUNT (the paginator counts at most
+``EXACT_COUNT_LIMIT`` rows and shows the planner's estimate beyond), filters only on indexed
+columns (status; event names from a loose scan of the ``(event, created_at)`` index), search by
+exact message or delivery id, sorting only by creation time. Deliveries and attempts are
+read-only; the "replay" action queues selected deliveries again.
+
+With better_tenant installed the tables are under row-level security: superusers see every
+tenant's rows (the views run in ``run_as_system()``), other staff see what their scope allows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from django import forms
+from django.apps import apps
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from better_webhooks.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
+
+EXACT_COUNT_LIMIT = 10_000
+
+
+# --- shared ------------------------------------------------------------------------------------
+
+
+class EstimatedCountPaginator(Paginator):
+    """Exact counts up to ``EXACT_COUNT_LIMIT`` rows, the planner's estimate above."""
+
+    @cached_property
+    def count(self) -> int:
+        qs = self.object_list
+        if not isinstance(qs, QuerySet):
+            return len(qs)
+        if qs.query.where:
+            plan = json.loads(qs.order_by().explain(format="json"))
+            estimate = int(plan[0]["Plan"]["Plan Rows"])
+        else:
+            with connections[qs.db].cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
+                    [qs.model._meta.db_table],
+                )
+                row = cursor.fetchone()
+            # reltuples is -1 until the table is first analyzed.
+            estimate = int(row[0]) if row and row[0] is not None else -1
+        if estimate > EXACT_COUNT_LIMIT:
+            return estimate
+        exact = qs.order_by()[: EXACT_COUNT_LIMIT + 1].count()
+        return exact if exact <= EXACT_COUNT_LIMIT else max(estimate, exact)
+
+
+@contextlib.contextmanager
+def admin_scope(request: HttpRequest) -> Iterator[None]:
+    """System mode for superusers when better_tenant is installed (the admin has no tenant)."""
+    user = getattr(request, "user", None)
+    if not apps.is_installed("better_tenant") or not getattr(user, "is_superuser", False):
+        yield
+        return
+    from better_tenant.context import run_as_system
+
+    with run_as_system():
+        yield
+
+
+def _rendered(response: HttpResponse) -> HttpResponse:
+    # Templates evaluate querysets lazily; render while the scope is still open.
+    if isinstance(response, TemplateResponse) and not response.is_rendered:
+        response.render()
+    return response
+
+
+class ScopedAdmin(admin.ModelAdmin):
+    """Every admin view of the model runs in ``admin_scope``."""
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        with admin_scope(request):
+            return _rendered(super().changelist_view(request, extra_context))
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: Any = None,
+    ) -> HttpResponse:
+        with admin_scope(request):
+            return _rendered(super().changeform_view(request, object_id, form_url, extra_context))
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        with admin_scope(request):
+            return _rendered(super().delete_view(request, object_id, extra_context))
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        with admin_scope(request):
+            return _rendered(super().history_view(request, object_id, extra_context))
+
+
+def pretty_json(value: Any) -> SafeString:
+    if value in (None, "", {}, []):
+        return format_html("{}", "—")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return format_html('<pre class="webhook-body">{}</pre>', value)
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return format_html('<pre class="webhook-body">{}</pre>', text)
+
+
+# --- endpoints ---------------------------------------------------------------------------------
+
+
+class EndpointForm(forms.ModelForm):
+    """The editable fields of an endpoint, checked as the API checks them."""
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["url", "events", "description", "metadata"]
+
+    def clean_url(self) -> str:
+        from better_webhooks.exceptions import UnsafeURLError
+        from better_webhooks.ssrf import validate_url
+
+        url = self.cleaned_data["url"].strip()
+        try:
+            validate_url(url)
+        except UnsafeURLError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return url
+
+    def clean_events(self) -> list[str]:
+        from better_webhooks.endpoints import validate_events
+        from better_webhooks.exceptions import UnknownEventError
+
+        try:
+            return validate_events(self.cleaned_data["events"])
+        except UnknownEventError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(ScopedAdmin):
+    form = EndpointForm
+    list_display = (
+        "url",
+        "status",
+        "event_list",
+        "tenant_id",
+        "consecutive_failures",
+        "created_at",
+    )
+    list_filter = ("status",)
+    search_fields = ("url", "description")
+    ordering = ("-created_at",)
+    list_per_page = 50
+    show_full_result_count = False
+    readonly_fields = (
+        "id",
+        "status",
+        "disabled_reason",
+        "disabled_at",
+        "consecutive_failures",
+        "failing_since",
+        "tenant_id",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("id", "url", "events", "description", "metadata")}),
+        (
+            "Status",
+            {
+                "fields": (
+                    "status",
+                    "disabled_reason",
+                    "disabled_at",
+                    "consecutive_failures",
+                    "failing_since",
+                )
+            },
+        ),
+        ("Ownership", {"fields": ("tenant_id", "created_at", "updated_at")}),
+    )
+    actions = ("enable_endpoints", "disable_endpoints")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The signing secret is shown once, to whoever creates the endpoint: through the API or
+        # better_webhooks.endpoints.create_endpoint(), never in an admin page.
+        return False
+
+    @admin.display(description="events")
+    def event_list(self, obj: WebhookEndpoint) -> str:
+        return ", ".join(obj.events)
+
+    @admin.action(description="Enable selected endpoints", permissions=["change"])
+    def enable_endpoints(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from better_webhooks.endpoints import enable_endpoint
+
+        count = 0
+        for endpoint in queryset.filter(status="disabled"):
+            enable_endpoint(endpoint)
+            count += 1
+        self.message_user(request, f"Enabled {count} endpoint(s).", messages.SUCCESS)
+
+    @admin.action(description="Disable selected endpoints", permissions=["change"])
+    def disable_endpoints(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from better_webhooks.endpoints import disable_endpoint
+
+        count = 0
+        reason = f"disabled in the admin by {request.user.get_username()}"
+        for endpoint in queryset.filter(status="active"):
+            disable_endpoint(endpoint, reason=reason)
+            count += 1
+        self.message_user(request, f"Disabled {count} endpoint(s).", messages.SUCCESS)
+
+
+# --- deliveries --------------------------------------------------------------------------------
+
+
+def delivered_events(using: str = "default") -> list[str]:
+    """Distinct event names by a loose index scan of ``webhook_deliveries_event_idx``."""
+    table = WebhookDelivery._meta.db_table
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH RECURSIVE t(name) AS (
+                (SELECT event FROM {table} ORDER BY event LIMIT 1)
+                UNION ALL
+                SELECT (SELECT event FROM {table} WHERE event > t.name ORDER BY event LIMIT 1)
+                FROM t WHERE t.name IS NOT NULL
+            )
+            SELECT name FROM t WHERE name IS NOT NULL
+            """
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+class EventFilter(admin.SimpleListFilter):
+    title = "event"
+    parameter_name = "event"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name in delivered_events()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        return queryset.filter(event=value) if value else queryset
+
+
+class AttemptInline(admin.TabularInline):
+    model = WebhookDeliveryAttempt
+    fields = ("attempt", "created_at", "response_status", "duration_ms", "error", "url")
+    readonly_fields = fields
+    ordering = ("attempt",)
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyAdmin(ScopedAdmin):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "event",
+        "status",
+        "endpoint_url",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "tenant_id",
+    )
+    list_display_links = ("created_at",)
+    list_filter = ("status", EventFilter)
+    list_select_related = ("endpoint",)
+    search_fields = ("message_id", "id")
+    search_help_text = "Exact message id (msg_...) or delivery id."
+    sortable_by = ("created_at",)
+    ordering = ("-created_at", "-id")
+    list_per_page = 50
+    list_max_show_all = 0
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    date_hierarchy = None
+    inlines = (AttemptInline,)
+    actions = ("replay",)
+    fields = (
+        "id",
+        "message_id",
+        "endpoint",
+        "event",
+        "status",
+        "attempts",
+        "max_attempts",
+        "next_attempt_at",
+        "last_status_code",
+        "last_error",
+        "delivered_at",
+        "locked_by",
+        "lease_until",
+        "idempotency_key",
+        "tenant_id",
+        "created_at",
+        "updated_at",
+        "payload_json",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="endpoint")
+    def endpoint_url(self, obj: WebhookDelivery) -> str:
+        return obj.endpoint.url
+
+    @admin.display(description="payload")
+    def payload_json(self, obj: WebhookDelivery) -> SafeString:
+        return pretty_json(obj.payload)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        # Exact matches only, so that both are index lookups.
+        condition = Q(message_id=term)
+        with contextlib.suppress(ValueError):
+            condition |= Q(pk=uuid.UUID(term))
+        return queryset.filter(condition), False
+
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    @admin.action(description="Replay selected deliveries", permissions=["replay"])
+    def replay(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from better_webhooks.api.replay import replay
+
+        selected = list(queryset.values_list("pk", flat=True))
+        count = replay(selected)
+        skipped = len(selected) - count
+        text = f"Queued {count} deliver{'y' if count == 1 else 'ies'} again."
+        if skipped:
+            text += f" {skipped} pending or in delivery were left as they are."
+        self.message_user(request, text, messages.SUCCESS)
+
+
+@admin.register(WebhookDeliveryAttempt)
+class WebhookDeliveryAttemptAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "delivery_id", "attempt", "response_status", "duration_ms", "url")
+    list_display_links = ("created_at",)
+    sortable_by = ("created_at",)
+    ordering = ("-created_at",)
+    list_per_page = 50
+    list_max_show_all = 0
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    search_fields = ("delivery__id",)
+    search_help_text = "Exact delivery id."
+    fields = (
+        "id",
+        "delivery",
+        "attempt",
+        "url",
+        "response_status",
+        "duration_ms",
+        "error",
+        "tenant_id",
+        "created_at",
+        "request_headers_json",
+        "request_body_json",
+        "response_headers_json",
+        "response_body_json",
+    )
+    readonly_fields = fields
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        try:
+            delivery_id = uuid.UUID(search_term.strip())
+        except ValueError:
+            return (queryset.none(), False) if search_term.strip() else (queryset, False)
+        return queryset.filter(delivery_id=delivery_id), False
+
+    @admin.display(description="request headers")
+    def request_headers_json(self, obj: WebhookDeliveryAttempt) -> SafeString:
+        return pretty_json(obj.request_headers)
+
+    @admin.display(description="request body")
+    def request_body_json(self, obj: WebhookDeliveryAttempt) -> SafeString:
+        return pretty_json(obj.request_body)
+
+    @admin.display(description="response headers")
+    def response_headers_json(self, obj: WebhookDeliveryAttempt) -> SafeString:
+        return pretty_json(obj.response_headers)
+
+    @admin.display(description="response body")
+    def response_body_json(self, obj: WebhookDeliveryAttempt) -> SafeString:
+        return pretty_json(obj.response_body)

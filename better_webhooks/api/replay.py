@@ -1,0 +1,75 @@
+"""Queue deliveries again: one delivery on request, or every failed one since a moment.
+
+A queued-again delivery gets a fresh set of ``MAX_ATTEMPTS`` attempts (its attempt numbers go on
+from where they stopped, so the attempt log keeps its history) and goes out after the caller's
+transaction commits: through Celery when it is on, else the polling worker claims it.
+Queries run in the caller's scope, so row-level security limits them to the tenant in scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from better_webhooks import db
+from better_webhooks.models import WebhookDelivery
+
+#: Deliveries in these states may be queued again; pending and delivering ones are queued already.
+REPLAYABLE = ("failed", "delivered")
+
+
+def requeue(queryset: QuerySet[WebhookDelivery]) -> list[Any]:
+    """Queue the replayable deliveries of ``queryset`` again; return their ids."""
+    from better_webhooks.conf import webhook_settings
+    from better_webhooks.sending import dispatch
+
+    ids = list(
+        queryset.filter(status__in=REPLAYABLE)
+        .select_for_update(skip_locked=True)
+        .values_list("id", flat=True)
+    )
+    if not ids:
+        return []
+    queryset.model.objects.using(queryset.db).filter(pk__in=ids).update(
+        status="pending",
+        next_attempt_at=timezone.now(),
+        max_attempts=F("attempts") + int(webhook_settings.MAX_ATTEMPTS),
+        lease_until=None,
+        locked_by=None,
+        delivered_at=None,
+        updated_at=timezone.now(),
+    )
+    transaction.on_commit(lambda: dispatch(ids), using=queryset.db)
+    return ids
+
+
+def retry_delivery(delivery: WebhookDelivery) -> WebhookDelivery:
+    """Queue one failed or delivered delivery again and return it refreshed."""
+    with transaction.atomic(using=db.alias()):
+        requeue(WebhookDelivery.objects.using(db.alias()).filter(pk=delivery.pk))
+    delivery.refresh_from_db()
+    return delivery
+
+
+def recover_failed(since: datetime, *, endpoint_id: Any = None, event: str | None = None) -> int:
+    """Queue again the failed deliveries created at or after ``since``; return how many."""
+    queryset = WebhookDelivery.objects.using(db.alias()).filter(
+        status="failed", created_at__gte=since
+    )
+    if endpoint_id is not None:
+        queryset = queryset.filter(endpoint_id=endpoint_id)
+    if event is not None:
+        queryset = queryset.filter(event=event)
+    with transaction.atomic(using=db.alias()):
+        return len(requeue(queryset))
+
+
+def replay(ids: Iterable[Any]) -> int:
+    """Queue again the given deliveries (the admin's replay action); return how many."""
+    with transaction.atomic(using=db.alias()):
+        return len(requeue(WebhookDelivery.objects.using(db.alias()).filter(pk__in=list(ids))))

@@ -1,0 +1,94 @@
+"""System checks of better_webhooks (ids better_webhooks.E001...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+
+
+def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Encryption keys, durations, the retry schedule, the event catalog and network lists."""
+    from better_core.durations import parse_duration
+    from better_webhooks import crypto, events, ssrf
+    from better_webhooks.conf import webhook_settings
+    from better_webhooks.exceptions import ConfigurationError
+
+    messages: list[checks.CheckMessage] = []
+    for key in webhook_settings.unknown_keys():
+        messages.append(
+            checks.Error(
+                f"BETTER_WEBHOOKS has an unknown key {key!r}.",
+                hint=f"Known keys: {', '.join(sorted(webhook_settings.defaults))}.",
+                id="better_webhooks.E001",
+            )
+        )
+    try:
+        keys = crypto.configured_keys()
+    except ConfigurationError as exc:
+        messages.append(
+            checks.Error(
+                str(exc),
+                hint="Run `manage.py better_webhooks generate-key`.",
+                id="better_webhooks.E002",
+            )
+        )
+    else:
+        if keys[0][0] == crypto.DEV_KEY_ID:
+            messages.append(
+                checks.Warning(
+                    "BETTER_WEBHOOKS['ENCRYPTION_KEYS'] is empty; endpoint secrets are encrypted "
+                    "with a key derived from SECRET_KEY because DEBUG is on.",
+                    hint="Set ENCRYPTION_KEYS from `manage.py better_webhooks generate-key` "
+                    "before production (DEBUG off makes this an error).",
+                    id="better_webhooks.W001",
+                )
+            )
+    for key in ("IDEMPOTENCY_WINDOW", "SECRET_ROTATION_OVERLAP", "DISABLE_AFTER"):
+        value = webhook_settings.raw(key)
+        if value is None or isinstance(value, int | float):
+            continue
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            messages.append(
+                checks.Error(f"BETTER_WEBHOOKS[{key!r}]: {exc}", id="better_webhooks.E003")
+            )
+    schedule = webhook_settings.raw("RETRY_SCHEDULE")
+    try:
+        if not schedule:
+            raise ValueError("it is empty")
+        for item in schedule:
+            if not isinstance(item, int | float):
+                parse_duration(item)
+    except (ValueError, TypeError) as exc:
+        messages.append(
+            checks.Error(
+                f"BETTER_WEBHOOKS['RETRY_SCHEDULE'] is not a list of durations: {exc}",
+                hint='For example ["5s", "5min", "30min", "2h", "5h", "10h"].',
+                id="better_webhooks.E004",
+            )
+        )
+    max_attempts = webhook_settings.raw("MAX_ATTEMPTS")
+    if not isinstance(max_attempts, int) or max_attempts < 1:
+        messages.append(
+            checks.Error(
+                "BETTER_WEBHOOKS['MAX_ATTEMPTS'] must be a positive integer.",
+                id="better_webhooks.E005",
+            )
+        )
+    try:
+        events.load_settings_events()
+        ssrf.allowed_networks()
+    except ConfigurationError as exc:
+        messages.append(checks.Error(str(exc), id="better_webhooks.E006"))
+    if webhook_settings.raw("ALLOW_HTTP_LOCALHOST") and not settings.DEBUG:
+        messages.append(
+            checks.Warning(
+                "BETTER_WEBHOOKS['ALLOW_HTTP_LOCALHOST'] is on with DEBUG off.",
+                hint="Allow plain http to localhost only in development and tests.",
+                id="better_webhooks.W002",
+            )
+        )
+    return messages

@@ -1,0 +1,417 @@
+"""The delivery engine: claim due deliveries under a lease, POST them, record the outcome.
+
+Claiming is one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``: a
+delivery is claimable when it is pending and due, or when it is held under a lease that has
+expired (its worker died). Outcomes are written in one transaction per batch. Only a 2xx answer
+delivers; 410 Gone disables the endpoint; other answers and network errors are retried on the
+``RETRY_SCHEDULE`` (or after a bounded ``Retry-After`` on 429/503) until ``max_attempts``.
+Every query runs in system mode, since one batch spans tenants.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from time import time as unix_time
+from typing import Any
+
+from django.db import connections, transaction
+from django.utils import timezone
+
+from better_core.durations import parse_duration
+from better_webhooks import crypto, db, signals
+from better_webhooks.client import Client, Response
+from better_webhooks.conf import seconds, webhook_settings
+from better_webhooks.exceptions import EncryptionError
+from better_webhooks.models import WebhookDeliveryAttempt, WebhookEndpoint
+from better_webhooks.signing import signed_headers
+
+logger = logging.getLogger(__name__)
+
+_CLAIM_SQL = """
+UPDATE webhook_deliveries AS d
+   SET status = 'delivering', locked_by = %s,
+       lease_until = statement_timestamp() + make_interval(secs => %s)
+ WHERE d.id IN (
+       SELECT id FROM webhook_deliveries
+        WHERE ((status = 'pending' AND next_attempt_at <= statement_timestamp())
+               OR (status = 'delivering' AND lease_until < statement_timestamp()))
+          {condition}
+        ORDER BY next_attempt_at
+        LIMIT %s
+          FOR UPDATE SKIP LOCKED)
+RETURNING d.id, d.message_id, d.endpoint_id, d.event, d.payload, d.attempts, d.max_attempts,
+          d.created_at, d.tenant_id
+"""
+_FRESH = "AND attempts = 0"
+_RETRY = "AND attempts > 0"
+_ONE = "AND id = %s"
+
+
+@dataclass
+class Claimed:
+    """A delivery held by this worker until its lease ends."""
+
+    id: Any
+    message_id: str
+    endpoint_id: Any
+    event: str
+    payload: Any
+    attempts: int
+    max_attempts: int
+    created_at: datetime
+    tenant_id: Any
+
+    def body(self) -> bytes:
+        """The JSON body: the same bytes on every attempt (the signature covers them)."""
+        envelope = {
+            "type": self.event,
+            "timestamp": self.created_at.isoformat().replace("+00:00", "Z"),
+            "data": self.payload,
+        }
+        return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass
+class Outcome:
+    """What became of one attempt of one delivery."""
+
+    claimed: Claimed
+    attempt: int
+    status: str  # delivered | pending | failed
+    url: str = ""
+    request_headers: dict[str, str] = field(default_factory=dict)
+    request_body: str = ""
+    response: Response | None = None
+    error: str = ""
+    next_attempt_at: datetime | None = None
+    disable_reason: str = ""
+    recorded: bool = True
+
+
+# -- claiming ---------------------------------------------------------------------------------
+
+
+def _rows(cursor: Any) -> list[Claimed]:
+    result = []
+    for row in cursor.fetchall():
+        payload = row[4]
+        if isinstance(payload, str):
+            payload = json.loads(payload)
+        result.append(Claimed(row[0], row[1], row[2], row[3], payload, *row[5:]))
+    return result
+
+
+def _claim_sql(cursor: Any, condition: str, params: list[Any]) -> list[Claimed]:
+    cursor.execute(_CLAIM_SQL.format(condition=condition), params)
+    return _rows(cursor)
+
+
+def claim(limit: int, worker_id: str, lease: float | None = None) -> list[Claimed]:
+    """Claim up to ``limit`` due deliveries; retries get at most ``RETRY_SHARE`` of the batch
+    while fresh deliveries wait, so neither kind starves the other."""
+    lease = float(lease if lease is not None else webhook_settings.LEASE_SECONDS)
+    share = float(webhook_settings.RETRY_SHARE)
+    retry_quota = max(1, int(limit * share)) if limit > 1 else limit
+    with db.system_scope(), connections[db.alias()].cursor() as cursor:
+        claimed = _claim_sql(cursor, _RETRY, [worker_id, lease, retry_quota])
+        if len(claimed) < limit:
+            claimed += _claim_sql(cursor, _FRESH, [worker_id, lease, limit - len(claimed)])
+        if len(claimed) < limit and len(claimed) >= retry_quota:
+            # Few fresh deliveries are waiting: give the rest of the batch to retries.
+            claimed += _claim_sql(cursor, _RETRY, [worker_id, lease, limit - len(claimed)])
+    return claimed
+
+
+def claim_one(delivery_id: Any, worker_id: str, lease: float | None = None) -> Claimed | None:
+    """Claim one delivery if it is due and not held by another worker (the Celery task)."""
+    lease = float(lease if lease is not None else webhook_settings.LEASE_SECONDS)
+    with db.system_scope(), connections[db.alias()].cursor() as cursor:
+        rows = _claim_sql(cursor, _ONE, [worker_id, lease, delivery_id, 1])
+    return rows[0] if rows else None
+
+
+# -- backoff ----------------------------------------------------------------------------------
+
+
+def retry_schedule() -> list[float]:
+    """The waits (seconds) before the 2nd, 3rd, ... attempt; the last one repeats."""
+    values = []
+    for item in webhook_settings.raw("RETRY_SCHEDULE"):
+        values.append(
+            float(item) if isinstance(item, int | float) else parse_duration(item).seconds
+        )
+    return values or [60.0]
+
+
+def backoff(attempts_done: int, jitter: float | None = None) -> float:
+    """Seconds to wait after ``attempts_done`` attempts, spread by +/- jitter."""
+    schedule = retry_schedule()
+    base = schedule[min(max(attempts_done, 1), len(schedule)) - 1]
+    spread = float(webhook_settings.RETRY_JITTER if jitter is None else jitter)
+    return max(0.0, base * (1 + random.uniform(-spread, spread)))
+
+
+def retry_after(response: Response) -> float | None:
+    """A 429/503 answer's Retry-After (seconds or HTTP date), within the configured bounds."""
+    if response.status not in (429, 503):
+        return None
+    value = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), None)
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        wait = float(value)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if moment.tzinfo is None:
+            return None
+        wait = (moment - timezone.now()).total_seconds()
+    low = float(webhook_settings.RETRY_AFTER_MIN)
+    high = float(webhook_settings.RETRY_AFTER_MAX)
+    return min(max(wait, low), high)
+
+
+# -- attempting -------------------------------------------------------------------------------
+
+
+@dataclass
+class EndpointInfo:
+    id: Any
+    url: str
+    status: str
+    secrets: list[str]
+    error: str = ""
+
+
+def load_endpoints(ids: set[Any]) -> dict[Any, EndpointInfo]:
+    """The URL, status and plain secrets of the batch's endpoints (one query)."""
+    with db.system_scope():
+        endpoints = list(
+            WebhookEndpoint.objects.using(db.alias())
+            .filter(id__in=ids)
+            .only("id", "url", "status", "secrets")
+        )
+    now = timezone.now()
+    result = {}
+    for endpoint in endpoints:
+        try:
+            plain = crypto.endpoint_secrets(endpoint, now)
+            error = "" if plain else "the endpoint has no valid secret"
+        except EncryptionError as exc:
+            plain, error = [], str(exc)
+        result[endpoint.id] = EndpointInfo(endpoint.id, endpoint.url, endpoint.status, plain, error)
+    return result
+
+
+def attempt(claimed: Claimed, endpoint: EndpointInfo | None, client: Client) -> Outcome:
+    """Make one attempt (no database work): sign, POST, classify the answer."""
+    number = claimed.attempts + 1
+    if endpoint is None or endpoint.status != "active":
+        reason = "the endpoint was deleted" if endpoint is None else "the endpoint is disabled"
+        return Outcome(claimed, claimed.attempts, "failed", error=reason, recorded=False)
+    if endpoint.error:
+        return Outcome(claimed, claimed.attempts, "failed", error=endpoint.error, recorded=False)
+    body = claimed.body()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": webhook_settings.USER_AGENT,
+        **signed_headers(endpoint.secrets, claimed.message_id, int(unix_time()), body),
+    }
+    response = client.post(endpoint.url, body, headers)
+    outcome = Outcome(
+        claimed,
+        number,
+        "pending",
+        url=endpoint.url,
+        request_headers=headers,
+        request_body=body.decode(),
+        response=response,
+    )
+    status = response.status
+    if status is not None and 200 <= status < 300:
+        outcome.status = "delivered"
+        return outcome
+    if status == 410:
+        outcome.status = "failed"
+        outcome.error = "410 Gone: the receiver asked to stop; the endpoint is disabled"
+        outcome.disable_reason = "the endpoint answered 410 Gone"
+        return outcome
+    if response.error:
+        outcome.error = response.error
+    elif status is not None and 300 <= status < 400:
+        location = response.headers.get("Location") or response.headers.get("location") or ""
+        outcome.error = f"HTTP {status}: redirects are not followed (Location: {location})"
+    else:
+        outcome.error = f"HTTP {status}"
+    if number >= claimed.max_attempts:
+        outcome.status = "failed"
+        return outcome
+    wait = (retry_after(response) if status else None) or backoff(number)
+    outcome.next_attempt_at = timezone.now() + timedelta(seconds=wait)
+    return outcome
+
+
+# -- recording --------------------------------------------------------------------------------
+
+
+_UPDATE_SQL = """
+UPDATE webhook_deliveries AS d
+   SET status = v.status, attempts = v.attempts, next_attempt_at = COALESCE(v.next_at,
+       d.next_attempt_at), delivered_at = v.delivered_at, last_error = v.error,
+       last_status_code = v.code, lease_until = NULL, locked_by = NULL, updated_at = now()
+  FROM (VALUES {values}) AS v(id, status, attempts, next_at, delivered_at, error, code)
+ WHERE d.id = v.id AND d.locked_by = %s AND d.status = 'delivering'
+RETURNING d.id
+"""
+_VALUE = "(%s::uuid, %s, %s::int, %s::timestamptz, %s::timestamptz, %s, %s::int)"
+
+
+def record(outcomes: list[Outcome], worker_id: str) -> list[Any]:
+    """Write the attempts and the deliveries' new state (one transaction); returns the ids whose
+    state this worker still owned. Endpoint failure counters and auto-disable follow."""
+    if not outcomes:
+        return []
+    now = timezone.now()
+    disabled: list[tuple[WebhookEndpoint, str]] = []
+    failed_ids: list[Any] = []
+    with db.system_scope():
+        using = db.alias()
+        WebhookDeliveryAttempt.objects.using(using).bulk_create(
+            [
+                WebhookDeliveryAttempt(
+                    delivery_id=o.claimed.id,
+                    attempt=o.attempt,
+                    url=o.url,
+                    request_headers=o.request_headers,
+                    request_body=o.request_body,
+                    response_status=o.response.status if o.response else None,
+                    response_headers=o.response.headers if o.response else {},
+                    response_body=o.response.body if o.response else "",
+                    duration_ms=o.response.duration_ms if o.response else 0,
+                    error=o.error,
+                    tenant_id=o.claimed.tenant_id,
+                    created_at=now,
+                )
+                for o in outcomes
+                if o.recorded
+            ]
+        )
+        params: list[Any] = []
+        for o in outcomes:
+            params += [
+                str(o.claimed.id),
+                o.status,
+                o.attempt,
+                o.next_attempt_at,
+                now if o.status == "delivered" else None,
+                o.error,
+                o.response.status if o.response else None,
+            ]
+        sql = _UPDATE_SQL.format(values=", ".join([_VALUE] * len(outcomes)))
+        with connections[using].cursor() as cursor:
+            cursor.execute(sql, [*params, worker_id])
+            owned = {row[0] for row in cursor.fetchall()}
+        mine = [o for o in outcomes if o.claimed.id in owned]
+        failed_ids = [o.claimed.id for o in mine if o.status == "failed"]
+        disabled = _update_endpoints(mine, now)
+    for endpoint, reason in disabled:
+        transaction.on_commit(
+            lambda e=endpoint, r=reason: signals.endpoint_disabled.send(
+                sender=WebhookEndpoint, endpoint=e, reason=r
+            ),
+            using=db.alias(),
+        )
+    if failed_ids:
+        logger.info("%d webhook deliveries ran out of attempts.", len(failed_ids))
+    return list(owned)
+
+
+def _update_endpoints(outcomes: list[Outcome], now: datetime) -> list[tuple[WebhookEndpoint, str]]:
+    using = db.alias()
+    manager = WebhookEndpoint.objects.using(using)
+    succeeded = {o.claimed.endpoint_id for o in outcomes if o.status == "delivered"}
+    erred = {o.claimed.endpoint_id for o in outcomes if o.status != "delivered" and o.recorded}
+    exhausted: dict[Any, int] = {}
+    gone: dict[Any, str] = {}
+    for o in outcomes:
+        if o.disable_reason:
+            gone[o.claimed.endpoint_id] = o.disable_reason
+        elif o.status == "failed" and o.recorded:
+            exhausted[o.claimed.endpoint_id] = exhausted.get(o.claimed.endpoint_id, 0) + 1
+    if succeeded:
+        manager.filter(id__in=succeeded).exclude(
+            consecutive_failures=0, failing_since__isnull=True
+        ).update(consecutive_failures=0, failing_since=None)
+    still_failing = erred - succeeded
+    if still_failing:
+        manager.filter(id__in=still_failing, failing_since__isnull=True).update(failing_since=now)
+    limit = webhook_settings.DISABLE_AFTER_FAILED_DELIVERIES
+    window = seconds("DISABLE_AFTER")
+    to_disable: dict[Any, str] = dict(gone)
+    if exhausted:
+        for endpoint in manager.filter(id__in=exhausted, status="active").select_for_update():
+            count = endpoint.consecutive_failures + exhausted[endpoint.id]
+            manager.filter(id=endpoint.id).update(consecutive_failures=count)
+            since = endpoint.failing_since or now
+            if limit is not None and count >= int(limit):
+                to_disable.setdefault(
+                    endpoint.id, f"{count} deliveries in a row failed after all their attempts"
+                )
+            elif window is not None and (now - since).total_seconds() >= window:
+                to_disable.setdefault(endpoint.id, f"failing without a success since {since}")
+    disabled = []
+    for endpoint_id, reason in to_disable.items():
+        changed = manager.filter(id=endpoint_id, status="active").update(
+            status="disabled", disabled_reason=reason, disabled_at=now, updated_at=now
+        )
+        if changed:
+            disabled.append((manager.get(id=endpoint_id), reason))
+            logger.warning("Webhook endpoint %s disabled: %s", endpoint_id, reason)
+    return disabled
+
+
+# -- one batch ----------------------------------------------------------------------------------
+
+
+def deliver_batch(
+    claimed: list[Claimed], worker_id: str, client: Client, executor: Any = None
+) -> list[Outcome]:
+    """Attempt every claimed delivery (concurrently with ``executor``) and record the outcomes."""
+    if not claimed:
+        return []
+    endpoints = load_endpoints({c.endpoint_id for c in claimed})
+    if executor is None or len(claimed) == 1:
+        outcomes = [attempt(c, endpoints.get(c.endpoint_id), client) for c in claimed]
+    else:
+        outcomes = list(
+            executor.map(lambda c: attempt(c, endpoints.get(c.endpoint_id), client), claimed)
+        )
+    record(outcomes, worker_id)
+    return outcomes
+
+
+_default_client: Client | None = None
+
+
+def default_client() -> Client:
+    global _default_client
+    if _default_client is None:
+        _default_client = Client()
+    return _default_client
+
+
+def deliver_now(delivery_id: Any, worker_id: str = "celery") -> Outcome | None:
+    """Claim and attempt one delivery now (None when it is not due or another worker holds it)."""
+    claimed = claim_one(delivery_id, worker_id)
+    if claimed is None:
+        return None
+    outcomes = deliver_batch([claimed], worker_id, default_client())
+    return outcomes[0]

@@ -1,0 +1,41 @@
+"""Errors of better_webhooks."""
+
+from __future__ import annotations
+
+
+class WebhookError(Exception):
+    """Base of the errors of better_webhooks."""
+
+
+class ConfigurationError(WebhookError):
+    """``BETTER_WEBHOOKS`` has a value the app cannot use."""
+
+
+class UnknownEventError(WebhookError):
+    """An event name that is not in the catalog."""
+
+
+class PayloadValidationError(WebhookError):
+    """A payload that does not match its event's schema; ``errors`` maps paths to messages."""
+
+    def __init__(self, event: str, errors: dict[str, str]) -> None:
+        self.event = event
+        self.errors = errors
+        details = "; ".join(f"{path}: {message}" for path, message in errors.items())
+        super().__init__(f"Invalid payload for event {event!r}: {details}")
+
+
+class EncryptionError(WebhookError):
+    """A secret cannot be encrypted or decrypted with the configured keys."""
+
+
+class UnsafeURLError(WebhookError):
+    """A URL the SSRF guard refuses (scheme, host or resolved address)."""
+
+
+class WebhookSignatureError(WebhookError):
+    """A received webhook whose headers or signature do not verify; ``code`` says why."""
+
+    def __init__(self, message: str, code: str = "INVALID_SIGNATURE") -> None:
+        self.code = code
+        super().__init__(message)

@@ -1,0 +1,216 @@
+"""``manage.py better_webhooks``: worker, replay, check, generate-key and rotate-encryption."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.core.management.base import CommandError
+from django.db import DatabaseError, connections, transaction
+from django.utils import timezone
+
+from better_core.commands import SubcommandCommand
+from better_core.durations import parse_since
+
+
+class Command(SubcommandCommand):
+    help = "Run the delivery worker, replay failed deliveries, manage encryption keys."
+
+    def default_database(self) -> str:
+        from better_webhooks.conf import webhook_settings
+
+        return webhook_settings.DATABASE
+
+    def add_subcommands(self, subparsers: Any) -> None:
+        worker = subparsers.add_parser(
+            "worker",
+            help="Poll the database and deliver due webhooks until SIGTERM/SIGINT.",
+            description=(
+                "Claims due deliveries in batches under a lease (FOR UPDATE SKIP LOCKED), sends "
+                "them from a thread pool, records every attempt. SIGTERM finishes the batch in "
+                "flight and exits; deliveries of a killed worker are claimed again when their "
+                "lease expires."
+            ),
+        )
+        worker.add_argument("--batch-size", type=int, help="deliveries per claim")
+        worker.add_argument("--concurrency", type=int, help="sending threads")
+        worker.add_argument("--interval", type=float, help="seconds between polls when idle")
+        worker.add_argument("--lease", type=float, help="seconds a claimed delivery is held")
+        worker.add_argument("--once", action="store_true", help="send one batch and exit")
+        worker.add_argument(
+            "--until-idle", action="store_true", help="exit when nothing is due any more"
+        )
+
+        replay = subparsers.add_parser(
+            "replay",
+            help="Queue failed deliveries again (attempts reset).",
+            description="Without filters every failed delivery is queued again.",
+        )
+        replay.add_argument(
+            "--failed", action="store_true", help="replay failed deliveries (the default)"
+        )
+        replay.add_argument("--since", help="only deliveries created since: 24h, 7d or ISO date")
+        replay.add_argument("--endpoint", help="only deliveries of this endpoint id")
+        replay.add_argument("--event", help="only deliveries of this event")
+        replay.add_argument("--dry-run", action="store_true", help="count, change nothing")
+
+        subparsers.add_parser(
+            "check",
+            help="Verify settings, tables and that every endpoint secret decrypts; exit 1 on "
+            "failure.",
+        )
+        key = subparsers.add_parser("generate-key", help="Print a new ENCRYPTION_KEYS entry.")
+        key.add_argument(
+            "--version", dest="key_version", type=int, default=1, help="key version (default 1)"
+        )
+        subparsers.add_parser(
+            "rotate-encryption",
+            help="Re-encrypt every endpoint secret under the newest ENCRYPTION_KEYS key.",
+        )
+
+    # -- worker ---------------------------------------------------------------------------------
+
+    def handle_worker(self, options: dict[str, Any]) -> None:
+        from better_webhooks.worker import Worker
+
+        for flag in ("batch_size", "concurrency"):
+            if options.get(flag) is not None and options[flag] < 1:
+                raise CommandError(f"--{flag.replace('_', '-')} must be at least 1.")
+        for flag in ("interval", "lease"):
+            if options.get(flag) is not None and options[flag] <= 0:
+                raise CommandError(f"--{flag} must be a positive number of seconds.")
+        worker = Worker(
+            batch_size=options.get("batch_size"),
+            concurrency=options.get("concurrency"),
+            interval=options.get("interval"),
+            lease=options.get("lease"),
+        )
+        worker.install_signal_handlers()
+        if options["verbosity"] >= 1:
+            self.info(
+                f"webhook worker {worker.worker_id}: batch {worker.batch_size}, "
+                f"{worker.concurrency} threads, lease {worker.lease:g}s"
+            )
+        try:
+            worker.run(max_batches=1 if options["once"] else None, until_idle=options["until_idle"])
+        finally:
+            worker.close()
+        if options["verbosity"] >= 1:
+            self.ok(f"stopped: {worker.attempted} attempted, {worker.delivered} delivered")
+
+    # -- replay ---------------------------------------------------------------------------------
+
+    def handle_replay(self, options: dict[str, Any]) -> None:
+        from better_webhooks import db
+        from better_webhooks.models import WebhookDelivery
+        from better_webhooks.sending import dispatch
+
+        queryset = WebhookDelivery.objects.using(db.alias()).filter(status="failed")
+        if options.get("since"):
+            try:
+                queryset = queryset.filter(created_at__gte=parse_since(options["since"]))
+            except ValueError as exc:
+                raise CommandError(f"--since: {exc}") from exc
+        if options.get("endpoint"):
+            try:
+                endpoint_id = uuid.UUID(options["endpoint"])
+            except ValueError:
+                raise CommandError(
+                    f"--endpoint: {options['endpoint']!r} is not an endpoint id (a UUID)."
+                ) from None
+            queryset = queryset.filter(endpoint_id=endpoint_id)
+        if options.get("event"):
+            queryset = queryset.filter(event=options["event"])
+        with db.system_scope():
+            ids = list(queryset.values_list("id", flat=True))
+            if not options["dry_run"] and ids:
+                WebhookDelivery.objects.using(db.alias()).filter(id__in=ids).update(
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=timezone.now(),
+                    last_error="",
+                    lease_until=None,
+                    locked_by=None,
+                    delivered_at=None,
+                )
+                transaction.on_commit(lambda: dispatch(ids), using=db.alias())
+        if options["dry_run"]:
+            self.info(f"{len(ids)} failed deliveries would be queued again")
+        else:
+            self.ok(f"{len(ids)} failed deliveries queued again")
+
+    # -- check ----------------------------------------------------------------------------------
+
+    def handle_check(self, options: dict[str, Any]) -> None:
+        from better_webhooks import crypto, db
+        from better_webhooks.checks import check_configuration
+        from better_webhooks.exceptions import WebhookError
+        from better_webhooks.models import WebhookDelivery, WebhookEndpoint
+
+        failed = False
+        for message in check_configuration():
+            if message.is_serious():
+                failed = True
+                self.fail(f"{message.id}: {message.msg}")
+            else:
+                self.warn(f"{message.id}: {message.msg}")
+        try:
+            with db.system_scope():
+                endpoints = list(WebhookEndpoint.objects.using(db.alias()).all())
+                due = (
+                    WebhookDelivery.objects.using(db.alias())
+                    .filter(status="pending", next_attempt_at__lte=timezone.now())
+                    .count()
+                )
+                failures = WebhookDelivery.objects.using(db.alias()).filter(status="failed").count()
+        except DatabaseError as exc:
+            connections[db.alias()].close()
+            self.fail(f"webhook tables cannot be read: {exc}".strip())
+            raise CommandError("better_webhooks check failed.") from exc
+        self.ok(f"tables readable: {len(endpoints)} endpoints")
+        broken = []
+        for endpoint in endpoints:
+            try:
+                crypto.endpoint_secrets(endpoint)
+            except WebhookError as exc:
+                broken.append(f"{endpoint.id}: {exc}")
+        if broken:
+            failed = True
+            for item in broken:
+                self.fail(item)
+        elif endpoints:
+            self.ok("every endpoint secret decrypts")
+        self.info(f"{due} deliveries due, {failures} failed")
+        if failed:
+            raise CommandError("better_webhooks check failed.")
+
+    # -- keys -----------------------------------------------------------------------------------
+
+    def handle_generate_key(self, options: dict[str, Any]) -> None:
+        from better_webhooks.crypto import generate_key
+
+        if options["key_version"] < 1:
+            raise CommandError("--version must be at least 1.")
+        self.stdout.write(generate_key(options["key_version"]))
+
+    def handle_rotate_encryption(self, options: dict[str, Any]) -> None:
+        from better_webhooks import crypto, db
+        from better_webhooks.exceptions import WebhookError
+        from better_webhooks.models import WebhookEndpoint
+
+        try:
+            newest = crypto.configured_keys()[0][0]
+        except WebhookError as exc:
+            raise CommandError(str(exc)) from exc
+        changed = 0
+        with db.system_scope():
+            manager = WebhookEndpoint.objects.using(db.alias())
+            for endpoint in manager.select_for_update().order_by("id"):
+                try:
+                    secrets = crypto.reencrypted(endpoint)
+                except WebhookError as exc:
+                    raise CommandError(f"endpoint {endpoint.id}: {exc}") from exc
+                if secrets is not None:
+                    manager.filter(id=endpoint.id).update(secrets=secrets)
+                    changed += 1
+        self.ok(f"{changed} endpoints re-encrypted under key {newest}")

@@ -1,0 +1,169 @@
+"""``send()``: validate an event and write its deliveries in the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+from psycopg.types.json import Jsonb
+
+from better_webhooks import db
+from better_webhooks.conf import seconds, webhook_settings
+from better_webhooks.events import get_event
+from better_webhooks.exceptions import PayloadValidationError
+from better_webhooks.models import ALL_EVENTS, WebhookDelivery
+
+logger = logging.getLogger(__name__)
+
+_INSERT_SQL = """
+INSERT INTO webhook_deliveries
+       (id, message_id, endpoint_id, event, payload, status, attempts, max_attempts,
+        next_attempt_at, idempotency_key, last_error, tenant_id, created_at, updated_at)
+SELECT gen_random_uuid(), %s, e.id, %s, %s, 'pending', 0, %s, %s, %s, '', %s::uuid, %s, %s
+  FROM webhook_endpoints AS e
+ WHERE e.status = 'active' AND e.tenant_id IS NOT DISTINCT FROM %s::uuid AND e.events && %s::text[]
+ ORDER BY e.created_at
+RETURNING id, endpoint_id
+"""
+
+
+def new_message_id() -> str:
+    """A ``webhook-id``: ``msg_`` and 24 random URL-safe characters."""
+    return "msg_" + secrets.token_urlsafe(18)
+
+
+def _json_payload(event: str, payload: Any) -> Any:
+    try:
+        return json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
+    except (TypeError, ValueError) as exc:
+        raise PayloadValidationError(
+            event, {"(root)": f"is not JSON-serializable ({exc})"}
+        ) from exc
+
+
+def send(
+    event: str,
+    payload: Any,
+    *,
+    idempotency_key: str | None = None,
+    tenant: Any = None,
+) -> list[WebhookDelivery]:
+    """Queue ``event`` for every active endpoint subscribed to it; return the deliveries.
+
+    The payload is validated against the event's schema first (UnknownEventError,
+    PayloadValidationError). The rows are written in the caller's transaction and dispatched
+    only after it commits, so a rollback sends nothing. ``tenant`` defaults to the tenant in
+    scope; without one, the endpoints without a tenant receive the event. A repeated
+    ``idempotency_key`` (per tenant, within ``IDEMPOTENCY_WINDOW``) returns the first call's
+    deliveries and queues nothing.
+    """
+    event_type = get_event(event)
+    event_type.validate(payload)
+    data = _json_payload(event, payload)
+    tenant_id = db.to_tenant_id(tenant) if tenant is not None else db.current_tenant_id()
+    using = db.alias()
+    now = timezone.now()
+    with db.scope_for(tenant_id), connections[using].cursor() as cursor:
+        if idempotency_key is not None:
+            # Serialise concurrent sends of one key until their transactions end.
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"better_webhooks:{tenant_id}:{idempotency_key}"],
+            )
+            window = seconds("IDEMPOTENCY_WINDOW") or 0
+            tenant_filter = Q(tenant_id=tenant_id) if tenant_id else Q(tenant_id__isnull=True)
+            earlier = list(
+                WebhookDelivery.objects.using(using)
+                .filter(
+                    tenant_filter,
+                    idempotency_key=idempotency_key,
+                    created_at__gte=now - timedelta(seconds=window),
+                )
+                .order_by("created_at", "id")
+            )
+            if earlier:
+                return earlier
+        message_id = new_message_id()
+        max_attempts = webhook_settings.MAX_ATTEMPTS
+        # One statement picks the subscribed endpoints and writes their deliveries.
+        cursor.execute(
+            _INSERT_SQL,
+            [
+                message_id,
+                event,
+                Jsonb(data),
+                max_attempts,
+                now,
+                idempotency_key,
+                tenant_id,
+                now,
+                now,
+                tenant_id,
+                [event, ALL_EVENTS],
+            ],
+        )
+        deliveries = [
+            WebhookDelivery(
+                id=delivery_id,
+                message_id=message_id,
+                endpoint_id=endpoint_id,
+                event=event,
+                payload=data,
+                max_attempts=max_attempts,
+                next_attempt_at=now,
+                idempotency_key=idempotency_key,
+                tenant_id=tenant_id,
+                created_at=now,
+                updated_at=now,
+            )
+            for delivery_id, endpoint_id in cursor.fetchall()
+        ]
+    for delivery in deliveries:
+        delivery._state.adding = False
+        delivery._state.db = using
+    if deliveries:
+        ids = [delivery.id for delivery in deliveries]
+        transaction.on_commit(lambda: dispatch(ids), using=using)
+    return deliveries
+
+
+def celery_enabled() -> bool:
+    """Whether deliveries go out through Celery tasks (else the polling worker sends them)."""
+    configured = webhook_settings.raw("CELERY")
+    if configured is not None:
+        return bool(configured)
+    if not getattr(settings, "CELERY_BROKER_URL", None):
+        return False
+    try:
+        import celery  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def dispatch(ids: list[Any]) -> None:
+    """After commit: one Celery task per delivery, or nothing (the polling worker claims them).
+
+    A publish failure is logged, not raised: the deliveries are committed and the polling worker
+    (or a later replay) still sends them.
+    """
+    if not celery_enabled():
+        return
+    from better_webhooks.tasks import deliver
+
+    options: dict[str, Any] = {}
+    if webhook_settings.CELERY_QUEUE:
+        options["queue"] = webhook_settings.CELERY_QUEUE
+    for delivery_id in ids:
+        try:
+            deliver.apply_async((str(delivery_id),), **options)
+        except Exception:
+            logger.exception("Publishing webhook delivery %s to Celery failed.", delivery_id)

@@ -1,0 +1,43 @@
+"""Email backends for the mail tests: scripted failures, and a slow one that counts sends."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from django.core.mail.backends.base import BaseEmailBackend
+
+
+class ScriptedBackend(BaseEmailBackend):
+    """Raises the exceptions of ``script`` one send at a time, then accepts messages."""
+
+    script: list[BaseException] = []
+    sent: list[Any] = []
+
+    def send_messages(self, email_messages: list[Any]) -> int:
+        if ScriptedBackend.script:
+            raise ScriptedBackend.script.pop(0)
+        ScriptedBackend.sent.extend(email_messages)
+        return len(email_messages)
+
+    @classmethod
+    def reset(cls, *errors: BaseException) -> None:
+        cls.script = list(errors)
+        cls.sent = []
+
+
+class CountingBackend(BaseEmailBackend):
+    """Takes a little time per message and counts the sends of each mail log id."""
+
+    delay = 0.01
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def send_messages(self, email_messages: list[Any]) -> int:
+        time.sleep(self.delay)
+        with CountingBackend.lock:
+            for message in email_messages:
+                CountingBackend.counts[message.metadata["better_mail_id"]] += 1
+        return len(email_messages)
