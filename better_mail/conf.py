@@ -23,7 +23,9 @@ DEFAULTS = {
     "RETRY_BACKOFF_MAX": 3600,
     # Sends allowed per period across all workers, e.g. "100/m", "10/s", "5000/h"; None: no limit.
     "RATE_LIMIT": None,
-    # Celery queue of the send task (None: the default queue).
+    # Mails per claim, per backend connection and per Celery message of send_many.
+    "BATCH_SIZE": 50,
+    # Celery queue of the send tasks (None: the default queue).
     "QUEUE": None,
     # A mail claimed ("sending") longer than this many seconds is considered abandoned by a
     # crashed worker and is claimed again by send_due().

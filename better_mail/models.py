@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 
@@ -86,9 +86,9 @@ class MailLog(models.Model):
             models.Index(fields=["status", "-created_at"], name="mail_logs_status_created_idx"),
             models.Index(fields=["-created_at"], name="mail_logs_created_idx"),
             models.Index(fields=["provider_message_id"], name="mail_logs_provider_msg_idx"),
-            # send_due(): the queue of mails waiting to go.
+            # The claim's queue scan: queued mails, ORDER BY send_at NULLS FIRST.
             models.Index(
-                fields=["send_at"],
+                F("send_at").asc(nulls_first=True),
                 condition=Q(status="queued"),
                 name="mail_logs_queued_send_at_idx",
             ),

@@ -25,7 +25,9 @@ import base64
 import contextlib
 import dataclasses
 import email
+import functools
 import importlib.util
+import json
 import logging
 import smtplib
 import time
@@ -42,7 +44,6 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from better_mail.conf import mail_settings
@@ -163,8 +164,10 @@ def send(
         },
         **recipients,
     )
+    # Only a key can collide (the id is a fresh UUID): without one, no savepoint round trips.
+    savepoint = transaction.atomic() if idempotency_key is not None else contextlib.nullcontext()
     try:
-        with transaction.atomic():
+        with savepoint:
             log.save(force_insert=True)
     except IntegrityError:
         if idempotency_key is None:
@@ -178,10 +181,7 @@ def send(
             ) from None
         return existing
 
-    use_celery = _use_celery(async_)
-    # robust: a failure to hand the mail over is logged, never raised into the committing code
-    # (the row stays queued for send_due()).
-    transaction.on_commit(lambda: dispatch(log.pk, send_at, use_celery), robust=True)
+    after_commit(log.pk, send_at, _use_celery(async_))
     return log
 
 
@@ -200,15 +200,22 @@ def _addresses(value: str | Sequence[str] | None, label: str) -> list[str]:
         return []
     items = [value] if isinstance(value, str) else list(value)
     for item in items:
-        address = parseaddr(item)[1] if isinstance(item, str) else ""
-        try:
-            validate_email(address)
-        except ValidationError:
+        if not (isinstance(item, str) and _is_address(item)):
             raise InvalidRecipient(
                 f"{label}: {item!r} is not an email address. Use 'user@example.com' or "
                 "'Name <user@example.com>'."
-            ) from None
+            )
     return items
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_address(item: str) -> bool:
+    # Cached: the sender and frequent recipients are validated once per process.
+    try:
+        validate_email(parseaddr(item)[1])
+    except ValidationError:
+        return False
+    return True
 
 
 def _use_celery(async_: bool | None) -> bool:
@@ -260,33 +267,95 @@ def _decode_attachment(data: Mapping[str, Any]) -> Any:
 # After commit ---------------------------------------------------------------------------------
 
 
+class _Pending:
+    """The mails queued in one transaction, handed over together when it commits."""
+
+    def __init__(self) -> None:
+        self.celery: list[Any] = []
+        self.in_process: list[Any] = []
+        self.ran = False
+
+    def __call__(self) -> None:
+        self.ran = True
+        celery, self.celery = self.celery, []
+        in_process, self.in_process = self.in_process, []
+        if celery:
+            publish(celery)
+        if in_process:
+            deliver_many(in_process)
+
+
+def after_commit(log_id: Any, send_at: datetime | None = None, use_celery: bool = True) -> None:
+    """Hand a queued mail over once the current transaction commits (now, without one).
+
+    Mails queued in one transaction share one on-commit callback, so that a thousand sends in
+    a transaction make a few Celery messages of ``BATCH_SIZE`` ids (or one in-process batch),
+    not a thousand. The callback is robust: a failure to hand mails over is logged, never
+    raised into the committing code, and the rows stay queued for ``send_due()``.
+    """
+    if send_at is not None and send_at > timezone.now():
+        transaction.on_commit(lambda: dispatch(log_id, send_at, use_celery), robust=True)
+        return
+    conn = transaction.get_connection()
+    pending = None
+    # The callback registered earlier in this transaction, if it is still registered (a
+    # rollback drops it, and then a new one is needed).
+    for entry in getattr(conn, "run_on_commit", ()):
+        if isinstance(entry[1], _Pending) and not entry[1].ran:
+            pending = entry[1]
+    fresh = pending is None
+    if fresh:
+        pending = _Pending()
+    (pending.celery if use_celery else pending.in_process).append(log_id)
+    if fresh:
+        transaction.on_commit(pending, robust=True)
+
+
 def dispatch(log_id: Any, send_at: datetime | None = None, use_celery: bool = True) -> None:
-    """Hand a committed, queued mail to Celery, or deliver it now in sync mode.
+    """Hand one committed, queued mail to Celery, or deliver it now in sync mode.
 
     A mail whose ``send_at`` is in the future waits: Celery gets it with that ETA, and in sync
-    mode ``send_due()`` sends it once due. If publishing fails (broker down) the row stays
-    queued for ``send_due()`` and the error is logged.
+    mode ``send_due()`` sends it once due.
     """
     due = send_at is None or send_at <= timezone.now()
     if use_celery:
-        from better_mail import tasks
+        publish([log_id], eta=None if due else send_at)
+    elif due:
+        deliver(log_id)
 
-        options: dict[str, Any] = {}
-        if mail_settings.QUEUE:
-            options["queue"] = mail_settings.QUEUE
-        if not due:
-            options["eta"] = send_at
+
+def publish(
+    log_ids: Sequence[Any], eta: datetime | None = None, countdown: float | None = None
+) -> None:
+    """Send Celery tasks for these mails: ``better_mail.send`` for one, ``send_many`` for more.
+
+    If publishing fails (broker down) the rows stay queued for ``send_due()``; the error is
+    logged.
+    """
+    from better_mail import tasks
+
+    options: dict[str, Any] = {}
+    if mail_settings.QUEUE:
+        options["queue"] = mail_settings.QUEUE
+    if eta is not None:
+        options["eta"] = eta
+    if countdown is not None:
+        options["countdown"] = countdown
+    ids = [str(log_id) for log_id in log_ids]
+    size = max(int(mail_settings.BATCH_SIZE), 1)
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
         try:
-            tasks.send_mail.apply_async(args=[str(log_id)], **options)
+            if len(chunk) == 1:
+                tasks.send_mail.apply_async(args=chunk, **options)
+            else:
+                tasks.send_many.apply_async(args=[chunk], **options)
         except Exception:
             logger.exception(
-                "better_mail: could not publish mail %s to Celery; it stays queued until "
-                "send_due() (manage.py better_mail send-queued) sends it.",
-                log_id,
+                "better_mail: could not publish mail(s) %s to Celery; they stay queued until "
+                "send_due() (manage.py better_mail send-queued) sends them.",
+                ", ".join(chunk),
             )
-        return
-    if due:
-        deliver(log_id)
 
 
 # Delivery -------------------------------------------------------------------------------------
@@ -299,48 +368,95 @@ class Outcome:
     status: str
     retry_in: float | None = None
     error: str = ""
+    log_id: Any = None
 
 
 NOT_CLAIMED = Outcome("not_claimed")
 
+# One statement claims a batch: due, queued rows that no other transaction has locked move to
+# "sending". The UPDATE re-checks the status of each locked row, so a row claimed and committed
+# by another worker in the meantime is not taken twice.
+_CLAIM_SQL = """
+UPDATE {table} SET status = 'sending', attempts = attempts + 1, updated_at = %s
+WHERE id IN (
+  SELECT id FROM {table}
+  WHERE status = 'queued' AND (send_at IS NULL OR send_at <= %s){only}
+  ORDER BY send_at NULLS FIRST
+  LIMIT %s
+  FOR UPDATE SKIP LOCKED
+)
+RETURNING *
+"""
 
-def _due_filter(now: datetime) -> Q:
-    return Q(send_at__isnull=True) | Q(send_at__lte=now)
+
+def claim_batch(limit: int, ids: Sequence[Any] | None = None) -> list[Any]:
+    """Lock up to ``limit`` queued, due mails (of ``ids`` if given) and mark them ``sending``.
+
+    ``SKIP LOCKED``: mails another worker is claiming right now are skipped, not waited for;
+    once that worker commits they are no longer ``queued`` and match nothing.
+    """
+    from django.db import connection
+
+    from better_mail.models import MailLog
+
+    if limit <= 0 or (ids is not None and not ids):
+        return []
+    now = timezone.now()
+    params: list[Any] = [now, now]
+    only = ""
+    if ids is not None:
+        only = " AND id = ANY(%s)"
+        params.append([uuid.UUID(str(log_id)) for log_id in ids])
+    params.append(limit)
+    query = _CLAIM_SQL.format(table=connection.ops.quote_name(MailLog._meta.db_table), only=only)
+    with system_scope():
+        logs = list(MailLog.objects.raw(query, params))
+    # RETURNING gives no order: send in the order the mails were queued.
+    logs.sort(key=lambda log: log.created_at)
+    return logs
 
 
 def claim(log_id: Any) -> Any:
-    """Lock a queued, due mail and mark it ``sending``; None when it is not (or no longer) ours.
-
-    ``SKIP LOCKED``: a mail another worker is claiming right now is skipped, not waited for;
-    once that worker commits, the mail is no longer ``queued`` and matches nothing.
-    """
-    from better_mail.models import MailLog, MailStatus
-
-    now = timezone.now()
-    with system_scope():
-        log = (
-            MailLog.objects.select_for_update(skip_locked=True)
-            .filter(_due_filter(now), pk=log_id, status=MailStatus.QUEUED)
-            .first()
-        )
-        if log is None:
-            return None
-        log.status = MailStatus.SENDING
-        log.attempts += 1
-        log.updated_at = now
-        log.save(update_fields=["status", "attempts", "updated_at"])
-    return log
+    """Claim one mail (see ``claim_batch``); None when it is not (or no longer) queued and due."""
+    try:
+        logs = claim_batch(1, [log_id])
+    except ValueError:
+        return None  # not a UUID: no such mail
+    return logs[0] if logs else None
 
 
 def deliver(log_id: Any) -> Outcome:
     """Claim the mail ``log_id`` and send it; the outcome is recorded on the row."""
-    wait = rate_limit_wait()
-    if wait:
-        return Outcome("rate_limited", retry_in=wait)
+    granted, wait = take_rate_slots(1)
+    if not granted:
+        return Outcome("rate_limited", retry_in=wait, log_id=log_id)
     log = claim(log_id)
     if log is None:
         return NOT_CLAIMED
     return send_claimed(log)
+
+
+def deliver_many(log_ids: Sequence[Any]) -> list[Outcome]:
+    """Claim and send these mails in batches over one backend connection per batch.
+
+    Mails the rate limit holds back get an outcome ``rate_limited`` with ``retry_in``; mails
+    already taken elsewhere are skipped (no outcome).
+    """
+    outcomes: list[Outcome] = []
+    pending = list(log_ids)
+    size = max(int(mail_settings.BATCH_SIZE), 1)
+    while pending:
+        granted, wait = take_rate_slots(min(size, len(pending)))
+        if not granted:
+            outcomes.extend(Outcome("rate_limited", retry_in=wait, log_id=i) for i in pending)
+            break
+        chunk, pending = pending[:granted], pending[granted:]
+        try:
+            logs = claim_batch(len(chunk), chunk)
+        except ValueError:
+            logs = [log for log in (claim(i) for i in chunk) if log is not None]
+        outcomes.extend(send_claimed_many(logs))
+    return outcomes
 
 
 def build_message(log: Any) -> EmailMultiAlternatives:
@@ -376,40 +492,78 @@ def build_message(log: Any) -> EmailMultiAlternatives:
 
 def send_claimed(log: Any) -> Outcome:
     """Send a mail this process has claimed (status ``sending``) and record what happened."""
+    return send_claimed_many([log])[0]
+
+
+def send_claimed_many(logs: Sequence[Any]) -> list[Outcome]:
+    """Send claimed mails over one backend connection; successes are recorded in one UPDATE."""
+    from better_mail.models import MailStatus
+
+    if not logs:
+        return []
+    outcomes: list[Outcome] = []
+    sent: list[tuple[Any, Any]] = []
     try:
-        message = build_message(log)
         connection = get_connection(fail_silently=False)
-        sent = connection.send_messages([message])
-        if not sent:
-            raise PermanentSendError(
-                f"The email backend {type(connection).__name__} accepted no message for mail "
-                f"{log.pk}."
-            )
+        # One connection for the batch (one SMTP session); each message is sent on its own so
+        # that each gets its own outcome.
+        connection.open()
     except Exception as exc:
-        return _record_failure(log, exc)
-    return _record_success(log, message, connection)
+        return [_record_failure(log, exc) for log in logs]
+    try:
+        for log in logs:
+            try:
+                message = build_message(log)
+                if not connection.send_messages([message]):
+                    raise PermanentSendError(
+                        f"The email backend {type(connection).__name__} accepted no message "
+                        f"for mail {log.pk}."
+                    )
+            except Exception as exc:
+                outcomes.append(_record_failure(log, exc))
+                # The session may be broken: the next message opens a new one.
+                _close_quietly(connection)
+                continue
+            sent.append((log, message))
+            outcomes.append(Outcome(MailStatus.SENT, log_id=log.pk))
+    finally:
+        _close_quietly(connection)
+    if sent:
+        _record_successes(sent, connection)
+    return outcomes
 
 
-def _record_success(log: Any, message: Any, connection: Any) -> Outcome:
-    from better_mail.models import MailLog, MailStatus
+def _close_quietly(connection: Any) -> None:
+    try:
+        connection.close()
+    except Exception:
+        logger.debug("better_mail: closing the email backend failed", exc_info=True)
+
+
+def _record_successes(sent: Sequence[tuple[Any, Any]], connection: Any) -> None:
+    from django.db import connection as db
+
+    from better_mail.models import MailLog
 
     now = timezone.now()
-    message_id, recipient_status = _anymail_result(message)
-    fields = {
-        "provider": getattr(connection, "esp_name", None) or type(connection).__module__,
-        "provider_message_id": message_id,
-        "recipient_status": recipient_status,
-        "sent_at": now,
-        "updated_at": now,
-        "payload": None,
-        "error": "",
-    }
-    with system_scope():
-        rows = MailLog.objects.filter(pk=log.pk, status=MailStatus.SENDING)
-        # A tracking event that arrived before this update already moved the status on.
-        if not rows.update(status=MailStatus.SENT, **fields):
-            MailLog.objects.filter(pk=log.pk).update(**fields)
-    return Outcome(MailStatus.SENT)
+    provider = getattr(connection, "esp_name", None) or type(connection).__module__
+    rows: list[Any] = []
+    for log, message in sent:
+        message_id, recipients = _anymail_result(message)
+        rows.extend([str(log.pk), provider, message_id, json.dumps(recipients), now])
+    values = ", ".join(["(%s::uuid, %s::text, %s::text, %s::jsonb, %s::timestamptz)"] * len(sent))
+    table = db.ops.quote_name(MailLog._meta.db_table)
+    # A tracking event that arrived before this update may already have moved the status on.
+    query = f"""
+UPDATE {table} AS m SET
+  status = CASE WHEN m.status = 'sending' THEN 'sent' ELSE m.status END,
+  provider = v.provider, provider_message_id = v.message_id, recipient_status = v.recipients,
+  sent_at = v.at, updated_at = v.at, payload = NULL, error = ''
+FROM (VALUES {values}) AS v(id, provider, message_id, recipients, at)
+WHERE m.id = v.id
+"""
+    with system_scope(), db.cursor() as cursor:
+        cursor.execute(query, rows)
 
 
 def _anymail_result(message: Any) -> tuple[str | None, dict[str, Any]]:
@@ -455,7 +609,7 @@ def _record_failure(log: Any, exc: BaseException) -> Outcome:
                 error=description,
                 updated_at=now,
             )
-        return Outcome(MailStatus.QUEUED, retry_in=delay, error=description)
+        return Outcome(MailStatus.QUEUED, retry_in=delay, error=description, log_id=log.pk)
     if transient:
         description = f"gave up after {log.attempts} attempts: {description}"
     logger.error("better_mail: mail %s failed: %s", log.pk, description)
@@ -463,7 +617,7 @@ def _record_failure(log: Any, exc: BaseException) -> Outcome:
         MailLog.objects.filter(pk=log.pk, status=MailStatus.SENDING).update(
             status=MailStatus.FAILED, error=description, updated_at=now, payload=None
         )
-    return Outcome(MailStatus.FAILED, error=description)
+    return Outcome(MailStatus.FAILED, error=description, log_id=log.pk)
 
 
 def backoff(attempts: int) -> float:
@@ -537,6 +691,7 @@ def describe_error(exc: BaseException) -> str:
 def send_due(limit: int = 100) -> int:
     """Send up to ``limit`` queued mails whose time has come; returns how many were sent.
 
+    Mails are claimed ``BATCH_SIZE`` at a time and each batch goes over one backend connection.
     Mails left ``sending`` longer than ``STALE_SENDING_AFTER`` seconds (a worker died mid-send)
     are marked failed, not sent again: the provider may already have accepted them, and
     better_mail never risks sending a mail twice.
@@ -545,38 +700,19 @@ def send_due(limit: int = 100) -> int:
 
     fail_stale()
     sent = 0
-    handled: set[Any] = set()
-    while len(handled) < limit:
-        if rate_limit_wait():
+    remaining = limit
+    size = max(int(mail_settings.BATCH_SIZE), 1)
+    while remaining > 0:
+        granted, _ = take_rate_slots(min(size, remaining))
+        if not granted:
             break
-        log = _claim_next(exclude=handled)
-        if log is None:
+        logs = claim_batch(granted)
+        if not logs:
             break
-        handled.add(log.pk)
-        if send_claimed(log).status == MailStatus.SENT:
-            sent += 1
+        remaining -= len(logs)
+        outcomes = send_claimed_many(logs)
+        sent += sum(outcome.status == MailStatus.SENT for outcome in outcomes)
     return sent
-
-
-def _claim_next(exclude: set[Any]) -> Any:
-    from better_mail.models import MailLog, MailStatus
-
-    now = timezone.now()
-    with system_scope():
-        log = (
-            MailLog.objects.select_for_update(skip_locked=True)
-            .filter(_due_filter(now), status=MailStatus.QUEUED)
-            .exclude(pk__in=exclude)
-            .order_by("send_at", "created_at")
-            .first()
-        )
-        if log is None:
-            return None
-        log.status = MailStatus.SENDING
-        log.attempts += 1
-        log.updated_at = now
-        log.save(update_fields=["status", "attempts", "updated_at"])
-    return log
 
 
 def fail_stale() -> int:
@@ -635,15 +771,15 @@ def parse_rate(value: str) -> tuple[int, int]:
     return count, period
 
 
-def rate_limit_wait() -> float:
-    """0 when a send may go now (and counts it); else the seconds until the next window.
+def take_rate_slots(wanted: int) -> tuple[int, float]:
+    """Take up to ``wanted`` sends from the rate limit: (granted, seconds until the next window).
 
     Fixed windows counted in Django's default cache, shared by all workers when that cache is
-    shared (Redis, Memcached, database).
+    shared (Redis, Memcached, database). Without ``RATE_LIMIT`` everything is granted.
     """
     rate = mail_settings.RATE_LIMIT
-    if not rate:
-        return 0.0
+    if not rate or wanted <= 0:
+        return wanted, 0.0
     from django.core.cache import cache
 
     count, period = parse_rate(rate)
@@ -652,14 +788,13 @@ def rate_limit_wait() -> float:
     key = f"better_mail:rate:{period}:{window}"
     cache.add(key, 0, timeout=period * 2)
     try:
-        used = cache.incr(key)
+        used = cache.incr(key, wanted)
     except ValueError:
-        # The key expired between add() and incr(): this send opens the window.
-        cache.add(key, 1, timeout=period * 2)
-        used = 1
-    if used <= count:
-        return 0.0
-    return max((window + 1) * period - now, 0.01)
+        # The key expired between add() and incr(): these sends open the window.
+        cache.add(key, wanted, timeout=period * 2)
+        used = wanted
+    granted = max(0, min(wanted, count - (used - wanted)))
+    return granted, max((window + 1) * period - now, 0.01)
 
 
 def queued_count() -> int:

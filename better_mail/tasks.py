@@ -1,4 +1,4 @@
-"""Celery tasks of better_mail: send one queued mail, and send whatever is due."""
+"""Celery tasks of better_mail: send queued mails (one or a batch), and send whatever is due."""
 
 from __future__ import annotations
 
@@ -15,15 +15,20 @@ def send_mail(log_id: str) -> str:
     harmless: only one run finds the mail queued. Returns the outcome's status.
     """
     from better_mail import sending
-    from better_mail.conf import mail_settings
 
     outcome = sending.deliver(log_id)
-    if outcome.retry_in is not None:
-        options: dict[str, Any] = {"countdown": outcome.retry_in}
-        if mail_settings.QUEUE:
-            options["queue"] = mail_settings.QUEUE
-        send_mail.apply_async(args=[log_id], **options)
+    _schedule_retries([outcome])
     return outcome.status
+
+
+@shared_task(name="better_mail.send_many", ignore_result=True)
+def send_many(log_ids: list[str]) -> int:
+    """Claim and send these mails over one backend connection; returns how many were sent."""
+    from better_mail import sending
+
+    outcomes = sending.deliver_many(log_ids)
+    _schedule_retries(outcomes)
+    return sum(outcome.status == "sent" for outcome in outcomes)
 
 
 @shared_task(name="better_mail.send_due", ignore_result=True)
@@ -32,3 +37,14 @@ def send_due(limit: int = 100) -> int:
     from better_mail import sending
 
     return sending.send_due(limit)
+
+
+def _schedule_retries(outcomes: list[Any]) -> None:
+    from better_mail import sending
+
+    by_delay: dict[float, list[Any]] = {}
+    for outcome in outcomes:
+        if outcome.retry_in is not None and outcome.log_id is not None:
+            by_delay.setdefault(outcome.retry_in, []).append(outcome.log_id)
+    for delay, ids in by_delay.items():
+        sending.publish(ids, countdown=delay)

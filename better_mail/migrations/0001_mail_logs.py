@@ -130,8 +130,8 @@ class Migration(migrations.Migration):
                     models.Index(fields=["-created_at"], name="mail_logs_created_idx"),
                     models.Index(fields=["provider_message_id"], name="mail_logs_provider_msg_idx"),
                     models.Index(
+                        models.OrderBy(models.F("send_at"), nulls_first=True),
                         condition=models.Q(("status", "queued")),
-                        fields=["send_at"],
                         name="mail_logs_queued_send_at_idx",
                     ),
                 ],

@@ -15,6 +15,11 @@ class ScriptedBackend(BaseEmailBackend):
 
     script: list[BaseException] = []
     sent: list[Any] = []
+    opens = 0
+
+    def open(self) -> bool:
+        ScriptedBackend.opens += 1
+        return True
 
     def send_messages(self, email_messages: list[Any]) -> int:
         if ScriptedBackend.script:
@@ -26,6 +31,7 @@ class ScriptedBackend(BaseEmailBackend):
     def reset(cls, *errors: BaseException) -> None:
         cls.script = list(errors)
         cls.sent = []
+        cls.opens = 0
 
 
 class CountingBackend(BaseEmailBackend):

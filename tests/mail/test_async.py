@@ -343,3 +343,66 @@ def test_concurrent_sends_with_one_idempotency_key_make_one_mail(settings):
     assert CountingBackend.counts == {results[0]: 1}
     with run_as_system():
         assert MailLog.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_mails_of_one_transaction_travel_in_batches(settings, django_capture_on_commit_callbacks):
+    settings.BETTER_MAIL = {"ASYNC": True, "BATCH_SIZE": 4}
+    with (
+        mock.patch.object(tasks.send_mail, "apply_async") as one,
+        mock.patch.object(tasks.send_many, "apply_async") as many,
+        django_capture_on_commit_callbacks() as callbacks,
+    ):
+        logs = [better_mail.send(Ping, to="ops@example.com", n=n) for n in range(9)]
+        assert len(callbacks) == 0 or not many.called
+    assert len(callbacks) == 1  # one on-commit callback for the whole transaction
+    with (
+        mock.patch.object(tasks.send_mail, "apply_async") as one,
+        mock.patch.object(tasks.send_many, "apply_async") as many,
+    ):
+        callbacks[0]()
+    ids = [str(log.pk) for log in logs]
+    assert [c.kwargs["args"] for c in many.call_args_list] == [[ids[:4]], [ids[4:8]]]
+    one.assert_called_once_with(args=[ids[8]])
+    # The batch task sends its mails over one backend connection.
+    assert tasks.send_many(ids[:4]) == 4
+    assert ScriptedBackend.opens == 1
+    assert [m.subject for m in ScriptedBackend.sent] == ["Ping 0", "Ping 1", "Ping 2", "Ping 3"]
+
+
+@pytest.mark.django_db
+def test_a_failure_inside_a_batch_spares_the_other_mails(settings):
+    settings.BETTER_MAIL = {"BATCH_SIZE": 10}
+    logs = [queue(n) for n in range(3)]
+    # The first message of the batch fails; the session is reopened for the next ones.
+    ScriptedBackend.reset(smtplib.SMTPRecipientsRefused({"ops@example.com": (550, b"no")}))
+    assert sending.send_due() == 2
+    statuses = sorted(row(log).status for log in logs)
+    assert statuses == [MailStatus.FAILED, MailStatus.SENT, MailStatus.SENT]
+    assert ScriptedBackend.opens == 1 and len(ScriptedBackend.sent) == 2
+
+
+@pytest.mark.django_db
+def test_send_due_claims_in_batches(settings):
+    settings.BETTER_MAIL = {"BATCH_SIZE": 2}
+    logs = [queue(n) for n in range(5)]
+    assert sending.send_due(limit=4) == 4
+    assert ScriptedBackend.opens == 2
+    assert [row(log).status for log in logs].count(MailStatus.QUEUED) == 1
+
+
+@pytest.mark.django_db
+def test_sends_of_a_rolled_back_savepoint_are_not_handed_over(
+    settings, django_capture_on_commit_callbacks
+):
+    with (
+        mock.patch.object(tasks.send_mail, "apply_async") as one,
+        mock.patch.object(tasks.send_many, "apply_async") as many,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            better_mail.send(Ping, to="ops@example.com", n=1)
+            raise RuntimeError("undo")
+        kept = better_mail.send(Ping, to="ops@example.com", n=2)
+    one.assert_called_once_with(args=[str(kept.pk)])
+    assert not many.called
