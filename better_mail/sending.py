@@ -1,23 +1,25 @@
-"""send(): render, log and queue a mail; deliver(): claim a queued mail and hand it to the backend.
+"""send(): render, log and queue a mail; deliver(): claim queued mails and hand them to the backend.
 
 Life of a mail:
 
 1. ``send()`` renders the template (variable errors raise here, before anything is written),
    inserts a ``MailLog`` row with status ``queued`` in the caller's transaction and tenant scope,
-   and registers an on-commit callback. A rolled-back transaction leaves neither row nor mail.
-2. After commit the callback publishes the Celery task ``better_mail.send`` with the row id
-   (async mode), or delivers in-process (sync mode). Scheduled mails (``send_at`` in the future)
-   are published with that ETA; ``send_due()`` (``manage.py better_mail send-queued`` or the
-   periodic task ``better_mail.send_due``) sends whatever is due and was not sent, for installs
-   without a worker or when publishing failed.
-3. ``deliver()`` claims the row with ``SELECT ... FOR UPDATE SKIP LOCKED`` (queued -> sending) in
-   a short transaction, so two workers never send one mail twice, then sends it outside any lock
-   through Django's ``EMAIL_BACKEND`` and records the outcome: ``sent`` with the provider's ids,
-   ``queued`` again with a later ``send_at`` after a transient error, or ``failed``.
+   and adds it to the transaction's on-commit batch. A rolled-back transaction leaves neither
+   row nor mail.
+2. After commit the batch is published to Celery (``better_mail.send`` for one mail,
+   ``better_mail.send_many`` for up to ``BATCH_SIZE``) in async mode, or delivered in process in
+   sync mode. Scheduled mails (``send_at`` in the future) are published with that ETA;
+   ``send_due()`` (``manage.py better_mail send-due`` or the periodic task
+   ``better_mail.send_due``) sends whatever is due and was not sent, for installs without a
+   worker or when publishing failed.
+3. Delivery claims rows with one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)``
+   (queued -> sending) in a short transaction, so two workers never send one mail twice, then
+   sends them outside any lock through Django's ``EMAIL_BACKEND`` (one connection per batch)
+   and records the outcome: ``sent`` with the provider's ids, ``queued`` again with a later
+   ``send_at`` after a transient error, or ``failed``.
 
 Database work after the caller's transaction runs in system mode when better_tenant is
-installed (the caller's scope has ended by then and the row may belong to any tenant).
-"""
+installed (the caller's scope has ended by then and the row may belong to any tenant)."""
 
 from __future__ import annotations
 
@@ -301,8 +303,9 @@ def after_commit(log_id: Any, send_at: datetime | None = None, use_celery: bool 
     # The callback registered earlier in this transaction, if it is still registered (a
     # rollback drops it, and then a new one is needed).
     for entry in getattr(conn, "run_on_commit", ()):
-        if isinstance(entry[1], _Pending) and not entry[1].ran:
-            pending = entry[1]
+        callback = entry[1] if isinstance(entry, tuple) and len(entry) > 1 else None
+        if isinstance(callback, _Pending) and not callback.ran:
+            pending = callback
     fresh = pending is None
     if fresh:
         pending = _Pending()
@@ -353,7 +356,7 @@ def publish(
         except Exception:
             logger.exception(
                 "better_mail: could not publish mail(s) %s to Celery; they stay queued until "
-                "send_due() (manage.py better_mail send-queued) sends them.",
+                "send_due() (manage.py better_mail send-due) sends them.",
                 ", ".join(chunk),
             )
 
