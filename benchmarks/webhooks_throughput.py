@@ -11,8 +11,8 @@ every endpoint, as an event does to the endpoints that subscribe to it).
 * ``polling``: ``--workers`` processes of ``manage.py better_webhooks worker`` (``--batch-size``,
   ``--concurrency`` threads, ``--interval`` between polls when idle).
 * ``celery``: a Celery worker process (``--celery-pool``, ``--celery-concurrency``) on the
-  embedded Redis (``better_core.embedded.start_redis``, or ``REDIS_URL``); ``send()`` publishes one
-  task per delivery after commit.
+  embedded Redis (``better_core.embedded.start_redis``, or ``REDIS_URL``); each ``send()``
+  publishes one task after commit carrying all its deliveries.
 
 Figures per runner: deliveries per second from the first ``send()`` to the last delivery's
 arrival, and the p50 and p99 of the time from a delivery's commit to its first arrival at the

@@ -12,7 +12,8 @@ Life of a mail:
    ``send_due()`` (``manage.py better_mail send-due`` or the periodic task
    ``better_mail.send_due``) sends whatever is due and was not sent, for installs without a
    worker or when publishing failed.
-3. Delivery claims rows with one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)``
+3. Delivery claims rows with one ``WITH c AS MATERIALIZED (SELECT ... FOR UPDATE SKIP LOCKED)``
+   ``UPDATE``
    (queued -> sending) in a short transaction, so two workers never send one mail twice, then
    sends them outside any lock through Django's ``EMAIL_BACKEND`` (one connection per batch)
    and records the outcome: ``sent`` with the provider's ids, ``queued`` again with a later
@@ -379,16 +380,21 @@ NOT_CLAIMED = Outcome("not_claimed")
 # One statement claims a batch: due, queued rows that no other transaction has locked move to
 # "sending". The UPDATE re-checks the status of each locked row, so a row claimed and committed
 # by another worker in the meantime is not taken twice.
+# The candidates are a MATERIALIZED CTE: as an ``IN (SELECT ... LIMIT n)`` subquery the planner
+# may run the locking subquery more than once, and each run, skipping rows already locked,
+# returns new ones, so one statement could claim more than ``n`` rows.
 _CLAIM_SQL = """
-UPDATE {table} SET status = 'sending', attempts = attempts + 1, updated_at = %s
-WHERE id IN (
+WITH candidates AS MATERIALIZED (
   SELECT id FROM {table}
   WHERE status = 'queued' AND (send_at IS NULL OR send_at <= %s){only}
   ORDER BY send_at NULLS FIRST
   LIMIT %s
   FOR UPDATE SKIP LOCKED
 )
-RETURNING *
+UPDATE {table} SET status = 'sending', attempts = attempts + 1, updated_at = %s
+FROM candidates
+WHERE {table}.id = candidates.id
+RETURNING {table}.*
 """
 
 
@@ -405,12 +411,12 @@ def claim_batch(limit: int, ids: Sequence[Any] | None = None) -> list[Any]:
     if limit <= 0 or (ids is not None and not ids):
         return []
     now = timezone.now()
-    params: list[Any] = [now, now]
+    params: list[Any] = [now]
     only = ""
     if ids is not None:
         only = " AND id = ANY(%s)"
         params.append([uuid.UUID(str(log_id)) for log_id in ids])
-    params.append(limit)
+    params += [limit, now]
     query = _CLAIM_SQL.format(table=connection.ops.quote_name(MailLog._meta.db_table), only=only)
     with system_scope():
         logs = list(MailLog.objects.raw(query, params))

@@ -1112,6 +1112,11 @@ def lint(template: str | type[MailTemplate]) -> list[str]:
                 f"{prefix} unknown MJML tag <{tag}> at line {line} (mjml-python outputs it as "
                 "raw markup). Check the spelling against the MJML components."
             )
+        elif tag == "mj-include" and not match.group(0).startswith("</"):
+            problems.append(
+                f"{prefix} <mj-include> at line {line} is not resolved by better_mail; use "
+                "Jinja2's {% include %} or {% extends %} (they search the apps' mail/ folders)."
+            )
         elif tag == "mj-font" and not match.group(0).startswith("</"):
             problems.append(
                 f"{prefix} <mj-font> at line {line} links a remote font; configure fonts "

@@ -369,7 +369,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Replay selected deliveries", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from better_webhooks.api.replay import replay
+        from better_webhooks.replay import replay
 
         selected = list(queryset.values_list("pk", flat=True))
         count = replay(selected)

@@ -38,11 +38,13 @@ DEFAULTS = {
     # ALLOWED_CIDRS lets deployments deliver to internal networks they list.
     "ALLOW_HTTP_LOCALHOST": False,
     "ALLOWED_CIDRS": [],
-    # Dispatch after commit through a Celery task per delivery: None decides from the presence of
-    # a broker (CELERY_BROKER_URL); False leaves every delivery to the polling worker.
+    # Dispatch after commit through Celery tasks (one per send() commit, carrying up to
+    # WORKER_BATCH_SIZE deliveries; the task sends them with WORKER_CONCURRENCY threads): None
+    # decides from the presence of a broker (CELERY_BROKER_URL); False leaves every delivery to
+    # the polling worker.
     "CELERY": None,
     "CELERY_QUEUE": None,
-    # Polling worker (manage.py better_webhooks worker).
+    # Polling worker (manage.py better_webhooks worker); batch size and threads serve Celery too.
     "WORKER_INTERVAL": 1.0,
     "WORKER_BATCH_SIZE": 100,
     "WORKER_CONCURRENCY": 8,

@@ -1,22 +1,26 @@
 """The delivery engine: claim due deliveries under a lease, POST them, record the outcome.
 
-Claiming is one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``: a
-delivery is claimable when it is pending and due, or when it is held under a lease that has
-expired (its worker died). Outcomes are written in one transaction per batch. Only a 2xx answer
-delivers; 410 Gone disables the endpoint; other answers and network errors are retried on the
-``RETRY_SCHEDULE`` (or after a bounded ``Retry-After`` on 429/503) until ``max_attempts``.
-Every query runs in system mode, since one batch spans tenants.
-"""
+Claiming is one statement, ``WITH c AS MATERIALIZED (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE
+... RETURNING``: a delivery is claimable when it is pending and due, or when it is held under a
+lease that has expired (its worker died); the Celery task claims the ids it carries the same
+way. Outcomes are written in one transaction (one statement for the common case) per batch. Only
+a 2xx answer delivers; 410 Gone disables the endpoint; other answers and network errors are
+retried on the ``RETRY_SCHEDULE`` (or after a bounded ``Retry-After`` on 429/503) until
+``max_attempts``. Every query runs in system mode, since one batch spans tenants."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from time import time as unix_time
+from types import SimpleNamespace
 from typing import Any
 
 from django.db import connections, transaction
@@ -27,16 +31,16 @@ from better_webhooks import crypto, db, signals
 from better_webhooks.client import Client, Response
 from better_webhooks.conf import seconds, webhook_settings
 from better_webhooks.exceptions import EncryptionError
-from better_webhooks.models import WebhookDeliveryAttempt, WebhookEndpoint
+from better_webhooks.models import WebhookEndpoint
 from better_webhooks.signing import signed_headers
 
 logger = logging.getLogger(__name__)
 
+# The candidates are a MATERIALIZED CTE: as an ``IN (SELECT ... LIMIT n)`` subquery the planner
+# may run the locking subquery once per outer row, and each run, skipping the rows already locked,
+# returns new ones, so the UPDATE claimed more than ``n`` rows.
 _CLAIM_SQL = """
-UPDATE webhook_deliveries AS d
-   SET status = 'delivering', locked_by = %s,
-       lease_until = statement_timestamp() + make_interval(secs => %s)
- WHERE d.id IN (
+WITH candidates AS MATERIALIZED (
        SELECT id FROM webhook_deliveries
         WHERE ((status = 'pending' AND next_attempt_at <= statement_timestamp())
                OR (status = 'delivering' AND lease_until < statement_timestamp()))
@@ -44,12 +48,17 @@ UPDATE webhook_deliveries AS d
         ORDER BY next_attempt_at
         LIMIT %s
           FOR UPDATE SKIP LOCKED)
+UPDATE webhook_deliveries AS d
+   SET status = 'delivering', locked_by = %s,
+       lease_until = statement_timestamp() + make_interval(secs => %s)
+  FROM candidates
+ WHERE d.id = candidates.id
 RETURNING d.id, d.message_id, d.endpoint_id, d.event, d.payload, d.attempts, d.max_attempts,
           d.created_at, d.tenant_id
 """
 _FRESH = "AND attempts = 0"
 _RETRY = "AND attempts > 0"
-_ONE = "AND id = %s"
+_IDS = "AND id = ANY(%s::uuid[])"
 
 
 @dataclass
@@ -107,7 +116,10 @@ def _rows(cursor: Any) -> list[Claimed]:
 
 
 def _claim_sql(cursor: Any, condition: str, params: list[Any]) -> list[Claimed]:
-    cursor.execute(_CLAIM_SQL.format(condition=condition), params)
+    # ``params`` is [worker_id, lease, *condition parameters, limit]; the statement takes the
+    # candidates' parameters first.
+    worker_id, lease, *rest = params
+    cursor.execute(_CLAIM_SQL.format(condition=condition), [*rest, worker_id, lease])
     return _rows(cursor)
 
 
@@ -127,12 +139,18 @@ def claim(limit: int, worker_id: str, lease: float | None = None) -> list[Claime
     return claimed
 
 
-def claim_one(delivery_id: Any, worker_id: str, lease: float | None = None) -> Claimed | None:
-    """Claim one delivery if it is due and not held by another worker (the Celery task)."""
+def claim_ids(ids: list[Any], worker_id: str, lease: float | None = None) -> list[Claimed]:
+    """Claim those of ``ids`` that are due and not held by another worker (the Celery task)."""
+    with db.system_scope():
+        return _claim_ids(ids, worker_id, lease)
+
+
+def _claim_ids(ids: list[Any], worker_id: str, lease: float | None) -> list[Claimed]:
+    if not ids:
+        return []
     lease = float(lease if lease is not None else webhook_settings.LEASE_SECONDS)
-    with db.system_scope(), connections[db.alias()].cursor() as cursor:
-        rows = _claim_sql(cursor, _ONE, [worker_id, lease, delivery_id, 1])
-    return rows[0] if rows else None
+    with connections[db.alias()].cursor() as cursor:
+        return _claim_sql(cursor, _IDS, [worker_id, lease, [str(i) for i in ids], len(ids)])
 
 
 # -- backoff ----------------------------------------------------------------------------------
@@ -194,20 +212,27 @@ class EndpointInfo:
 def load_endpoints(ids: set[Any]) -> dict[Any, EndpointInfo]:
     """The URL, status and plain secrets of the batch's endpoints (one query)."""
     with db.system_scope():
-        endpoints = list(
-            WebhookEndpoint.objects.using(db.alias())
-            .filter(id__in=ids)
-            .only("id", "url", "status", "secrets")
-        )
+        return _load_endpoints(ids)
+
+
+_ENDPOINTS_SQL = "SELECT id, url, status, secrets FROM webhook_endpoints WHERE id = ANY(%s::uuid[])"
+
+
+def _load_endpoints(ids: set[Any]) -> dict[Any, EndpointInfo]:
+    with connections[db.alias()].cursor() as cursor:
+        cursor.execute(_ENDPOINTS_SQL, [[str(i) for i in ids]])
+        rows = cursor.fetchall()
     now = timezone.now()
     result = {}
-    for endpoint in endpoints:
+    for endpoint_id, url, endpoint_status, stored in rows:
+        secrets = json.loads(stored) if isinstance(stored, str) else stored
+        endpoint = SimpleNamespace(id=endpoint_id, secrets=secrets)
         try:
             plain = crypto.endpoint_secrets(endpoint, now)
             error = "" if plain else "the endpoint has no valid secret"
         except EncryptionError as exc:
             plain, error = [], str(exc)
-        result[endpoint.id] = EndpointInfo(endpoint.id, endpoint.url, endpoint.status, plain, error)
+        result[endpoint_id] = EndpointInfo(endpoint_id, url, endpoint_status, plain, error)
     return result
 
 
@@ -262,16 +287,38 @@ def attempt(claimed: Claimed, endpoint: EndpointInfo | None, client: Client) -> 
 # -- recording --------------------------------------------------------------------------------
 
 
-_UPDATE_SQL = """
-UPDATE webhook_deliveries AS d
-   SET status = v.status, attempts = v.attempts, next_attempt_at = COALESCE(v.next_at,
-       d.next_attempt_at), delivered_at = v.delivered_at, last_error = v.error,
-       last_status_code = v.code, lease_until = NULL, locked_by = NULL, updated_at = now()
-  FROM (VALUES {values}) AS v(id, status, attempts, next_at, delivered_at, error, code)
- WHERE d.id = v.id AND d.locked_by = %s AND d.status = 'delivering'
-RETURNING d.id
+# One statement records a batch: the attempts, the deliveries' new state (only those this worker
+# still holds) and, for endpoints that just took a delivery, the reset of their failure streak.
+# The rows travel as JSON parameters: one query text for every batch size (psycopg caches its
+# parsing) and one json.dumps instead of quoting each value.
+_RECORD_SQL = """
+WITH attempts AS (
+    INSERT INTO webhook_delivery_attempts
+           (id, delivery_id, attempt, url, request_headers, request_body, response_status,
+            response_headers, response_body, duration_ms, error, tenant_id, created_at)
+    SELECT gen_random_uuid(), a.delivery_id, a.attempt, a.url, a.request_headers,
+           a.request_body, a.response_status, a.response_headers, a.response_body,
+           a.duration_ms, a.error, a.tenant_id, %s
+      FROM jsonb_to_recordset(%s::jsonb) AS a(delivery_id uuid, attempt int, url text,
+           request_headers jsonb, request_body text, response_status int,
+           response_headers jsonb, response_body text, duration_ms int, error text,
+           tenant_id uuid)
+), owned AS (
+    UPDATE webhook_deliveries AS d
+       SET status = v.status, attempts = v.attempts, next_attempt_at = COALESCE(v.next_at,
+           d.next_attempt_at), delivered_at = v.delivered_at, last_error = v.error,
+           last_status_code = v.code, lease_until = NULL, locked_by = NULL, updated_at = now()
+      FROM jsonb_to_recordset(%s::jsonb) AS v(id uuid, status text, attempts int,
+           next_at timestamptz, delivered_at timestamptz, error text, code int)
+     WHERE d.id = v.id AND d.locked_by = %s AND d.status = 'delivering'
+    RETURNING d.id, d.endpoint_id, v.status
+), reset AS (
+    UPDATE webhook_endpoints AS e SET consecutive_failures = 0, failing_since = NULL
+     WHERE e.id IN (SELECT endpoint_id FROM owned WHERE status = 'delivered')
+       AND (e.consecutive_failures <> 0 OR e.failing_since IS NOT NULL)
+)
+SELECT id FROM owned
 """
-_VALUE = "(%s::uuid, %s, %s::int, %s::timestamptz, %s::timestamptz, %s, %s::int)"
 
 
 def record(outcomes: list[Outcome], worker_id: str) -> list[Any]:
@@ -284,40 +331,38 @@ def record(outcomes: list[Outcome], worker_id: str) -> list[Any]:
     failed_ids: list[Any] = []
     with db.system_scope():
         using = db.alias()
-        WebhookDeliveryAttempt.objects.using(using).bulk_create(
-            [
-                WebhookDeliveryAttempt(
-                    delivery_id=o.claimed.id,
-                    attempt=o.attempt,
-                    url=o.url,
-                    request_headers=o.request_headers,
-                    request_body=o.request_body,
-                    response_status=o.response.status if o.response else None,
-                    response_headers=o.response.headers if o.response else {},
-                    response_body=o.response.body if o.response else "",
-                    duration_ms=o.response.duration_ms if o.response else 0,
-                    error=o.error,
-                    tenant_id=o.claimed.tenant_id,
-                    created_at=now,
-                )
-                for o in outcomes
-                if o.recorded
-            ]
-        )
-        params: list[Any] = []
-        for o in outcomes:
-            params += [
-                str(o.claimed.id),
-                o.status,
-                o.attempt,
-                o.next_attempt_at,
-                now if o.status == "delivered" else None,
-                o.error,
-                o.response.status if o.response else None,
-            ]
-        sql = _UPDATE_SQL.format(values=", ".join([_VALUE] * len(outcomes)))
+        attempts = [
+            {
+                "delivery_id": str(o.claimed.id),
+                "attempt": o.attempt,
+                "url": o.url,
+                "request_headers": o.request_headers,
+                "request_body": o.request_body,
+                "response_status": o.response.status if o.response else None,
+                "response_headers": o.response.headers if o.response else {},
+                # PostgreSQL text cannot hold NUL, which a receiver may well send.
+                "response_body": o.response.body.replace("\x00", "\ufffd") if o.response else "",
+                "duration_ms": o.response.duration_ms if o.response else 0,
+                "error": o.error,
+                "tenant_id": str(o.claimed.tenant_id) if o.claimed.tenant_id else None,
+            }
+            for o in outcomes
+            if o.recorded
+        ]
+        states = [
+            {
+                "id": str(o.claimed.id),
+                "status": o.status,
+                "attempts": o.attempt,
+                "next_at": o.next_attempt_at.isoformat() if o.next_attempt_at else None,
+                "delivered_at": now.isoformat() if o.status == "delivered" else None,
+                "error": o.error,
+                "code": o.response.status if o.response else None,
+            }
+            for o in outcomes
+        ]
         with connections[using].cursor() as cursor:
-            cursor.execute(sql, [*params, worker_id])
+            cursor.execute(_RECORD_SQL, [now, json.dumps(attempts), json.dumps(states), worker_id])
             owned = {row[0] for row in cursor.fetchall()}
         mine = [o for o in outcomes if o.claimed.id in owned]
         failed_ids = [o.claimed.id for o in mine if o.status == "failed"]
@@ -335,6 +380,7 @@ def record(outcomes: list[Outcome], worker_id: str) -> list[Any]:
 
 
 def _update_endpoints(outcomes: list[Outcome], now: datetime) -> list[tuple[WebhookEndpoint, str]]:
+    """Failure streaks and auto-disable for the outcomes this worker recorded."""
     using = db.alias()
     manager = WebhookEndpoint.objects.using(using)
     succeeded = {o.claimed.endpoint_id for o in outcomes if o.status == "delivered"}
@@ -346,10 +392,7 @@ def _update_endpoints(outcomes: list[Outcome], now: datetime) -> list[tuple[Webh
             gone[o.claimed.endpoint_id] = o.disable_reason
         elif o.status == "failed" and o.recorded:
             exhausted[o.claimed.endpoint_id] = exhausted.get(o.claimed.endpoint_id, 0) + 1
-    if succeeded:
-        manager.filter(id__in=succeeded).exclude(
-            consecutive_failures=0, failing_since__isnull=True
-        ).update(consecutive_failures=0, failing_since=None)
+    # The streak of the endpoints in ``succeeded`` was reset by _RECORD_SQL.
     still_failing = erred - succeeded
     if still_failing:
         manager.filter(id__in=still_failing, failing_since__isnull=True).update(failing_since=now)
@@ -382,12 +425,19 @@ def _update_endpoints(outcomes: list[Outcome], now: datetime) -> list[tuple[Webh
 
 
 def deliver_batch(
-    claimed: list[Claimed], worker_id: str, client: Client, executor: Any = None
+    claimed: list[Claimed],
+    worker_id: str,
+    client: Client,
+    executor: Any = None,
+    endpoints: dict[Any, EndpointInfo] | None = None,
 ) -> list[Outcome]:
-    """Attempt every claimed delivery (concurrently with ``executor``) and record the outcomes."""
+    """Attempt every claimed delivery (concurrently with ``executor``) and record the outcomes.
+
+    ``endpoints`` are the batch's endpoints when the caller loaded them already."""
     if not claimed:
         return []
-    endpoints = load_endpoints({c.endpoint_id for c in claimed})
+    if endpoints is None:
+        endpoints = load_endpoints({c.endpoint_id for c in claimed})
     if executor is None or len(claimed) == 1:
         outcomes = [attempt(c, endpoints.get(c.endpoint_id), client) for c in claimed]
     else:
@@ -398,20 +448,48 @@ def deliver_batch(
     return outcomes
 
 
-_default_client: Client | None = None
+class _Shared:
+    """The process's HTTP client and thread pool for the Celery task, made on first use.
+
+    Keyed by process id: a pool created before a fork (Celery's prefork pool) has no threads
+    in the child, so each process makes its own.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pid = 0
+        self.client: Client | None = None
+        self.executor: ThreadPoolExecutor | None = None
+
+    def get(self) -> tuple[Client, ThreadPoolExecutor | None]:
+        with self.lock:
+            if self.client is None or self.pid != os.getpid():
+                concurrency = int(webhook_settings.WORKER_CONCURRENCY)
+                self.pid = os.getpid()
+                self.client = Client(maxsize=concurrency)
+                self.executor = (
+                    ThreadPoolExecutor(concurrency, thread_name_prefix="webhooks")
+                    if concurrency > 1
+                    else None
+                )
+            return self.client, self.executor
 
 
-def default_client() -> Client:
-    global _default_client
-    if _default_client is None:
-        _default_client = Client()
-    return _default_client
+_shared = _Shared()
 
 
-def deliver_now(delivery_id: Any, worker_id: str = "celery") -> Outcome | None:
-    """Claim and attempt one delivery now (None when it is not due or another worker holds it)."""
-    claimed = claim_one(delivery_id, worker_id)
-    if claimed is None:
-        return None
-    outcomes = deliver_batch([claimed], worker_id, default_client())
-    return outcomes[0]
+def deliver_ids(ids: list[Any], worker_id: str = "celery") -> list[Outcome]:
+    """Claim those of ``ids`` that are due and free, send them and record the outcomes.
+
+    The batch path of the polling worker (one claim, concurrent POSTs on pooled connections, one
+    transaction for the results); ids not due, already sent or held by another worker are
+    skipped, so running it twice, or alongside the polling worker, is harmless.
+    """
+    # The claim and the endpoints it needs share one transaction.
+    with db.system_scope():
+        claimed = _claim_ids(ids, worker_id, None)
+        endpoints = _load_endpoints({c.endpoint_id for c in claimed}) if claimed else {}
+    if not claimed:
+        return []
+    client, executor = _shared.get()
+    return deliver_batch(claimed, worker_id, client, executor, endpoints)

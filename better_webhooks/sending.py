@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import uuid
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -33,11 +35,23 @@ SELECT gen_random_uuid(), %s, e.id, %s, %s, 'pending', 0, %s, %s, %s, '', %s::uu
  ORDER BY e.created_at
 RETURNING id, endpoint_id
 """
+# With explicit endpoints: those of them that are active, whatever they subscribe to.
+_INSERT_TO_SQL = _INSERT_SQL.replace("e.events && %s::text[]", "e.id = ANY(%s::uuid[])")
 
 
 def new_message_id() -> str:
     """A ``webhook-id``: ``msg_`` and 24 random URL-safe characters."""
     return "msg_" + secrets.token_urlsafe(18)
+
+
+def _endpoint_id(value: Any) -> str:
+    raw = getattr(value, "pk", value)
+    try:
+        return str(uuid.UUID(str(raw)))
+    except ValueError:
+        raise ValueError(
+            f"endpoints: {raw!r} is not an endpoint or an endpoint id (a UUID)."
+        ) from None
 
 
 def _json_payload(event: str, payload: Any) -> Any:
@@ -53,10 +67,14 @@ def send(
     event: str,
     payload: Any,
     *,
+    endpoints: Iterable[Any] | None = None,
     idempotency_key: str | None = None,
     tenant: Any = None,
 ) -> list[WebhookDelivery]:
     """Queue ``event`` for every active endpoint subscribed to it; return the deliveries.
+
+    ``endpoints`` (instances or ids) narrows the recipients to those endpoints, whatever they
+    subscribe to: the active ones of the event's tenant receive it, the others are skipped.
 
     The payload is validated against the event's schema first (UnknownEventError,
     PayloadValidationError). The rows are written in the caller's transaction and dispatched
@@ -69,6 +87,7 @@ def send(
     event_type.validate(payload)
     data = _json_payload(event, payload)
     tenant_id = db.to_tenant_id(tenant) if tenant is not None else db.current_tenant_id()
+    targets = None if endpoints is None else [_endpoint_id(e) for e in endpoints]
     using = db.alias()
     now = timezone.now()
     with db.scope_for(tenant_id), connections[using].cursor() as cursor:
@@ -95,7 +114,7 @@ def send(
         max_attempts = webhook_settings.MAX_ATTEMPTS
         # One statement picks the subscribed endpoints and writes their deliveries.
         cursor.execute(
-            _INSERT_SQL,
+            _INSERT_SQL if targets is None else _INSERT_TO_SQL,
             [
                 message_id,
                 event,
@@ -107,7 +126,7 @@ def send(
                 now,
                 now,
                 tenant_id,
-                [event, ALL_EVENTS],
+                [event, ALL_EVENTS] if targets is None else targets,
             ],
         )
         deliveries = [
@@ -149,21 +168,30 @@ def celery_enabled() -> bool:
     return True
 
 
-def dispatch(ids: list[Any]) -> None:
-    """After commit: one Celery task per delivery, or nothing (the polling worker claims them).
+def dispatch(ids: list[Any], *, countdown: float | None = None) -> None:
+    """After commit: one Celery task per ``WORKER_BATCH_SIZE`` deliveries, or nothing (the polling
+    worker claims them). ``countdown`` delays the tasks (retries).
 
     A publish failure is logged, not raised: the deliveries are committed and the polling worker
-    (or a later replay) still sends them.
+    (or the ``deliver_due`` sweep, or a later replay) still sends them.
     """
-    if not celery_enabled():
+    if not celery_enabled() or not ids:
         return
     from better_webhooks.tasks import deliver
 
     options: dict[str, Any] = {}
     if webhook_settings.CELERY_QUEUE:
         options["queue"] = webhook_settings.CELERY_QUEUE
-    for delivery_id in ids:
+    if countdown is not None:
+        options["countdown"] = countdown
+    size = max(1, int(webhook_settings.WORKER_BATCH_SIZE))
+    for start in range(0, len(ids), size):
+        chunk = [str(delivery_id) for delivery_id in ids[start : start + size]]
         try:
-            deliver.apply_async((str(delivery_id),), **options)
+            deliver.apply_async((chunk,), **options)
         except Exception:
-            logger.exception("Publishing webhook delivery %s to Celery failed.", delivery_id)
+            logger.exception(
+                "Publishing %d webhook deliveries to Celery failed (first %s).",
+                len(chunk),
+                chunk[0],
+            )

@@ -1,36 +1,72 @@
-"""Celery tasks: one delivery per task after commit, and a periodic sweep of due deliveries."""
+"""Celery tasks: one task per batch of deliveries after commit, and a periodic sweep of due ones."""
 
 from __future__ import annotations
 
 import os
 import socket
+from datetime import datetime
 from typing import Any
 
 from celery import shared_task
 from django.utils import timezone
+
+#: A retry group spans at most this share of its first member's wait (at least one second), so
+#: one task carries retries due close together without holding early ones back for long.
+RETRY_GROUP_SPREAD = 0.1
+#: Published countdowns end this much after the retry is due, so the claim finds it due.
+COUNTDOWN_MARGIN = 0.05
 
 
 def _worker_id(task: Any) -> str:
     return f"celery:{socket.gethostname()}:{os.getpid()}:{task.request.id}"
 
 
+def retry_groups(due: list[tuple[Any, datetime]], now: datetime) -> list[tuple[float, list[Any]]]:
+    """Group (id, next attempt) pairs into (countdown, ids) tasks: each group's countdown is its
+    latest member's wait, and a group spans at most ``RETRY_GROUP_SPREAD`` of its first wait."""
+    groups: list[tuple[float, list[Any]]] = []
+    start = latest = 0.0
+    ids: list[Any] = []
+    for delivery_id, at in sorted(due, key=lambda pair: pair[1]):
+        wait = max(0.0, (at - now).total_seconds())
+        if ids and wait - start > max(1.0, start * RETRY_GROUP_SPREAD):
+            groups.append((latest + COUNTDOWN_MARGIN, ids))
+            ids = []
+        if not ids:
+            start = wait
+        ids.append(delivery_id)
+        latest = wait
+    if ids:
+        groups.append((latest + COUNTDOWN_MARGIN, ids))
+    return groups
+
+
 @shared_task(bind=True, name="better_webhooks.deliver", ignore_result=True)
-def deliver(self: Any, delivery_id: str) -> str | None:
-    """Attempt one delivery; a retry is published again with the backoff as countdown.
+def deliver(self: Any, delivery_ids: list[str] | str) -> dict[str, int]:
+    """Claim, send and record a batch of deliveries; retries are published again as tasks whose
+    countdown ends when they are due. Returns how many ended in each status.
 
     The claim makes the task safe to run twice or alongside the polling worker: a delivery that
-    is not due, or is held by someone else, is skipped. Returns the delivery's new status.
+    is not due, or is held by someone else, is skipped. A single id (the payload of earlier
+    versions) is accepted too.
     """
     from better_webhooks import delivery
-    from better_webhooks.sending import celery_enabled
+    from better_webhooks.sending import celery_enabled, dispatch
 
-    outcome = delivery.deliver_now(delivery_id, _worker_id(self))
-    if outcome is None:
-        return None
-    if outcome.status == "pending" and outcome.next_attempt_at and celery_enabled():
-        wait = max(0.0, (outcome.next_attempt_at - timezone.now()).total_seconds())
-        deliver.apply_async((delivery_id,), countdown=wait)
-    return outcome.status
+    ids = [delivery_ids] if isinstance(delivery_ids, str) else list(delivery_ids)
+    outcomes = delivery.deliver_ids(ids, _worker_id(self))
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    retries = [
+        (outcome.claimed.id, outcome.next_attempt_at)
+        for outcome in outcomes
+        if outcome.status == "pending" and outcome.next_attempt_at is not None
+    ]
+    if retries and celery_enabled():
+        for countdown, group in retry_groups(retries, timezone.now()):
+            dispatch(group, countdown=countdown)
+    return counts
 
 
 @shared_task(bind=True, name="better_webhooks.deliver_due", ignore_result=True)

@@ -207,28 +207,20 @@ def _valid(serializer_class: type, data: Any, **kwargs: Any) -> dict[str, Any]:
 def send_test_event(endpoint: WebhookEndpoint, payload: dict[str, Any]) -> WebhookDelivery:
     """Queue ``webhook.test`` for this endpoint alone, whatever it subscribes to.
 
-    The payload is checked against the catalog's schema of the test event; the delivery goes out
-    after the transaction commits, like any other.
+    ``send()`` checks the payload against the catalog's schema of the test event; the delivery
+    goes out after the transaction commits, like any other.
     """
-    from better_webhooks.conf import webhook_settings
-    from better_webhooks.events import get_event
-    from better_webhooks.sending import dispatch, new_message_id
+    from better_webhooks.sending import send
 
     register_test_event()
-    get_event(TEST_EVENT).validate(payload)
-    now = timezone.now()
-    delivery = WebhookDelivery.objects.using(db.alias()).create(
-        message_id=new_message_id(),
-        endpoint=endpoint,
-        event=TEST_EVENT,
-        payload=payload,
-        max_attempts=webhook_settings.MAX_ATTEMPTS,
-        next_attempt_at=now,
-        tenant_id=endpoint.tenant_id,
-        created_at=now,
-    )
-    transaction.on_commit(lambda: dispatch([delivery.id]), using=db.alias())
-    return delivery
+    deliveries = send(TEST_EVENT, payload, endpoints=[endpoint], tenant=endpoint.tenant_id)
+    if not deliveries:
+        raise ApiError(
+            "The endpoint is disabled; enable it before sending it a test event.",
+            "ENDPOINT_DISABLED",
+            status.HTTP_409_CONFLICT,
+        )
+    return deliveries[0]
 
 
 # --- endpoints ---------------------------------------------------------------------------------
@@ -465,7 +457,7 @@ class DeliveryRetryView(WebhooksAPIView):
         responses={202: DeliverySerializer, 404: _ERRORS[404], 409: OpenApiResponse()},
     )
     def post(self, request: Request, pk: str) -> Response:
-        from better_webhooks.api.replay import retry_delivery
+        from better_webhooks.replay import retry_delivery
 
         delivery = _delivery(pk)
         if delivery.status in ("pending", "delivering"):
@@ -487,7 +479,7 @@ class DeliveryRecoverView(WebhooksAPIView):
         responses={202: RecoveredSerializer, 400: _ERRORS[400]},
     )
     def post(self, request: Request) -> Response:
-        from better_webhooks.api.replay import recover_failed
+        from better_webhooks.replay import recover_failed
 
         data = _valid(RecoverSerializer, request.data)
         since: datetime = data["since"]

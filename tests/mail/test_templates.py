@@ -419,7 +419,8 @@ def test_lint_flags_unknown_tags_remote_css_missing_alt_and_undeclared_names(tem
         subject = "Hi {{ nobody }}"
         mjml = """<mjml><mj-head><mj-style>@import url("https://fonts.example.com/x.css");</mj-style>
 </mj-head><mj-body><mj-section><mj-colum><mj-text>x</mj-text></mj-colum>
-<mj-column><mj-image src="a.png" /><mj-buton href="#">go</mj-buton></mj-column>
+<mj-column><mj-image src="a.png" /><mj-buton href="#">go</mj-buton><mj-include path="x"/>
+</mj-column>
 </mj-section></mj-body></mjml>"""
 
     temporary.append(Sloppy.name)
@@ -430,6 +431,7 @@ def test_lint_flags_unknown_tags_remote_css_missing_alt_and_undeclared_names(tem
     assert "remote stylesheet" in joined
     assert "<mj-image> at line 3 has no alt text" in joined
     assert "the subject uses 'nobody'" in joined
+    assert "<mj-include> at line 3 is not resolved" in joined
     assert all(problem.startswith("test_sloppy:") for problem in problems)
 
 

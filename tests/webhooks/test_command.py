@@ -12,8 +12,9 @@ from django.utils import timezone
 
 import better_webhooks as webhooks
 from better_webhooks import crypto
+from better_webhooks.conf import webhook_settings
 from better_webhooks.db import system_scope
-from better_webhooks.models import WebhookDelivery, WebhookEndpoint
+from better_webhooks.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 
 
 def run(*args: str) -> str:
@@ -59,11 +60,14 @@ def test_replay_filters(db, receiver):
     )
     with system_scope():
         replayed = WebhookDelivery.objects.get(status="pending")
-    assert replayed.endpoint_id == first.id and replayed.attempts == 0
+    # A fresh set of attempts on top of the ones made: the attempt log keeps counting.
+    assert replayed.endpoint_id == first.id and replayed.attempts == 5
+    assert replayed.max_attempts == 5 + webhook_settings.MAX_ATTEMPTS
     assert "3 failed deliveries queued again" in run("replay")
     run("worker", "--until-idle")
     with system_scope():
         assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"delivered"}
+        assert set(WebhookDeliveryAttempt.objects.values_list("attempt", flat=True)) == {6}
 
 
 @pytest.mark.parametrize(

@@ -163,6 +163,7 @@ def test_retries_do_not_starve_fresh_deliveries(db, receiver, settings):
     for n in range(10):
         webhooks.send("ping", {"fresh": n})
     claimed = delivery.claim(4, "w")
+    assert len(claimed) == 4
     assert sum(1 for c in claimed if c.attempts == 0) == 2
     assert sum(1 for c in claimed if c.attempts == 1) == 2
     # With no fresh traffic left, retries fill the batch.
@@ -213,3 +214,13 @@ def test_celery_sweep_task_sends_due_deliveries(db, receiver):
     send_one(receiver)
     assert tasks.deliver_due.apply().get() == 1
     assert len(receiver.requests) == 1
+
+
+def test_a_response_body_with_nul_bytes_is_recorded(db, receiver):
+    send_one(receiver)
+    receiver.answer(200, body=b"ok\x00done")
+    assert one_batch() == 1
+    with system_scope():
+        (attempt,) = WebhookDeliveryAttempt.objects.all()
+        assert attempt.response_body == "ok\ufffddone"
+        assert WebhookDelivery.objects.get().status == "delivered"

@@ -117,7 +117,7 @@ def test_rollback_sends_nothing(db, django_capture_on_commit_callbacks, receiver
     assert receiver.requests == []
 
 
-def test_dispatch_after_commit_through_celery(db, settings, monkeypatch, receiver):
+def test_dispatch_after_commit_publishes_one_task_per_send(db, settings, monkeypatch, receiver):
     from better_webhooks import tasks
 
     settings.BETTER_WEBHOOKS = {**settings.BETTER_WEBHOOKS, "CELERY": True}
@@ -125,9 +125,10 @@ def test_dispatch_after_commit_through_celery(db, settings, monkeypatch, receive
     monkeypatch.setattr(
         tasks.deliver, "apply_async", lambda args, **options: published.append(args[0])
     )
-    webhooks.create_endpoint(receiver.url(), ["user.created"])
+    for path in ("/a", "/b", "/c"):
+        webhooks.create_endpoint(receiver.url(path), ["user.created"])
     with transaction.atomic():
-        (delivery,) = webhooks.send("user.created", USER)
+        deliveries = webhooks.send("user.created", USER)
         assert published == []
     # The test's outer transaction is still open: the callback runs when it "commits".
     from django.db import connection
@@ -135,12 +136,34 @@ def test_dispatch_after_commit_through_celery(db, settings, monkeypatch, receive
     for _, callback, _ in connection.run_on_commit:
         callback()
     connection.run_on_commit.clear()
-    assert published == [str(delivery.id)]
-    # The task (run in-process here) delivers it.
-    assert tasks.deliver.apply(args=published).get() == "delivered"
-    assert len(receiver.requests) == 1
+    # One task carries the three deliveries of the send() call.
+    assert published == [[str(d.id) for d in deliveries]]
+    # The task (run in-process here) delivers them.
+    assert tasks.deliver.apply(args=published).get() == {"delivered": 3}
+    assert sorted(r.path for r in receiver.requests) == ["/a", "/b", "/c"]
+    with system_scope():
+        assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"delivered"}
     # A second run finds nothing to do: the claim makes the task idempotent.
-    assert tasks.deliver.apply(args=published).get() is None
+    assert tasks.deliver.apply(args=published).get() == {}
+    assert len(receiver.requests) == 3
+
+
+def test_send_to_given_endpoints_ignores_subscriptions(db, receiver):
+    webhooks.create_endpoint(receiver.url("/subscribed"), ["user.created"])
+    other, _ = webhooks.create_endpoint(receiver.url("/other"), ["ping"])
+    disabled, _ = webhooks.create_endpoint(receiver.url("/disabled"), ["user.created"])
+    webhooks.disable_endpoint(disabled)
+    deliveries = webhooks.send("user.created", USER, endpoints=[other, str(disabled.id)])
+    # Only the named active endpoint: not the subscribed one, not the disabled one.
+    assert [d.endpoint_id for d in deliveries] == [other.id]
+    assert webhooks.send("user.created", USER, endpoints=[]) == []
+    run_worker_until_idle()
+    assert [r.path for r in receiver.requests] == ["/other"]
+    with pytest.raises(ValueError, match="not an endpoint"):
+        webhooks.send("user.created", USER, endpoints=["nope"])
+    # The payload is still checked against the event's schema.
+    with pytest.raises(PayloadValidationError):
+        webhooks.send("user.created", {"id": "usr_1"}, endpoints=[other])
 
 
 def test_idempotency_key_returns_the_first_deliveries(db):

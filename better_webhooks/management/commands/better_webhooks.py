@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from django.core.management.base import CommandError
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from better_core.commands import SubcommandCommand
@@ -102,15 +102,15 @@ class Command(SubcommandCommand):
 
     def handle_replay(self, options: dict[str, Any]) -> None:
         from better_webhooks import db
-        from better_webhooks.models import WebhookDelivery
-        from better_webhooks.sending import dispatch
+        from better_webhooks.replay import failed_deliveries, recover_failed
 
-        queryset = WebhookDelivery.objects.using(db.alias()).filter(status="failed")
+        since = None
         if options.get("since"):
             try:
-                queryset = queryset.filter(created_at__gte=parse_since(options["since"]))
+                since = parse_since(options["since"])
             except ValueError as exc:
                 raise CommandError(f"--since: {exc}") from exc
+        endpoint_id = None
         if options.get("endpoint"):
             try:
                 endpoint_id = uuid.UUID(options["endpoint"])
@@ -118,26 +118,17 @@ class Command(SubcommandCommand):
                 raise CommandError(
                     f"--endpoint: {options['endpoint']!r} is not an endpoint id (a UUID)."
                 ) from None
-            queryset = queryset.filter(endpoint_id=endpoint_id)
-        if options.get("event"):
-            queryset = queryset.filter(event=options["event"])
+        event = options.get("event") or None
+        # System mode: the command replays every tenant's failed deliveries.
         with db.system_scope():
-            ids = list(queryset.values_list("id", flat=True))
-            if not options["dry_run"] and ids:
-                WebhookDelivery.objects.using(db.alias()).filter(id__in=ids).update(
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=timezone.now(),
-                    last_error="",
-                    lease_until=None,
-                    locked_by=None,
-                    delivered_at=None,
-                )
-                transaction.on_commit(lambda: dispatch(ids), using=db.alias())
+            if options["dry_run"]:
+                count = failed_deliveries(since, endpoint_id=endpoint_id, event=event).count()
+            else:
+                count = recover_failed(since, endpoint_id=endpoint_id, event=event)
         if options["dry_run"]:
-            self.info(f"{len(ids)} failed deliveries would be queued again")
+            self.info(f"{count} failed deliveries would be queued again")
         else:
-            self.ok(f"{len(ids)} failed deliveries queued again")
+            self.ok(f"{count} failed deliveries queued again")
 
     # -- check ----------------------------------------------------------------------------------
 

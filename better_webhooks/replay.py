@@ -1,9 +1,10 @@
-"""Queue deliveries again: one delivery on request, or every failed one since a moment.
+"""Queue deliveries again: selected ones, one on request, or every failed one since a moment.
 
 A queued-again delivery gets a fresh set of ``MAX_ATTEMPTS`` attempts (its attempt numbers go on
 from where they stopped, so the attempt log keeps its history) and goes out after the caller's
 transaction commits: through Celery when it is on, else the polling worker claims it.
-Queries run in the caller's scope, so row-level security limits them to the tenant in scope.
+Queries run in the caller's scope, so row-level security limits them to the tenant in scope;
+the management command runs them in system mode.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from better_webhooks import db
+from better_webhooks.conf import webhook_settings
 from better_webhooks.models import WebhookDelivery
 
 #: Deliveries in these states may be queued again; pending and delivering ones are queued already.
@@ -24,8 +26,11 @@ REPLAYABLE = ("failed", "delivered")
 
 
 def requeue(queryset: QuerySet[WebhookDelivery]) -> list[Any]:
-    """Queue the replayable deliveries of ``queryset`` again; return their ids."""
-    from better_webhooks.conf import webhook_settings
+    """Queue the replayable deliveries of ``queryset`` again; return their ids.
+
+    Call it inside a transaction: the rows are locked until it ends, and rows another
+    transaction holds are skipped rather than waited for.
+    """
     from better_webhooks.sending import dispatch
 
     ids = list(
@@ -35,38 +40,50 @@ def requeue(queryset: QuerySet[WebhookDelivery]) -> list[Any]:
     )
     if not ids:
         return []
+    now = timezone.now()
     queryset.model.objects.using(queryset.db).filter(pk__in=ids).update(
         status="pending",
-        next_attempt_at=timezone.now(),
+        next_attempt_at=now,
         max_attempts=F("attempts") + int(webhook_settings.MAX_ATTEMPTS),
         lease_until=None,
         locked_by=None,
         delivered_at=None,
-        updated_at=timezone.now(),
+        updated_at=now,
     )
     transaction.on_commit(lambda: dispatch(ids), using=queryset.db)
     return ids
+
+
+def failed_deliveries(
+    since: datetime | None = None, *, endpoint_id: Any = None, event: str | None = None
+) -> QuerySet[WebhookDelivery]:
+    """The failed deliveries created at or after ``since`` (any time when None), optionally of
+    one endpoint and one event."""
+    queryset = WebhookDelivery.objects.using(db.alias()).filter(status="failed")
+    if since is not None:
+        queryset = queryset.filter(created_at__gte=since)
+    if endpoint_id is not None:
+        queryset = queryset.filter(endpoint_id=endpoint_id)
+    if event is not None:
+        queryset = queryset.filter(event=event)
+    return queryset
 
 
 def retry_delivery(delivery: WebhookDelivery) -> WebhookDelivery:
     """Queue one failed or delivered delivery again and return it refreshed."""
     with transaction.atomic(using=db.alias()):
         requeue(WebhookDelivery.objects.using(db.alias()).filter(pk=delivery.pk))
-    delivery.refresh_from_db()
+    delivery.refresh_from_db(using=db.alias())
     return delivery
 
 
-def recover_failed(since: datetime, *, endpoint_id: Any = None, event: str | None = None) -> int:
-    """Queue again the failed deliveries created at or after ``since``; return how many."""
-    queryset = WebhookDelivery.objects.using(db.alias()).filter(
-        status="failed", created_at__gte=since
-    )
-    if endpoint_id is not None:
-        queryset = queryset.filter(endpoint_id=endpoint_id)
-    if event is not None:
-        queryset = queryset.filter(event=event)
+def recover_failed(
+    since: datetime | None, *, endpoint_id: Any = None, event: str | None = None
+) -> int:
+    """Queue again the failed deliveries created at or after ``since`` (any time when None),
+    optionally of one endpoint and one event; return how many."""
     with transaction.atomic(using=db.alias()):
-        return len(requeue(queryset))
+        return len(requeue(failed_deliveries(since, endpoint_id=endpoint_id, event=event)))
 
 
 def replay(ids: Iterable[Any]) -> int:
