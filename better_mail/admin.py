@@ -18,99 +18,31 @@ mails (the views run in ``run_as_system()``), other staff see what their current
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
-from django.apps import apps
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db import connections
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from better_core.admin import (
+    EstimatedCountPaginator,
+    admin_scope,
+    distinct_values,
+    render_in_scope,
+)
 from better_mail.models import MailLog, MailStatus
-
-EXACT_COUNT_LIMIT = 10_000
-
-
-class EstimatedCountPaginator(Paginator):
-    """Exact counts up to ``EXACT_COUNT_LIMIT`` rows, the planner's estimate above."""
-
-    @cached_property
-    def count(self) -> int:
-        qs = self.object_list
-        if not isinstance(qs, QuerySet):
-            return len(qs)
-        estimate = _plan_estimate(qs) if qs.query.where else _table_estimate(qs)
-        if estimate > EXACT_COUNT_LIMIT:
-            return estimate
-        # Small (or never analyzed) results: a count that stops after EXACT_COUNT_LIMIT + 1 rows.
-        exact = qs.order_by()[: EXACT_COUNT_LIMIT + 1].count()
-        return exact if exact <= EXACT_COUNT_LIMIT else max(estimate, exact)
-
-
-def _table_estimate(qs: QuerySet) -> int:
-    with connections[qs.db].cursor() as cursor:
-        cursor.execute(
-            "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
-            [qs.model._meta.db_table],
-        )
-        row = cursor.fetchone()
-    # reltuples is -1 until the table is first analyzed.
-    return int(row[0]) if row and row[0] is not None else -1
-
-
-def _plan_estimate(qs: QuerySet) -> int:
-    plan = json.loads(qs.order_by().explain(format="json"))
-    return int(plan[0]["Plan"]["Plan Rows"])
-
-
-@contextlib.contextmanager
-def _admin_scope(request: HttpRequest) -> Iterator[None]:
-    """System mode for superusers when better_tenant is installed (the admin has no tenant)."""
-    user = getattr(request, "user", None)
-    if not apps.is_installed("better_tenant") or not getattr(user, "is_superuser", False):
-        yield
-        return
-    from better_tenant.context import run_as_system
-
-    with run_as_system():
-        yield
-
-
-def _rendered(response: HttpResponse) -> HttpResponse:
-    # Templates evaluate querysets lazily; render while the scope is still open.
-    if isinstance(response, TemplateResponse) and not response.is_rendered:
-        response.render()
-    return response
 
 
 def logged_templates(using: str = "default") -> list[str]:
     """Distinct template names in the log, by a loose index scan of the template index."""
-    table = MailLog._meta.db_table
-    with connections[using].cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH RECURSIVE t(name) AS (
-                (SELECT template FROM {table} ORDER BY template LIMIT 1)
-                UNION ALL
-                SELECT (SELECT template FROM {table} WHERE template > t.name
-                        ORDER BY template LIMIT 1)
-                FROM t WHERE t.name IS NOT NULL
-            )
-            SELECT name FROM t WHERE name IS NOT NULL
-            """
-        )
-        return [row[0] for row in cursor.fetchall()]
+    return distinct_values(MailLog._meta.db_table, "template", using)
 
 
 class TemplateFilter(admin.SimpleListFilter):
@@ -323,18 +255,18 @@ class MailLogAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         extra_context = {**(extra_context or {}), "templates_url": self._url("templates")}
-        with _admin_scope(request):
-            return _rendered(super().changelist_view(request, extra_context))
+        with admin_scope(request):
+            return render_in_scope(super().changelist_view(request, extra_context))
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
-        with _admin_scope(request):
-            return _rendered(super().change_view(request, object_id, form_url, extra_context))
+        with admin_scope(request):
+            return render_in_scope(super().change_view(request, object_id, form_url, extra_context))
 
     def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
-        with _admin_scope(request):
-            return _rendered(super().history_view(request, object_id, extra_context))
+        with admin_scope(request):
+            return render_in_scope(super().history_view(request, object_id, extra_context))
 
     def get_urls(self) -> list[Any]:
         info = (self.opts.app_label, self.opts.model_name)

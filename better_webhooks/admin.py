@@ -15,73 +15,24 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 from django import forms
-from django.apps import apps
 from django.contrib import admin, messages
-from django.core.paginator import Paginator
-from django.db import connections
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
-from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from better_core.admin import (
+    EstimatedCountPaginator,
+    admin_scope,
+    distinct_values,
+    render_in_scope,
+)
 from better_webhooks.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 
-EXACT_COUNT_LIMIT = 10_000
-
-
 # --- shared ------------------------------------------------------------------------------------
-
-
-class EstimatedCountPaginator(Paginator):
-    """Exact counts up to ``EXACT_COUNT_LIMIT`` rows, the planner's estimate above."""
-
-    @cached_property
-    def count(self) -> int:
-        qs = self.object_list
-        if not isinstance(qs, QuerySet):
-            return len(qs)
-        if qs.query.where:
-            plan = json.loads(qs.order_by().explain(format="json"))
-            estimate = int(plan[0]["Plan"]["Plan Rows"])
-        else:
-            with connections[qs.db].cursor() as cursor:
-                cursor.execute(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
-                    [qs.model._meta.db_table],
-                )
-                row = cursor.fetchone()
-            # reltuples is -1 until the table is first analyzed.
-            estimate = int(row[0]) if row and row[0] is not None else -1
-        if estimate > EXACT_COUNT_LIMIT:
-            return estimate
-        exact = qs.order_by()[: EXACT_COUNT_LIMIT + 1].count()
-        return exact if exact <= EXACT_COUNT_LIMIT else max(estimate, exact)
-
-
-@contextlib.contextmanager
-def admin_scope(request: HttpRequest) -> Iterator[None]:
-    """System mode for superusers when better_tenant is installed (the admin has no tenant)."""
-    user = getattr(request, "user", None)
-    if not apps.is_installed("better_tenant") or not getattr(user, "is_superuser", False):
-        yield
-        return
-    from better_tenant.context import run_as_system
-
-    with run_as_system():
-        yield
-
-
-def _rendered(response: HttpResponse) -> HttpResponse:
-    # Templates evaluate querysets lazily; render while the scope is still open.
-    if isinstance(response, TemplateResponse) and not response.is_rendered:
-        response.render()
-    return response
 
 
 class ScopedAdmin(admin.ModelAdmin):
@@ -89,7 +40,7 @@ class ScopedAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         with admin_scope(request):
-            return _rendered(super().changelist_view(request, extra_context))
+            return render_in_scope(super().changelist_view(request, extra_context))
 
     def changeform_view(
         self,
@@ -99,17 +50,19 @@ class ScopedAdmin(admin.ModelAdmin):
         extra_context: Any = None,
     ) -> HttpResponse:
         with admin_scope(request):
-            return _rendered(super().changeform_view(request, object_id, form_url, extra_context))
+            return render_in_scope(
+                super().changeform_view(request, object_id, form_url, extra_context)
+            )
 
     def delete_view(
         self, request: HttpRequest, object_id: str, extra_context: Any = None
     ) -> HttpResponse:
         with admin_scope(request):
-            return _rendered(super().delete_view(request, object_id, extra_context))
+            return render_in_scope(super().delete_view(request, object_id, extra_context))
 
     def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
         with admin_scope(request):
-            return _rendered(super().history_view(request, object_id, extra_context))
+            return render_in_scope(super().history_view(request, object_id, extra_context))
 
 
 def pretty_json(value: Any) -> SafeString:
@@ -236,20 +189,7 @@ class WebhookEndpointAdmin(ScopedAdmin):
 
 def delivered_events(using: str = "default") -> list[str]:
     """Distinct event names by a loose index scan of ``webhook_deliveries_event_idx``."""
-    table = WebhookDelivery._meta.db_table
-    with connections[using].cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH RECURSIVE t(name) AS (
-                (SELECT event FROM {table} ORDER BY event LIMIT 1)
-                UNION ALL
-                SELECT (SELECT event FROM {table} WHERE event > t.name ORDER BY event LIMIT 1)
-                FROM t WHERE t.name IS NOT NULL
-            )
-            SELECT name FROM t WHERE name IS NOT NULL
-            """
-        )
-        return [row[0] for row in cursor.fetchall()]
+    return distinct_values(WebhookDelivery._meta.db_table, "event", using)
 
 
 class EventFilter(admin.SimpleListFilter):

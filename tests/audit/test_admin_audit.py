@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from better_audit import admin as audit_admin
 from better_audit.models import AuditLog
+from better_core import admin as core_admin
 from better_tenant import run_as_system
 from tests.audit.test_query import NOW, add
 
@@ -83,14 +84,14 @@ def test_changelist_never_counts_the_whole_table(admin_client, trail):
 
 
 def test_large_results_show_the_planner_estimate(monkeypatch, trail, rf, admin_user):
-    monkeypatch.setattr(audit_admin, "EXACT_COUNT_LIMIT", 1)
-    monkeypatch.setattr(audit_admin, "_table_estimate", lambda qs: 1_234_567)
+    monkeypatch.setattr(core_admin, "EXACT_COUNT_LIMIT", 1)
+    monkeypatch.setattr(core_admin, "_table_estimate", lambda qs: 1_234_567)
     with run_as_system():
-        paginator = audit_admin.EstimatedCountPaginator(AuditLog.objects.order_by("-timestamp"), 50)
+        paginator = core_admin.EstimatedCountPaginator(AuditLog.objects.order_by("-timestamp"), 50)
         assert paginator.count == 1_234_567
         filtered = AuditLog.objects.filter(table_name="orders").order_by("-timestamp")
         # The plan estimate (whatever it is) is used once the bounded count overflows.
-        assert audit_admin.EstimatedCountPaginator(filtered, 50).count >= 2
+        assert core_admin.EstimatedCountPaginator(filtered, 50).count >= 2
 
 
 def test_filters_on_operation_severity_and_table(admin_client, trail):

@@ -1,0 +1,92 @@
+"""Admin primitives shared by the better apps: bounded counts, tenant scope, loose index scans."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+
+from django.apps import apps
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.functional import cached_property
+
+EXACT_COUNT_LIMIT = 10_000
+
+
+class EstimatedCountPaginator(Paginator):
+    """Exact counts up to ``EXACT_COUNT_LIMIT`` rows, the planner's estimate above."""
+
+    @cached_property
+    def count(self) -> int:
+        qs = self.object_list
+        if not isinstance(qs, QuerySet):
+            return len(qs)
+        estimate = _plan_estimate(qs) if qs.query.where else _table_estimate(qs)
+        if estimate > EXACT_COUNT_LIMIT:
+            return estimate
+        # Small (or never analyzed) results: a count that stops after EXACT_COUNT_LIMIT + 1 rows.
+        exact = qs.order_by()[: EXACT_COUNT_LIMIT + 1].count()
+        return exact if exact <= EXACT_COUNT_LIMIT else max(estimate, exact)
+
+
+def _table_estimate(qs: QuerySet) -> int:
+    with connections[qs.db].cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
+            [qs.model._meta.db_table],
+        )
+        row = cursor.fetchone()
+    # reltuples is -1 until the table is first analyzed.
+    return int(row[0]) if row and row[0] is not None else -1
+
+
+def _plan_estimate(qs: QuerySet) -> int:
+    plan = json.loads(qs.order_by().explain(format="json"))
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+@contextlib.contextmanager
+def admin_scope(request: HttpRequest) -> Iterator[None]:
+    """System mode for superusers when better_tenant is installed (the admin has no tenant)."""
+    user = getattr(request, "user", None)
+    if not apps.is_installed("better_tenant") or not getattr(user, "is_superuser", False):
+        yield
+        return
+    from better_tenant.context import run_as_system
+
+    with run_as_system():
+        yield
+
+
+def render_in_scope(response: HttpResponse) -> HttpResponse:
+    """Render a template response now, while the scope that produced it is still open."""
+    # Templates evaluate querysets lazily; rendered after the scope closes they would see no rows.
+    if isinstance(response, TemplateResponse) and not response.is_rendered:
+        response.render()
+    return response
+
+
+def distinct_values(table: str, column: str, using: str = "default") -> list[str]:
+    """Distinct non-null values of ``column``, by a loose scan of an index that leads with it."""
+    connection = connections[using]
+    table_sql = connection.ops.quote_name(table)
+    column_sql = connection.ops.quote_name(column)
+    # One index probe per distinct value instead of a DISTINCT over every row.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH RECURSIVE t(name) AS (
+                (SELECT {column_sql} FROM {table_sql} ORDER BY {column_sql} LIMIT 1)
+                UNION ALL
+                SELECT (SELECT {column_sql} FROM {table_sql} WHERE {column_sql} > t.name
+                        ORDER BY {column_sql} LIMIT 1)
+                FROM t WHERE t.name IS NOT NULL
+            )
+            SELECT name FROM t WHERE name IS NOT NULL
+            """
+        )
+        return [row[0] for row in cursor.fetchall()]
