@@ -7,9 +7,11 @@ git-ignored data folder and keep running between processes, so a test run, a Cel
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -64,22 +66,25 @@ def start_postgres(
         ) from exc
     pgdata = Path(data_dir).resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    pgserver.get_server(pgdata, cleanup_mode=None)
+    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    # The socket lives in pgdata unless that path is too long for a Unix socket; then pgserver
+    # picks a short runtime directory, so ask it where.
+    socket_dir = str(server.get_postmaster_info().socket_dir or pgdata)
     import psycopg
 
     from better_core.roles import bootstrap_roles_sql, grant_privileges_sql
 
     with psycopg.connect(
-        host=str(pgdata), dbname="postgres", user="postgres", autocommit=True
+        host=socket_dir, dbname="postgres", user="postgres", autocommit=True
     ) as su:
         su.execute(bootstrap_roles_sql(OWNER_ROLE, APP_ROLE, system_role, AUDIT_ADMIN_ROLE))
         if not su.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
             su.execute(f'CREATE DATABASE "{DATABASE}" OWNER "{OWNER_ROLE}"')
             with psycopg.connect(
-                host=str(pgdata), dbname=DATABASE, user=OWNER_ROLE, autocommit=True
+                host=socket_dir, dbname=DATABASE, user=OWNER_ROLE, autocommit=True
             ) as owner:
                 owner.execute(grant_privileges_sql(OWNER_ROLE, APP_ROLE, system_role))
-    return EmbeddedPostgres(socket_dir=str(pgdata))
+    return EmbeddedPostgres(socket_dir=socket_dir)
 
 
 def start_redis(data_dir: str | os.PathLike) -> str:
@@ -87,6 +92,10 @@ def start_redis(data_dir: str | os.PathLike) -> str:
     folder = Path(data_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     socket = folder / "redis.sock"
+    if len(str(socket).encode()) > 100:
+        # Unix socket paths are limited to about 107 bytes: use a short, stable one instead.
+        digest = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+        socket = Path(tempfile.gettempdir()) / f"better-redis-{digest}.sock"
     url = f"redis+socket://{socket}"
     if _redis_answers(socket):
         return url
