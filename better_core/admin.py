@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from typing import Any
 
 from django.apps import apps
+from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
@@ -90,3 +92,21 @@ def distinct_values(table: str, column: str, using: str = "default") -> list[str
             """
         )
         return [row[0] for row in cursor.fetchall()]
+
+
+def distinct_value_filter(column: str) -> type[admin.SimpleListFilter]:
+    """A list filter on the indexed ``column``, its choices found by ``distinct_values``."""
+
+    class DistinctValueFilter(admin.SimpleListFilter):
+        title = column
+        parameter_name = column
+
+        def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+            values = distinct_values(model_admin.model._meta.db_table, column)
+            return [(value, value) for value in values]
+
+        def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+            value = self.value()
+            return queryset.filter(**{column: value}) if value else queryset
+
+    return DistinctValueFilter

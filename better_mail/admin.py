@@ -34,27 +34,10 @@ from django.utils.safestring import SafeString
 from better_core.admin import (
     EstimatedCountPaginator,
     admin_scope,
-    distinct_values,
+    distinct_value_filter,
     render_in_scope,
 )
 from better_mail.models import MailLog, MailStatus
-
-
-def logged_templates(using: str = "default") -> list[str]:
-    """Distinct template names in the log, by a loose index scan of the template index."""
-    return distinct_values(MailLog._meta.db_table, "template", using)
-
-
-class TemplateFilter(admin.SimpleListFilter):
-    title = "template"
-    parameter_name = "template"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(name, name) for name in logged_templates()]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        value = self.value()
-        return queryset.filter(template=value) if value else queryset
 
 
 class ResendRefused(Exception):
@@ -91,8 +74,7 @@ def resend(log: MailLog) -> MailLog:
     )
     with transaction.atomic():
         copy.save(force_insert=True)
-        use_celery = sending._use_celery(None)
-        transaction.on_commit(lambda: sending.dispatch(copy.pk, None, use_celery))
+        sending.after_commit(copy.pk, None, sending._use_celery(None))
     return copy
 
 
@@ -126,7 +108,7 @@ class MailLogAdmin(admin.ModelAdmin):
         "sent_at",
     )
     list_display_links = ("created_at",)
-    list_filter = ("status", TemplateFilter)
+    list_filter = ("status", distinct_value_filter("template"))
     search_fields = ("to", "provider_message_id")
     search_help_text = (
         "Exact recipient address, provider message id (end with * for a prefix), or mail id."

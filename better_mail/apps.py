@@ -34,7 +34,7 @@ class BetterMailConfig(AppConfig):
             from better_mail.models import MailLog
             from better_tenant import inspection
 
-            inspection.EXEMPT_TABLES.add(MailLog._meta.db_table)
+            inspection.exempt_table(MailLog._meta.db_table)
 
 
 def _reconfigure(*, setting: str, **kwargs: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 from django.core import checks
@@ -16,7 +15,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
     from better_mail.conf import mail_settings
     from better_mail.exceptions import MailConfigurationError
-    from better_mail.sending import parse_rate
+    from better_mail.sending import celery_available, parse_rate
 
     messages: list[checks.CheckMessage] = []
     try:
@@ -68,7 +67,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="better_mail.E004",
             )
         )
-    if mail_settings.raw("ASYNC") and importlib.util.find_spec("celery") is None:
+    if mail_settings.raw("ASYNC") and not celery_available():
         messages.append(
             checks.Warning(
                 "BETTER_MAIL['ASYNC'] is on but Celery is not installed: mails are sent in "

@@ -17,7 +17,8 @@ DEFAULTS = {
     "DEFAULT_FROM": None,
     # Import <app>.mail of every installed app in ready() so its templates register.
     "AUTODISCOVER": True,
-    # Attempts before a transiently failing mail is marked failed; backoff doubles from BASE.
+    # Attempts before a transiently failing mail is marked failed; the wait starts at
+    # RETRY_BACKOFF seconds and doubles per attempt, capped at RETRY_BACKOFF_MAX.
     "MAX_ATTEMPTS": 5,
     "RETRY_BACKOFF": 30,
     "RETRY_BACKOFF_MAX": 3600,
@@ -28,7 +29,7 @@ DEFAULTS = {
     # Celery queue of the send tasks (None: the default queue).
     "QUEUE": None,
     # A mail claimed ("sending") longer than this many seconds is considered abandoned by a
-    # crashed worker and is claimed again by send_due().
+    # crashed worker; send_due() marks it failed, never sends it again.
     "STALE_SENDING_AFTER": 600,
 }
 

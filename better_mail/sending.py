@@ -303,10 +303,11 @@ def after_commit(log_id: Any, send_at: datetime | None = None, use_celery: bool 
     pending = None
     # The callback registered earlier in this transaction, if it is still registered (a
     # rollback drops it, and then a new one is needed).
-    for entry in getattr(conn, "run_on_commit", ()):
+    for entry in reversed(getattr(conn, "run_on_commit", ())):
         callback = entry[1] if isinstance(entry, tuple) and len(entry) > 1 else None
         if isinstance(callback, _Pending) and not callback.ran:
             pending = callback
+            break
     fresh = pending is None
     if fresh:
         pending = _Pending()

@@ -27,6 +27,7 @@ from django.utils.safestring import SafeString
 from better_core.admin import (
     EstimatedCountPaginator,
     admin_scope,
+    distinct_value_filter,
     distinct_values,
     render_in_scope,
 )
@@ -192,18 +193,6 @@ def delivered_events(using: str = "default") -> list[str]:
     return distinct_values(WebhookDelivery._meta.db_table, "event", using)
 
 
-class EventFilter(admin.SimpleListFilter):
-    title = "event"
-    parameter_name = "event"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(name, name) for name in delivered_events()]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        value = self.value()
-        return queryset.filter(event=value) if value else queryset
-
-
 class AttemptInline(admin.TabularInline):
     model = WebhookDeliveryAttempt
     fields = ("attempt", "created_at", "response_status", "duration_ms", "error", "url")
@@ -248,7 +237,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
         "tenant_id",
     )
     list_display_links = ("created_at",)
-    list_filter = ("status", EventFilter)
+    list_filter = ("status", distinct_value_filter("event"))
     list_select_related = ("endpoint",)
     search_fields = ("message_id", "id")
     search_help_text = "Exact message id (msg_...) or delivery id."
