@@ -26,4 +26,4 @@ class BetterWebhooksConfig(AppConfig):
             )
 
             for model in (WebhookEndpoint, WebhookDelivery, WebhookDeliveryAttempt):
-                inspection.EXEMPT_TABLES.add(model._meta.db_table)
+                inspection.exempt_table(model._meta.db_table)

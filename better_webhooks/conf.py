@@ -65,11 +65,14 @@ DEFAULTS = {
 webhook_settings = AppSettings("BETTER_WEBHOOKS", DEFAULTS)
 
 
-def seconds(key: str) -> float | None:
-    """A duration setting (``"24h"`` or a number of seconds) in seconds; None when unset."""
-    value = webhook_settings.raw(key)
-    if value is None:
-        return None
+def to_seconds(value: str | float) -> float:
+    """A duration (``"24h"`` or a number of seconds) in seconds."""
     if isinstance(value, int | float):
         return float(value)
     return float(parse_duration(value).seconds)
+
+
+def seconds(key: str) -> float | None:
+    """A duration setting in seconds; None when unset."""
+    value = webhook_settings.raw(key)
+    return None if value is None else to_seconds(value)

@@ -26,10 +26,9 @@ from typing import Any
 from django.db import connections, transaction
 from django.utils import timezone
 
-from better_core.durations import parse_duration
 from better_webhooks import crypto, db, signals
 from better_webhooks.client import Client, Response
-from better_webhooks.conf import seconds, webhook_settings
+from better_webhooks.conf import seconds, to_seconds, webhook_settings
 from better_webhooks.exceptions import EncryptionError
 from better_webhooks.models import WebhookEndpoint
 from better_webhooks.signing import signed_headers
@@ -139,13 +138,8 @@ def claim(limit: int, worker_id: str, lease: float | None = None) -> list[Claime
     return claimed
 
 
-def claim_ids(ids: list[Any], worker_id: str, lease: float | None = None) -> list[Claimed]:
-    """Claim those of ``ids`` that are due and not held by another worker (the Celery task)."""
-    with db.system_scope():
-        return _claim_ids(ids, worker_id, lease)
-
-
 def _claim_ids(ids: list[Any], worker_id: str, lease: float | None) -> list[Claimed]:
+    # Those of ``ids`` that are due and not held by another worker; the caller's scope.
     if not ids:
         return []
     lease = float(lease if lease is not None else webhook_settings.LEASE_SECONDS)
@@ -158,11 +152,7 @@ def _claim_ids(ids: list[Any], worker_id: str, lease: float | None) -> list[Clai
 
 def retry_schedule() -> list[float]:
     """The waits (seconds) before the 2nd, 3rd, ... attempt; the last one repeats."""
-    values = []
-    for item in webhook_settings.raw("RETRY_SCHEDULE"):
-        values.append(
-            float(item) if isinstance(item, int | float) else parse_duration(item).seconds
-        )
+    values = [to_seconds(item) for item in webhook_settings.raw("RETRY_SCHEDULE")]
     return values or [60.0]
 
 
@@ -448,6 +438,14 @@ def deliver_batch(
     return outcomes
 
 
+def sending_pool(concurrency: int) -> tuple[Client, ThreadPoolExecutor | None]:
+    """An HTTP client pooling ``concurrency`` connections, and a thread pool (None for one)."""
+    executor = (
+        ThreadPoolExecutor(concurrency, thread_name_prefix="webhooks") if concurrency > 1 else None
+    )
+    return Client(maxsize=concurrency), executor
+
+
 class _Shared:
     """The process's HTTP client and thread pool for the Celery task, made on first use.
 
@@ -464,14 +462,8 @@ class _Shared:
     def get(self) -> tuple[Client, ThreadPoolExecutor | None]:
         with self.lock:
             if self.client is None or self.pid != os.getpid():
-                concurrency = int(webhook_settings.WORKER_CONCURRENCY)
                 self.pid = os.getpid()
-                self.client = Client(maxsize=concurrency)
-                self.executor = (
-                    ThreadPoolExecutor(concurrency, thread_name_prefix="webhooks")
-                    if concurrency > 1
-                    else None
-                )
+                self.client, self.executor = sending_pool(int(webhook_settings.WORKER_CONCURRENCY))
             return self.client, self.executor
 
 

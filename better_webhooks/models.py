@@ -64,9 +64,6 @@ class WebhookEndpoint(models.Model):
     def is_active(self) -> bool:
         return self.status == "active"
 
-    def subscribes_to(self, event: str) -> bool:
-        return ALL_EVENTS in self.events or event in self.events
-
 
 class WebhookDelivery(models.Model):
     """One event for one endpoint, retried until delivered or out of attempts.

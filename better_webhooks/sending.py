@@ -13,7 +13,6 @@ from typing import Any
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, transaction
-from django.db.models import Q
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
@@ -98,11 +97,11 @@ def send(
                 [f"better_webhooks:{tenant_id}:{idempotency_key}"],
             )
             window = seconds("IDEMPOTENCY_WINDOW") or 0
-            tenant_filter = Q(tenant_id=tenant_id) if tenant_id else Q(tenant_id__isnull=True)
             earlier = list(
                 WebhookDelivery.objects.using(using)
                 .filter(
-                    tenant_filter,
+                    # tenant_id=None is IS NULL in Django.
+                    tenant_id=tenant_id,
                     idempotency_key=idempotency_key,
                     created_at__gte=now - timedelta(seconds=window),
                 )

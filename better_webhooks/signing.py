@@ -22,11 +22,16 @@ def _as_bytes(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
 
 
+def digest(secret: str, message_id: str, timestamp: int, body: str | bytes) -> bytes:
+    """The raw HMAC-SHA256 of ``{message_id}.{timestamp}.{body}`` under one secret."""
+    content = b"%s.%d.%s" % (_as_bytes(message_id), int(timestamp), _as_bytes(body))
+    return hmac.new(secret_bytes(secret), content, hashlib.sha256).digest()
+
+
 def sign(secret: str, message_id: str, timestamp: int, body: str | bytes) -> str:
     """The ``v1,<base64>`` signature of one message under one secret."""
-    content = b"%s.%d.%s" % (_as_bytes(message_id), int(timestamp), _as_bytes(body))
-    digest = hmac.new(secret_bytes(secret), content, hashlib.sha256).digest()
-    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode()}"
+    raw = digest(secret, message_id, timestamp, body)
+    return f"{SIGNATURE_VERSION},{base64.b64encode(raw).decode()}"
 
 
 def signature_header(

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from better_webhooks.crypto import secret_bytes
 from better_webhooks.exceptions import EncryptionError, WebhookSignatureError
+from better_webhooks.signing import digest
 
 _NAMES = {
     "id": ("webhook-id", "x-webhook-id"),
@@ -70,13 +70,11 @@ def assert_webhook_signature(
             "delayed, or the clocks disagree.",
             "TIMESTAMP_OUT_OF_TOLERANCE",
         )
-    body = payload if isinstance(payload, bytes) else payload.encode()
-    content = b"%s.%d.%s" % (message_id.encode(), sent_at, body)
     secrets = [secret] if isinstance(secret, str) else list(secret)
     expected = []
     for item in secrets:
         try:
-            expected.append(hmac.new(secret_bytes(item), content, hashlib.sha256).digest())
+            expected.append(digest(item, message_id, sent_at, payload))
         except EncryptionError as exc:
             raise WebhookSignatureError(str(exc), "INVALID_SECRET") from exc
     for part in signature.split():
@@ -89,8 +87,8 @@ def assert_webhook_signature(
             continue
         # Compare against every candidate, so timing does not reveal which secret matched.
         matched = False
-        for digest in expected:
-            matched |= hmac.compare_digest(received, digest)
+        for candidate in expected:
+            matched |= hmac.compare_digest(received, candidate)
         if matched:
             return message_id
     raise WebhookSignatureError("No webhook signature matches the payload.", "INVALID_SIGNATURE")

@@ -13,13 +13,11 @@ import signal
 import socket
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.db import close_old_connections, connections
 
 from better_webhooks import delivery
-from better_webhooks.client import Client
 from better_webhooks.conf import webhook_settings
 
 logger = logging.getLogger(__name__)
@@ -45,12 +43,7 @@ class Worker:
             f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         )
         self.stopping = threading.Event()
-        self.client = Client(maxsize=self.concurrency)
-        self.executor = (
-            ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhooks")
-            if self.concurrency > 1
-            else None
-        )
+        self.client, self.executor = delivery.sending_pool(self.concurrency)
         self.delivered = 0
         self.attempted = 0
 

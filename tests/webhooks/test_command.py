@@ -86,6 +86,13 @@ def test_bad_flags_name_the_flag(db, args, flag):
         run(*args)
 
 
+def test_database_other_than_the_webhook_alias_is_refused(settings):
+    # Every handler works on BETTER_WEBHOOKS['DATABASE']; another --database would be ignored.
+    settings.BETTER_WEBHOOKS = {**settings.BETTER_WEBHOOKS, "DATABASE": "webhooks"}
+    with pytest.raises(CommandError, match=r"live on 'webhooks'"):
+        run("generate-key", "--database", "default")
+
+
 def test_check(db):
     endpoint, _ = webhooks.create_endpoint("https://a.example.com/h", ["ping"])
     output = run("check")

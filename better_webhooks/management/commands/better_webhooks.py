@@ -21,6 +21,18 @@ class Command(SubcommandCommand):
 
         return webhook_settings.DATABASE
 
+    def handle(self, *args: Any, **options: Any) -> None:
+        from better_webhooks.conf import webhook_settings
+
+        # The engine reads and writes the webhook tables on one alias only.
+        database = options.get("database")
+        if database and database != webhook_settings.DATABASE:
+            raise CommandError(
+                f"--database: the webhook tables live on {webhook_settings.DATABASE!r} "
+                "(BETTER_WEBHOOKS['DATABASE']); leave --database out or name that alias."
+            )
+        super().handle(*args, **options)
+
     def add_subcommands(self, subparsers: Any) -> None:
         worker = subparsers.add_parser(
             "worker",
