@@ -119,12 +119,11 @@ class _DatabaseScope(Scope):
             raise ScopeConflict(
                 "A tenant scope is already open on this database connection by other concurrent "
                 "code (e.g. asyncio.gather inside one request). Scopes on one connection must "
-                "nest; "
-                "run concurrent tenant work in separate requests, threads or "
+                "nest; run concurrent tenant work in separate requests, threads or "
                 "asgiref.sync.ThreadSensitiveContext blocks."
             )
         # The outermost block ends the transaction, which drops the settings by itself.
-        self.outermost = not connections[alias].in_atomic_block
+        self.outermost = not conn.in_atomic_block
         self.atomic = transaction.atomic(using=alias)
         self.atomic.__enter__()
         try:

@@ -16,9 +16,8 @@ from django.http import HttpRequest
 from django.http.request import split_domain_port
 
 from better_core.jwt import bearer_claims
-from better_core.jwt import bearer_token as bearer_token
 from better_tenant.conf import tenant_settings
-from better_tenant.lookup import MAX_IDENTIFIER, resolve_to_id
+from better_tenant.lookup import resolve_to_id
 
 # --- single strategies ---------------------------------------------------------------------------
 
@@ -36,11 +35,6 @@ def _text(value: Any) -> str | None:
 def header_meta_key(name: str) -> str:
     """The ``request.META`` key under which WSGI and ASGI store the header ``name``."""
     return "HTTP_" + name.upper().replace("-", "_")
-
-
-def from_header(request: HttpRequest, name: str) -> str | None:
-    """The value of the header ``name`` (e.g. ``X-Tenant-ID``)."""
-    return _text(request.META.get(header_meta_key(name)))
 
 
 @functools.lru_cache(maxsize=32)
@@ -122,8 +116,7 @@ def from_jwt(
     claims = bearer_claims(request, key, algorithms=algorithms or None, audience=audience)
     if claims is None:
         return None
-    value = claims.get(claim)
-    return _text(value) if isinstance(value, str) else None
+    return _text(claims.get(claim))
 
 
 # --- the configured chain ------------------------------------------------------------------------
@@ -240,14 +233,6 @@ def _on_setting_changed(*, setting: str, **_: Any) -> None:
 setting_changed.connect(_on_setting_changed, dispatch_uid="better_tenant.resolvers.plan")
 
 
-def resolve_identifier(request: HttpRequest) -> str | None:
-    """The raw tenant identifier the request carries (UUID, slug or custom), or None."""
-    return plan().identifier(request)
-
-
 def resolve_tenant_id(request: HttpRequest) -> uuid.UUID | None:
     """The id of the tenant the request names, or None when it names none or an unknown one."""
-    identifier = plan().identifier(request)
-    if identifier is None or len(identifier) > MAX_IDENTIFIER:
-        return None
-    return resolve_to_id(identifier)
+    return resolve_to_id(plan().identifier(request))

@@ -131,20 +131,32 @@ class TableSpec:
     foreign_keys: tuple[ForeignKeySpec, ...] = field(default_factory=tuple)
 
 
+def _rls_sql(table: str, system_role: str, check: str, trigger: str, function: str) -> list[str]:
+    """RLS on, the tenant and system policies, the insert trigger and the system role's grants."""
+    name = qn(table)
+    return [
+        f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY;",
+        f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY;",
+        f"CREATE POLICY {qn(tenant_policy_name(table))} ON {name} FOR ALL TO PUBLIC\n"
+        f"  USING (tenant_id = {CURRENT_TENANT})\n  WITH CHECK ({check});",
+        f"CREATE POLICY {qn(system_policy_name(table))} ON {name} FOR ALL "
+        f"TO {qn(system_role)}\n  USING (true) WITH CHECK (true);",
+        f"CREATE TRIGGER {qn(trigger)} BEFORE INSERT ON {name}\n"
+        f"  FOR EACH ROW EXECUTE FUNCTION {function}();",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {name} TO {qn(system_role)};",
+        _grant_owned_sequences_sql(table, system_role),
+    ]
+
+
 def enable_table_sql(spec: TableSpec) -> str:
     table = qn(spec.table)
-    parts = [
-        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;",
-        f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY;",
-        f"CREATE POLICY {qn(tenant_policy_name(spec.table))} ON {table} FOR ALL TO PUBLIC\n"
-        f"  USING (tenant_id = {CURRENT_TENANT})\n  WITH CHECK (tenant_id = {CURRENT_TENANT});",
-        f"CREATE POLICY {qn(system_policy_name(spec.table))} ON {table} FOR ALL "
-        f"TO {qn(spec.system_role)}\n  USING (true) WITH CHECK (true);",
-        f"CREATE TRIGGER {qn(TRIGGER_NAME)} BEFORE INSERT ON {table}\n"
-        f"  FOR EACH ROW EXECUTE FUNCTION {TRIGGER_FUNCTION}();",
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {qn(spec.system_role)};",
-        _grant_owned_sequences_sql(spec.table, spec.system_role),
-    ]
+    parts = _rls_sql(
+        spec.table,
+        spec.system_role,
+        f"tenant_id = {CURRENT_TENANT}",
+        TRIGGER_NAME,
+        TRIGGER_FUNCTION,
+    )
     if spec.pk_column:
         # The target of composite foreign keys; also the index led by tenant_id.
         parts.append(
@@ -227,24 +239,10 @@ def enable_optional_table_sql(table: str, system_role: str, untenanted_writes: b
     check = (
         f"tenant_id IS NOT DISTINCT FROM {CURRENT_TENANT}"
         if untenanted_writes
-        else (f"tenant_id = {CURRENT_TENANT}")
+        else f"tenant_id = {CURRENT_TENANT}"
     )
-    name = qn(table)
-    return "\n".join(
-        [
-            optional_trigger_function_sql(),
-            f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY;",
-            f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY;",
-            f"CREATE POLICY {qn(tenant_policy_name(table))} ON {name} FOR ALL TO PUBLIC\n"
-            f"  USING (tenant_id = {CURRENT_TENANT})\n  WITH CHECK ({check});",
-            f"CREATE POLICY {qn(system_policy_name(table))} ON {name} FOR ALL "
-            f"TO {qn(system_role)}\n  USING (true) WITH CHECK (true);",
-            f"CREATE TRIGGER {qn(OPTIONAL_TRIGGER_NAME)} BEFORE INSERT ON {name}\n"
-            f"  FOR EACH ROW EXECUTE FUNCTION {OPTIONAL_TRIGGER_FUNCTION}();",
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {name} TO {qn(system_role)};",
-            _grant_owned_sequences_sql(table, system_role),
-        ]
-    )
+    rls = _rls_sql(table, system_role, check, OPTIONAL_TRIGGER_NAME, OPTIONAL_TRIGGER_FUNCTION)
+    return "\n".join([optional_trigger_function_sql(), *rls])
 
 
 def disable_optional_table_sql(table: str) -> str:

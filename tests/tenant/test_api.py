@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from better_tenant import api, run_as
+from better_tenant import api, run_as, run_as_system
 from better_tenant.exceptions import DuplicateTenantSlug, InvalidTenantSlug, TenantNotFound
 from better_tenant.lookup import resolve_to_id
 from better_tenant.models import Tenant
@@ -66,6 +66,8 @@ def test_delete_removes_the_tenant_and_its_rows():
         Note.objects.create(title="n")
     api.delete_tenant(tenant.pk)
     assert not Tenant.objects.filter(pk=tenant.pk).exists()
+    with run_as_system():
+        assert not Note.objects.filter(tenant_id=tenant.pk).exists()
     assert resolve_to_id(str(tenant.pk)) is None
     with pytest.raises(TenantNotFound, match="No tenant has the id"):
         api.delete_tenant(tenant.pk)

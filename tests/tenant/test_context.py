@@ -71,11 +71,8 @@ def test_inner_exception_restores_outer_tenant_and_rolls_back_inner_writes(tenan
 def test_caught_database_error_inside_scope_does_not_leak_the_inner_tenant(tenant, other_tenant):
     with run_as(tenant):
         with run_as(other_tenant):
-            try:
-                with transaction.atomic():
-                    Note.objects.create(title="x", tenant_id=tenant.pk)  # refused by WITH CHECK
-            except CrossTenantWrite:
-                pass
+            with pytest.raises(CrossTenantWrite), transaction.atomic():
+                Note.objects.create(title="x", tenant_id=tenant.pk)  # refused by WITH CHECK
             Note.objects.create(title="kept")
         assert db_tenant()[0] == str(tenant.pk)
         assert not Note.objects.filter(title="kept").exists()
