@@ -95,7 +95,7 @@ _connected: list[type[models.Model]] = []
 _FOLDED_UPDATE = False
 # True once Model._do_insert is wrapped, so an INSERT can carry its audit row.
 _FOLDED_INSERT = False
-# The signature the wrapper of Model._do_update was written for.
+# The signatures the wrappers of Model._do_insert and Model._do_update were written for.
 _DO_INSERT_PARAMETERS = ["self", "manager", "using", "fields", "returning_fields", "raw"]
 _DO_UPDATE_PARAMETERS = [
     "self",
@@ -225,7 +225,7 @@ def _folded_update(
     ``src``. Either way the INSERT's row count is the number of rows updated.
     """
     t, pk = spec.qtable, f"{spec.qtable}.{spec.qpk}"
-    tenant = f"{t}.{sql.qn(spec.tenant_column)}" if spec.tenant_column else "NULL::uuid"
+    tenant = spec.tenant_sql(t)
     key = spec.prep_pk(pk_val, using)
     if spec.skip_before:
         folded = (
@@ -274,7 +274,7 @@ def _folded_insert(
         finally:
             compiler.returning_fields = wanted
         t = spec.qtable
-        tenant = f"{t}.{sql.qn(spec.tenant_column)}" if spec.tenant_column else "NULL::uuid"
+        tenant = spec.tenant_sql(t)
         # Django's columns under aliases of their own, so that no column name can clash.
         returned = "".join(f", {t}.{sql.qn(f.column)} AS c{n}" for n, f in enumerate(wanted or ()))
         source = (
@@ -434,8 +434,7 @@ def _can_fold(model: type[models.Model], specs: tuple[tables.AuditedTable, ...])
 
 def _keys(spec: tables.AuditedTable, source: str) -> str:
     """``pk, tenant`` of a row of ``source`` (NULL for tables without a tenant)."""
-    tenant = f"{source}.{sql.qn(spec.tenant_column)}" if spec.tenant_column else "NULL"
-    return f"{source}.{spec.qpk}, {tenant}"
+    return f"{source}.{spec.qpk}, {spec.tenant_sql(source)}"
 
 
 def _returning(spec: tables.AuditedTable, image: bool) -> str:
@@ -479,12 +478,12 @@ def _folded_delete(spec: tables.AuditedTable, statement: str, image: str | None)
     """
     t = spec.qtable
     if image is None:
-        tenant = f"{t}.{sql.qn(spec.tenant_column)}" if spec.tenant_column else "NULL::uuid"
+        tenant = spec.tenant_sql(t)
         return (
             f"WITH src AS ({statement} RETURNING {t}.{spec.qpk} AS k, {tenant} AS tenant, "
             f"{spec.image_sql} AS before, NULL::jsonb AS after)"
         )
-    tenant = f"d.{sql.qn(spec.tenant_column)}" if spec.tenant_column else "NULL::uuid"
+    tenant = spec.tenant_sql("d")
     return (
         f"WITH d AS ({statement} RETURNING {t}.*), src AS (SELECT d.{spec.qpk} AS k, "
         f"{tenant} AS tenant, {image} AS before, NULL::jsonb AS after FROM d)"
@@ -625,7 +624,7 @@ def _folded_update_many(
     except EmptyResultSet:
         return 0
     t, pk = spec.qtable, f"{spec.qtable}.{spec.qpk}"
-    tenant = f"{t}.{sql.qn(spec.tenant_column)}" if spec.tenant_column else "NULL::uuid"
+    tenant = spec.tenant_sql(t)
     if spec.skip_before:
         folded = (
             f"WITH src AS ({statement} WHERE {pk} IN ({sub}) RETURNING {pk} AS k, "

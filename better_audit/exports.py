@@ -20,7 +20,8 @@ to a file returns it in the ``ExportSummary`` (and the command prints it on stde
 ``chain_head=False`` leaves it out everywhere.
 
 When the export opens its own transaction it runs at REPEATABLE READ, so the entries and the chain
-head come from one snapshot.
+head come from one snapshot. A CSV response is the exception: its header is sent before the body,
+so its chain head is read in a snapshot of its own, just before the entries are streamed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from django.http import StreamingHttpResponse
 
 from better_audit.queries import AuditQuery
 from better_audit.sql import COLUMNS
+from better_audit.writer import _audit_model, _tenant_installed
 
 # The model's fields in the order of every audit INSERT.
 FIELDS = COLUMNS
@@ -301,19 +303,8 @@ def _chain_head() -> dict[str, Any]:
     return integrity.chain_head(tenant_id=_scope_tenant())
 
 
-def _tenant_installed() -> bool:
-    from django.apps import apps
-
-    return apps.is_installed("better_tenant")
-
-
 def _scope_tenant() -> Any:
-    if not _tenant_installed():
-        return None
-    from better_tenant.context import get_context
-
-    context = get_context()
-    return None if context.is_system else context.tenant_id
+    return _capture_scope()[1]
 
 
 def _capture_scope() -> tuple[str, Any]:
@@ -344,17 +335,11 @@ def _entered(scope: tuple[str, Any]) -> Iterator[None]:
         yield
         return
     if kind == "system":
-        with run_as_system(using=router.db_for_read(_model())):
+        with run_as_system(using=router.db_for_read(_audit_model())):
             yield
     else:
-        with run_as(tenant_id, using=router.db_for_read(_model())):
+        with run_as(tenant_id, using=router.db_for_read(_audit_model())):
             yield
-
-
-def _model() -> Any:
-    from better_audit.models import AuditLog
-
-    return AuditLog
 
 
 def _validate(format: str, json_style: str) -> str | None:

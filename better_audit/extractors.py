@@ -14,7 +14,6 @@ with those options.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Callable
@@ -23,9 +22,7 @@ from typing import Any
 from django.utils.functional import SimpleLazyObject, empty
 
 from better_audit.conf import audit_settings
-from better_core.jwt import MAX_TOKEN_LENGTH as MAX_TOKEN_LENGTH
-from better_core.jwt import bearer_token as bearer_token
-from better_core.jwt import decode_claims
+from better_core.jwt import bearer_claims
 
 logger = logging.getLogger(__name__)
 
@@ -117,13 +114,9 @@ def from_bearer_token(
     """
 
     def extract(request: Any) -> str | None:
-        token = bearer_token(request)
-        if token is None:
-            return None
-        verify_key = key if key is not None else audit_settings.JWT_KEY
-        claims = decode_claims(
-            token,
-            verify_key,
+        claims = bearer_claims(
+            request,
+            key if key is not None else audit_settings.JWT_KEY,
             algorithms=algorithms or audit_settings.JWT_ALGORITHMS,
             audience=audience,
             refuse_unexpected_audience=False,
@@ -173,14 +166,6 @@ def from_cookie(name: str) -> Extractor:
 
 
 # --- the authenticated user ---------------------------------------------------------------------
-
-
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 class UserActor(Deferred):

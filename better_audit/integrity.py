@@ -77,6 +77,7 @@ from django.utils import timezone
 
 from better_audit import sql
 from better_audit.exceptions import AuditConfigurationError
+from better_core.roles import literal
 from better_core.settings import AppSettings
 
 DEFAULTS = {
@@ -819,13 +820,9 @@ def check_append_only(*, using: str | None = None) -> list[tuple[bool, str]]:
 # --- SQL of the migration ----------------------------------------------------------------------
 
 
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def ensure_admin_role_sql(role: str) -> str:
     """Create the NOLOGIN admin role if it is missing, with a clear error when that is refused."""
-    lit = _literal(role)
+    lit = literal(role)
     return f"""DO $better$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {lit}) THEN
@@ -868,7 +865,7 @@ $better$;"""
 
 def _revoke_sql(table: str, privileges: str, keep: str) -> str:
     """Revoke ``privileges`` on ``table`` from every grantee except its owner and ``keep``."""
-    lit = _literal(keep)
+    lit = literal(keep)
     return f"""DO $better$
 DECLARE grantee text;
 BEGIN
@@ -876,7 +873,7 @@ BEGIN
     SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END
     FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
     LEFT JOIN pg_roles r ON r.oid = a.grantee
-    WHERE c.oid = {_literal(sql.qn(table))}::regclass AND a.grantee <> c.relowner
+    WHERE c.oid = {literal(sql.qn(table))}::regclass AND a.grantee <> c.relowner
       AND (r.rolname IS NULL OR r.rolname <> {lit})
   LOOP
     EXECUTE 'REVOKE {privileges} ON {sql.qn(table)} FROM ' || grantee;
@@ -909,7 +906,7 @@ def append_only_sql(role: str) -> str:
             "USING (true) WITH CHECK (true);",
         ]
     for table, allowed in PROTECTED_TABLES.items():
-        call = f"{TRIGGER_FUNCTION}({_literal(role)}, '{allowed}')"
+        call = f"{TRIGGER_FUNCTION}({literal(role)}, '{allowed}')"
         parts += [
             f"CREATE TRIGGER {TRIGGER_NAME} BEFORE UPDATE OR DELETE ON {sql.qn(table)}\n"
             f"  FOR EACH STATEMENT EXECUTE FUNCTION {call};",

@@ -276,6 +276,23 @@ _EXTRACTION_FAILED = "The actor of this request could not be determined."
 _NO_ACTOR = "This request names no actor."
 
 
+def _install(request: HttpRequest, extraction: Extraction) -> AuditContext:
+    """Build the request's context and keep the extraction on it for ``process_view``."""
+    extraction.context = build_context(request, extraction)
+    setattr(request, _STATE_ATTR, extraction)
+    return extraction.context
+
+
+def _to_check(request: HttpRequest, view_func: Any) -> Extraction | None:
+    """The request's extraction when ``FAIL_CLOSED`` must check it before ``view_func`` runs."""
+    if not audit_settings.FAIL_CLOSED or _is_optional(view_func):
+        return None
+    extraction: Extraction | None = getattr(request, _STATE_ATTR, None)
+    if extraction is None or extraction.context is None:
+        return None
+    return extraction
+
+
 # --- streaming ----------------------------------------------------------------------------------
 
 
@@ -299,10 +316,7 @@ class AuditContextMiddleware(HybridMiddleware):
         configured_extractors()
 
     def handle(self, request: HttpRequest) -> HttpResponseBase:
-        extraction = extract(request)
-        context = build_context(request, extraction)
-        extraction.context = context
-        setattr(request, _STATE_ATTR, extraction)
+        context = _install(request, extract(request))
         token = set_audit_context(context)
         try:
             response = self.get_response(request)
@@ -311,10 +325,7 @@ class AuditContextMiddleware(HybridMiddleware):
         return self._finish(response, context)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        extraction = await aextract(request)
-        context = build_context(request, extraction)
-        extraction.context = context
-        setattr(request, _STATE_ATTR, extraction)
+        context = _install(request, await aextract(request))
         token = set_audit_context(context)
         try:
             response = await self.get_response(request)
@@ -331,10 +342,8 @@ class AuditContextMiddleware(HybridMiddleware):
     def process_view(
         self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any
     ) -> HttpResponseBase | None:
-        if not audit_settings.FAIL_CLOSED or _is_optional(view_func):
-            return None
-        extraction: Extraction | None = getattr(request, _STATE_ATTR, None)
-        if extraction is None or extraction.context is None:
+        extraction = _to_check(request, view_func)
+        if extraction is None:
             return None
         if extraction.errors:
             return actor_required_response(_EXTRACTION_FAILED)
@@ -345,10 +354,8 @@ class AuditContextMiddleware(HybridMiddleware):
     async def _aprocess_view(
         self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any
     ) -> HttpResponseBase | None:
-        if not audit_settings.FAIL_CLOSED or _is_optional(view_func):
-            return None
-        extraction: Extraction | None = getattr(request, _STATE_ATTR, None)
-        if extraction is None or extraction.context is None:
+        extraction = _to_check(request, view_func)
+        if extraction is None:
             return None
         if extraction.errors:
             return actor_required_response(_EXTRACTION_FAILED)

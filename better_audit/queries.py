@@ -179,10 +179,6 @@ class AuditQuery:
     # --- evaluation ------------------------------------------------------------------------------
 
     @property
-    def order_given(self) -> bool:
-        return self._order_given
-
-    @property
     def queryset(self) -> QuerySet:
         """The filtered, ordered QuerySet (cursor applied, no limit)."""
         qs = self._filtered()

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import functools
 
+from better_core.roles import qn
+
 TABLE = "audit_logs"
 READ_POLICY = "rls_audit_read"
 INSERT_POLICY = "rls_audit_insert"
@@ -61,11 +63,6 @@ _CASTS = {
     "tenant_id": "::uuid",
 }
 ROW_PLACEHOLDER = "(" + ", ".join("%s" + _CASTS.get(column, "") for column in COLUMNS) + ")"
-
-
-def qn(name: str) -> str:
-    """Quote an SQL identifier (schema-qualified names are quoted part by part)."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
 
 
 @functools.lru_cache(maxsize=64)

@@ -116,6 +116,12 @@ class AuditedTable:
             return None
         return row.get(self.tenant_column)
 
+    def tenant_sql(self, source: str) -> str:
+        """The tenant column of a row of ``source`` in SQL (a NULL uuid for untenanted tables)."""
+        if self.tenant_column is None:
+            return "NULL::uuid"
+        return f"{source}.{sql.qn(self.tenant_column)}"
+
     def prep_pk(self, value: Any, using: str) -> Any:
         return self.pk_field.get_db_prep_value(value, connections[using], prepared=False)
 
