@@ -41,7 +41,6 @@ from email.mime.base import MIMEBase
 from email.utils import parseaddr
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -49,6 +48,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from better_core.tenancy import current_tenant_id, system_scope, tenancy_installed
 from better_mail.conf import mail_settings
 from better_mail.exceptions import (
     InvalidRecipient,
@@ -66,25 +66,8 @@ METADATA_KEY = "better_mail_id"
 # Scopes ---------------------------------------------------------------------------------------
 
 
-def tenant_installed() -> bool:
-    return apps.is_installed("better_tenant")
-
-
-def system_scope() -> contextlib.AbstractContextManager[Any]:
-    """A transaction in system mode (better_tenant installed) or a plain transaction."""
-    if tenant_installed():
-        from better_tenant import run_as_system
-
-        return run_as_system()
-    return transaction.atomic()
-
-
-def _current_tenant_id() -> uuid.UUID | None:
-    if not tenant_installed():
-        return None
-    from better_tenant import get_context
-
-    return get_context().tenant_id
+tenant_installed = tenancy_installed
+_current_tenant_id = current_tenant_id
 
 
 # send() ---------------------------------------------------------------------------------------

@@ -6,9 +6,11 @@ import uuid
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from django.apps import apps
 from django.db import connections, transaction
 
+from better_core.tenancy import current_tenant_id as core_current_tenant_id
+from better_core.tenancy import system_scope as core_system_scope
+from better_core.tenancy import tenancy_installed
 from better_webhooks.conf import webhook_settings
 
 
@@ -16,26 +18,13 @@ def alias() -> str:
     return webhook_settings.DATABASE
 
 
-def tenancy() -> bool:
-    return apps.is_installed("better_tenant")
+tenancy = tenancy_installed
+current_tenant_id = core_current_tenant_id
 
 
 def system_scope() -> AbstractContextManager[Any]:
     """A transaction that sees every tenant's webhook rows (RLS system mode with better_tenant)."""
-    if tenancy():
-        from better_tenant import run_as_system
-
-        return run_as_system(using=alias())
-    return transaction.atomic(using=alias())
-
-
-def current_tenant_id() -> uuid.UUID | None:
-    """The tenant in scope, or None (outside any tenant, or without better_tenant)."""
-    if not tenancy():
-        return None
-    from better_tenant import get_context
-
-    return get_context().tenant_id
+    return core_system_scope(using=alias())
 
 
 def to_tenant_id(value: Any) -> uuid.UUID | None:
