@@ -14,13 +14,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Install, start embedded PostgreSQL/Redis (unless DATABASE_URL/REDIS_URL are set), migrate,
-# load the demo tenants and serve on http://127.0.0.1:8000/.
+# Install; start the embedded PostgreSQL/Redis (unless DATABASE_URL/REDIS_URL are set); migrate as
+# the owner role; load the demo data; run runserver on 127.0.0.1:$(DEMO_PORT) beside a Celery worker
+# (and the webhook polling worker when webhooks do not go through Celery). Ctrl-C stops them all.
+DEMO_PORT ?= 8000
 demo: install
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py better_tenant seed --name "Acme" --slug acme --if-missing
-	$(PY) manage.py better_tenant seed --name "Globex" --slug globex --if-missing
-	$(PY) manage.py runserver 127.0.0.1:8000
+	$(PY) -m example_project.run_demo --port $(DEMO_PORT)
 
 # Install, start the services the tests use, run the whole suite.
 test: install

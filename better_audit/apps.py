@@ -41,6 +41,11 @@ class BetterAuditConfig(AppConfig):
 
             exempt_table(AuditLog._meta.db_table)
 
+        if apps.is_installed("better_console"):
+            from better_audit.console import register
+
+            register()
+
 
 def _reconfigure(*, setting: str, **kwargs: Any) -> None:
     if setting != "BETTER_AUDIT":

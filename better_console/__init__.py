@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ConsoleAutoApproveInProductionError",
+    "ConsoleConfigurationError",
     "ConsoleError",
     "ConsoleRequest",
     "ConsoleResponse",
@@ -13,11 +15,14 @@ __all__ = [
     "SessionInfo",
     "get_product",
     "products",
+    "purge_expired",
     "register_product",
     "unregister_product",
 ]
 
 _EXPORTS = {
+    "ConsoleAutoApproveInProductionError": "better_console.exceptions",
+    "ConsoleConfigurationError": "better_console.exceptions",
     "ConsoleError": "better_console.exceptions",
     "ConsoleRequest": "better_console.registry",
     "ConsoleResponse": "better_console.registry",
@@ -28,6 +33,7 @@ _EXPORTS = {
     "products": "better_console.registry",
     "register_product": "better_console.registry",
     "unregister_product": "better_console.registry",
+    "purge_expired": "better_console.sessions",
 }
 
 

@@ -44,3 +44,36 @@ class ConsoleError(Exception):
             body["code"] = self.code
         body.update(self.extra)
         return body
+
+
+class ConsoleSettingsError(ConsoleConfigurationError):
+    """A value of BETTER_CONSOLE that cannot be used; ``id`` is its system check id."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        id: str,
+        hint: str = "",
+        code: str = "INVALID_CONFIGURATION",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.id = id
+        self.hint = hint
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+class ConsoleAutoApproveInProductionError(ConsoleSettingsError):
+    """AUTO_APPROVE is on outside development and tests: the server refuses to start."""
+
+
+class ConsoleWeakSecretError(ConsoleSettingsError):
+    """The TOKEN_HASH secret is shorter than 32 characters outside development and tests."""
+
+
+class ConsoleWildcardEmailError(ConsoleSettingsError):
+    """MAGIC_LINK allows ``*`` outside development without ALLOW_UNAUTHENTICATED_EMAILS."""

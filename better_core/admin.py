@@ -64,6 +64,15 @@ def admin_scope(request: HttpRequest) -> Iterator[None]:
         yield
 
 
+def console_allows(user: Any, level: str) -> bool:
+    """Whether ``user`` holds console ``level`` (read/write/admin); True without better_console."""
+    if not apps.is_installed("better_console"):
+        return True
+    from better_console.permissions import has_console_level
+
+    return has_console_level(user, level)
+
+
 def render_in_scope(response: HttpResponse) -> HttpResponse:
     """Render a template response now, while the scope that produced it is still open."""
     # Templates evaluate querysets lazily; rendered after the scope closes they would see no rows.

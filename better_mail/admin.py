@@ -34,6 +34,7 @@ from django.utils.safestring import SafeString
 from better_core.admin import (
     EstimatedCountPaginator,
     admin_scope,
+    console_allows,
     distinct_value_filter,
     render_in_scope,
 )
@@ -173,9 +174,11 @@ class MailLogAdmin(admin.ModelAdmin):
         return False
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
-        # Resending mails people: it takes the right to change logs, not only to read them.
+        # Resending mails people: it takes the right to change logs, not only to read them,
+        # and console write access.
         opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+        may_change = request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+        return may_change and console_allows(request.user, "write")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [name for _, options in self.fieldsets for name in options["fields"]]

@@ -36,6 +36,11 @@ class BetterMailConfig(AppConfig):
 
             inspection.exempt_table(MailLog._meta.db_table)
 
+        if apps.is_installed("better_console"):
+            from better_mail.console import register
+
+            register()
+
 
 def _reconfigure(*, setting: str, **kwargs: Any) -> None:
     # Compiled templates depend on the fonts, the CSS mode and the apps' mail/ folders.

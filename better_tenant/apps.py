@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class BetterTenantConfig(AppConfig):
@@ -21,3 +21,8 @@ class BetterTenantConfig(AppConfig):
             from better_tenant import celery
 
             celery.connect()
+
+        if apps.is_installed("better_console"):
+            from better_tenant.console import register
+
+            register()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.apps import apps
 from django.core.exceptions import DisallowedHost, ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.http import HttpRequest
@@ -221,7 +222,9 @@ def plan() -> Plan:
         jwt_audience=tenant_settings.JWT_AUDIENCE,
         custom=custom,
         prefixes=_prefixes("PATH_PREFIXES"),
-        exempt=_prefixes("EXEMPT_PATHS"),
+        # The console protocol authenticates on its own and is never tenant-scoped.
+        exempt=_prefixes("EXEMPT_PATHS")
+        + (("/.well-known/better/",) if apps.is_installed("better_console") else ()),
     )
 
 

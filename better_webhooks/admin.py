@@ -27,6 +27,7 @@ from django.utils.safestring import SafeString
 from better_core.admin import (
     EstimatedCountPaginator,
     admin_scope,
+    console_allows,
     distinct_value_filter,
     distinct_values,
     render_in_scope,
@@ -293,8 +294,10 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
         return queryset.filter(condition), False
 
     def has_replay_permission(self, request: HttpRequest) -> bool:
+        # Replaying sends data out again: the change permission, and console write access.
         opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+        may_change = request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+        return may_change and console_allows(request.user, "write")
 
     @admin.action(description="Replay selected deliveries", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -27,3 +27,8 @@ class BetterWebhooksConfig(AppConfig):
 
             for model in (WebhookEndpoint, WebhookDelivery, WebhookDeliveryAttempt):
                 inspection.exempt_table(model._meta.db_table)
+
+        if apps.is_installed("better_console"):
+            from better_webhooks.console import register
+
+            register()

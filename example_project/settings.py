@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "better_audit",
     "better_webhooks",
     "better_mail",
+    "better_console",
     "example_project.projects",
 ]
 
@@ -46,6 +47,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "better_audit.middleware.AuditContextMiddleware",
     "better_tenant.middleware.TenantMiddleware",
 ]
 
@@ -75,7 +77,8 @@ _as_owner = env.str("DB_ROLE", default="") == "owner" or (
     and sys.argv[0].endswith("manage.py")
     and (
         sys.argv[1] in OWNER_COMMANDS
-        or sys.argv[1:3] in (["better_tenant", "init"], ["better_audit", "migrate"])
+        or sys.argv[1:3]
+        in (["better_tenant", "init"], ["better_audit", "migrate"], ["better_console", "migrate"])
     )
 )
 DATABASES = {"default": _owner_db if _as_owner else _runtime_db}
@@ -101,9 +104,75 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
 SPECTACULAR_SETTINGS = {"TITLE": "better example project API", "VERSION": "1.0.0"}
 
+# Signs and verifies the API's access tokens (example_project.projects.auth).
+JWT_KEY = env.str("JWT_KEY", default=SECRET_KEY)
+
 BETTER_TENANT = {
     "HEADER": "X-Tenant-ID",
     "PATH": "/t/:tenantId/*",
     "SUBDOMAIN": True,
-    "EXEMPT_PATHS": ["/admin/", "/static/", "/health"],
+    # The API's tokens name their tenant in the "tenant" claim.
+    "JWT_CLAIM": "tenant",
+    "JWT_KEY": JWT_KEY,
+    # Sign-up and sign-in come before any tenant; the webhook receiver is called by the sender.
+    "EXEMPT_PATHS": ["/admin/", "/static/", "/health", "/api/auth/", "/hooks/"],
+}
+
+# The example SaaS (example_project.projects): who changed what, tagged for compliance.
+BETTER_AUDIT = {
+    "TABLES": ["projects", "tasks", "memberships", "invites", "auth.User"],
+    "ACTOR_EXTRACTORS": [
+        ["better_audit.extractors.from_bearer_token", {"claim": "sub"}],
+        "better_audit.extractors.from_user",
+    ],
+    "JWT_KEY": JWT_KEY,
+    "ENRICHMENT": [
+        {"table": "projects", "operation": "*", "compliance": ["soc2"]},
+        {
+            "table": "projects",
+            "operation": "DELETE",
+            "label": "Project deleted",
+            "severity": "high",
+        },
+        {"table": "tasks", "operation": "*", "compliance": ["soc2"]},
+        {"table": "memberships", "operation": "*", "compliance": ["soc2"], "severity": "high"},
+        {"table": "invites", "operation": "*", "compliance": ["gdpr", "soc2"]},
+        {
+            "table": "auth.User",
+            "operation": "*",
+            "compliance": ["gdpr", "soc2"],
+            "redact": ["password"],
+            "description": "example_project.projects.audit.describe_user_change",
+        },
+    ],
+}
+
+BETTER_WEBHOOKS = {
+    # `manage.py better_webhooks generate-key`; with DEBUG and none, a key derived from SECRET_KEY.
+    "ENCRYPTION_KEYS": env.list("WEBHOOK_ENCRYPTION_KEYS", default=[]),
+    # The demo's receiver is this server on 127.0.0.1.
+    "ALLOW_HTTP_LOCALHOST": DEBUG,
+}
+
+# Mails go to files in .data/mail unless EMAIL_BACKEND names another backend (SMTP, anymail).
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = BASE_DIR / ".data" / "mail"
+
+# better_console: auto-approve while developing; in production, magic link codes to the addresses
+# in BETTER_CONSOLE_ALLOWED_EMAILS. The fixed hash below signs development sessions only.
+_DEV_CONSOLE_TOKEN_HASH = "sha256:" + "5d0c9a1e" * 8
+BETTER_CONSOLE = {
+    "TOKEN_HASH": env.str(
+        "BETTER_CONSOLE_TOKEN_HASH", default=_DEV_CONSOLE_TOKEN_HASH if DEBUG else ""
+    ),
+    "AUTO_APPROVE": DEBUG,
+    "MAGIC_LINK": (
+        {"ALLOWED_EMAILS": env.str("BETTER_CONSOLE_ALLOWED_EMAILS")}
+        if env.str("BETTER_CONSOLE_ALLOWED_EMAILS", default="")
+        else None
+    ),
+    "ALLOWED_ORIGINS": [
+        "https://console.usebetter.dev",
+        *(["http://localhost:5173"] if DEBUG else []),
+    ],
 }

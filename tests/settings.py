@@ -48,3 +48,11 @@ BETTER_WEBHOOKS = {
 
 # better_mail: mails stay in django.core.mail.outbox (tests switch to anymail's test backend).
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+# better_console: a fixed signing hash, both sign-in methods (tests switch with override_settings).
+BETTER_CONSOLE = {
+    "TOKEN_HASH": "sha256:" + "c0ffee00" * 8,
+    "AUTO_APPROVE": True,
+    "MAGIC_LINK": {"ALLOWED_EMAILS": ["admin@example.com", "*@ops.example.com"]},
+    "ALLOWED_ORIGINS": ["https://console.usebetter.dev", "http://localhost:5173"],
+}

@@ -1,0 +1,178 @@
+"""The suite's console products over HTTP: bearer sessions, permission levels, JSON and streams."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from django.utils import timezone
+
+from better_console.testing import ALL_PERMISSIONS, auth_headers, session_token
+from better_mail.models import MailLog, MailStatus
+from better_tenant import api, run_as, run_as_system
+from better_tenant.models import Tenant
+from better_webhooks.endpoints import create_endpoint
+from better_webhooks.events import register_event, unregister_event
+from better_webhooks.models import WebhookDelivery, WebhookEndpoint
+from better_webhooks.sending import send
+from tests.testapp.models import Invoice
+
+pytestmark = pytest.mark.django_db
+
+BASE = "/.well-known/better"
+
+
+@pytest.fixture(autouse=True)
+def catalog():
+    register_event("order.created", "An order was placed.")
+    yield
+    unregister_event("order.created")
+
+
+@pytest.fixture
+def as_level(db):
+    """Test client keyword arguments of a stored session with the given permission levels."""
+
+    def make(permissions=ALL_PERMISSIONS):
+        return auth_headers(session_token(permissions))
+
+    return make
+
+
+def send_json(client, method, path, body, auth):
+    return getattr(client, method)(
+        BASE + path, data=json.dumps(body), content_type="application/json", **auth
+    )
+
+
+def test_capabilities_list_the_four_products(client):
+    products = client.get(f"{BASE}/console/capabilities").json()["products"]
+    assert {"tenant", "audit", "webhooks", "mail"} <= set(products)
+
+
+def test_a_product_route_needs_a_session(client):
+    response = client.get(f"{BASE}/tenant/tenants")
+    assert response.status_code == 401
+    assert "error" in response.json()
+
+
+def test_tenants_read_create_and_delete_by_level(client, as_level):
+    api.create_tenant("Acme Corp", "acme")
+    response = client.get(f"{BASE}/tenant/tenants", {"search": "acme"}, **as_level("read"))
+    assert response.status_code == 200
+    assert [t["slug"] for t in response.json()["data"]] == ["acme"]
+
+    refused = send_json(client, "post", "/tenant/tenants", {"name": "Globex"}, as_level("read"))
+    assert refused.status_code == 403
+    assert refused.json() == {"error": "Insufficient permissions"}
+    assert not Tenant.objects.filter(slug="globex").exists()
+
+    created = send_json(client, "post", "/tenant/tenants", {"name": "Globex"}, as_level("write"))
+    assert created.status_code == 201
+    globex = Tenant.objects.get(pk=created.json()["id"])
+    assert globex.slug == "globex"
+
+    path = f"{BASE}/tenant/tenants/{globex.pk}"
+    assert client.delete(path, **as_level("write")).status_code == 403
+    assert Tenant.objects.filter(pk=globex.pk).exists()
+    deleted = client.delete(path, **as_level("admin"))
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert not Tenant.objects.filter(pk=globex.pk).exists()
+
+
+def test_bad_input_is_a_json_400_with_a_code(client, as_level):
+    api.create_tenant("Acme Corp", "acme")
+    response = send_json(
+        client, "post", "/tenant/tenants", {"name": "Acme", "slug": "acme"}, as_level("write")
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "DUPLICATE_TENANT_SLUG"
+    response = client.get(f"{BASE}/tenant/tenants", {"limit": "999"}, **as_level())
+    assert response.status_code == 400
+    assert response.json()["code"] == "INVALID_LIMIT" and "limit" in response.json()["error"]
+    response = client.get(f"{BASE}/tenant/tenants/{uuid.uuid4()}", **as_level())
+    assert (response.status_code, response.json()["code"]) == (404, "TENANT_NOT_FOUND")
+
+
+def test_audit_logs_narrowed_by_tenant_and_exported(client, as_level, tenant, other_tenant):
+    with run_as(tenant):
+        Invoice.objects.create(number="A-1")
+    with run_as(other_tenant):
+        Invoice.objects.create(number="B-1")
+    auth = as_level("read")
+    every = client.get(f"{BASE}/audit/logs", **auth).json()["data"]
+    assert {e["tenantId"] for e in every} == {str(tenant.pk), str(other_tenant.pk)}
+    mine = client.get(f"{BASE}/audit/logs", {"tenantId": str(tenant.pk)}, **auth).json()["data"]
+    assert [e["tenantId"] for e in mine] == [str(tenant.pk)]
+    assert mine[0]["afterData"]["number"] == "A-1"
+
+    export = client.get(
+        f"{BASE}/audit/export", {"format": "ndjson", "tenantId": str(other_tenant.pk)}, **auth
+    )
+    assert export.status_code == 200
+    assert export["Content-Type"] == "application/x-ndjson"
+    lines = [json.loads(line) for line in b"".join(export.streaming_content).splitlines()]
+    assert [row["after_data"]["number"] for row in lines[:-1]] == ["B-1"]
+    assert "_chain_head" in lines[-1]
+
+
+def test_webhook_writes_by_level_and_no_secret_in_reads(client, as_level, tenant):
+    body = {"url": "https://hooks.example.com/h", "events": ["order.created"]}
+    assert (
+        send_json(client, "post", "/webhooks/endpoints", body, as_level("read")).status_code == 403
+    )
+    with run_as_system():
+        assert not WebhookEndpoint.objects.exists()
+    created = send_json(
+        client,
+        "post",
+        "/webhooks/endpoints",
+        {**body, "tenantId": str(tenant.pk)},
+        as_level("write"),
+    )
+    assert created.status_code == 201
+    assert created.json()["secret"].startswith("whsec_")
+    endpoint_id = created.json()["id"]
+    read = client.get(f"{BASE}/webhooks/endpoints/{endpoint_id}", **as_level("read"))
+    assert read.status_code == 200 and "secret" not in read.json()
+    assert read.json()["tenantId"] == str(tenant.pk)
+    path = f"{BASE}/webhooks/endpoints/{endpoint_id}"
+    assert client.delete(path, **as_level("write")).status_code == 403
+    assert client.delete(path, **as_level("admin")).status_code == 204
+    with run_as_system():
+        assert not WebhookEndpoint.objects.filter(pk=endpoint_id).exists()
+
+
+def test_webhook_retry_needs_write(client, as_level, tenant):
+    with run_as(tenant):
+        create_endpoint("https://hooks.example.com/h", ["*"])
+        [delivery] = send("order.created", {"n": 1})
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(status="failed")
+    path = f"{BASE}/webhooks/deliveries/{delivery.pk}/retry"
+    assert client.post(path, **as_level("read")).status_code == 403
+    response = client.post(path, **as_level("write"))
+    assert response.status_code == 202 and response.json()["status"] == "pending"
+    with run_as_system():
+        assert WebhookDelivery.objects.get(pk=delivery.pk).status == "pending"
+
+
+def test_mail_resend_needs_write_and_stats_need_read(client, as_level, tenant):
+    with run_as_system():
+        log = MailLog.objects.create(
+            tenant_id=tenant.pk,
+            template="welcome",
+            to=["ada@example.com"],
+            subject="Welcome",
+            status=MailStatus.SENT,
+            html_body="<p>Hi</p>",
+            sent_at=timezone.now(),
+        )
+    path = f"{BASE}/mail/logs/{log.pk}/resend"
+    assert client.post(path, **as_level("read")).status_code == 403
+    response = client.post(path, **as_level("write"))
+    assert response.status_code == 202
+    stats = client.get(f"{BASE}/mail/stats", {"tenantId": str(tenant.pk)}, **as_level("read"))
+    assert stats.json()["byStatus"]["sent"] == 1 and stats.json()["byStatus"]["queued"] == 1
+    with run_as_system():
+        assert MailLog.objects.filter(metadata__resent_from=str(log.pk)).count() == 1

@@ -1,0 +1,1 @@
+"""Browser tests: the admin driven through Debian's Chromium."""
