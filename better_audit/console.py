@@ -31,6 +31,7 @@ from django.http import StreamingHttpResponse
 from better_audit.exports import export_response
 from better_audit.models import AuditLog
 from better_audit.queries import ORDERS, AuditQuery, max_query_limit, query
+from better_audit.sql import COLUMNS
 from better_audit.statistics import MAX_DAYS, stats
 from better_console.products import (
     MAX_LIMIT,
@@ -50,26 +51,8 @@ from better_console.products import (
 )
 from better_console.registry import ConsoleRequest, ConsoleResponse, Endpoint, register_product
 
-FIELDS = (
-    "id",
-    "timestamp",
-    "table_name",
-    "operation",
-    "record_id",
-    "actor_id",
-    "before_data",
-    "after_data",
-    "label",
-    "description",
-    "severity",
-    "compliance",
-    "notify",
-    "reason",
-    "metadata",
-    "redacted_fields",
-    "correlation_id",
-    "tenant_id",
-)
+# Every column but the diff, whose keys are camelised on their own (see _entry).
+FIELDS = tuple(column for column in COLUMNS if column != "diff")
 EXPORT_FORMATS = ("json", "ndjson", "csv")
 MAX_TOP = 100
 

@@ -29,6 +29,7 @@ from django.core.signals import setting_changed
 from better_console.exceptions import ConsoleSettingsError
 from better_console.registry import PERMISSIONS
 from better_console.tokens import MIN_SECRET_LENGTH, is_valid_token_hash, secret_from_hash
+from better_core import rates
 from better_core.durations import parse_duration
 from better_core.settings import AppSettings, SettingsError, check_callable
 
@@ -83,8 +84,6 @@ MAX_LIFETIME = 7 * 86400
 # A magic link (its code, its verification and its claim) is good for this long.
 MAGIC_LINK_LIFETIME = 600
 
-_RATE_PERIODS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400}
-_RATE = re.compile(r"^(\d+)/(\d*)([a-z]+)$")
 _ORIGIN = re.compile(r"^https?://[^/\s?#]+/?$", re.IGNORECASE)
 
 
@@ -183,16 +182,14 @@ def parse_rate(value: Any, key: str) -> tuple[int, int] | None:
     """``"20/min"`` -> (20, 60); also ``"5/10s"``, ``"100/h"``, ``"1000/d"``; None stays None."""
     if value is None:
         return None
-    match = _RATE.match(str(value).replace(" ", "").lower())
-    unit = match and _RATE_PERIODS.get(match.group(3))
-    if not match or not unit or int(match.group(1)) < 1:
+    try:
+        return rates.parse_rate(value)
+    except ValueError:
         raise ConsoleSettingsError(
             f"BETTER_CONSOLE[{key!r}] = {value!r} is not a rate.",
             id="better_console.E011",
-            hint="Use '<count>/<period>' with a period of s, min (or m), h or d, e.g. '20/min' "
-            "or '5/10s'; None turns throttling off.",
-        )
-    return int(match.group(1)), int(match.group(2) or 1) * unit
+            hint=f"Use {rates.RATE_HELP}; None turns throttling off.",
+        ) from None
 
 
 def parse_lifetime(value: Any) -> int:

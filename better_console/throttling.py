@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import time
+import math
 from dataclasses import dataclass
 
 from django.core.cache import caches
 from django.http import HttpRequest
+
+from better_core import rates
 
 
 @dataclass(frozen=True)
@@ -38,17 +40,7 @@ def hit(scope: str, ident: str, rate: tuple[int, int] | None, cache_alias: str) 
     if rate is None:
         return Verdict(True)
     limit, period = rate
-    now = time.time()
-    window = int(now // period)
-    key = f"better_console:throttle:{scope}:{period}:{window}:{ident}"
-    cache = caches[cache_alias]
-    cache.add(key, 0, timeout=period + 1)
-    try:
-        count = cache.incr(key)
-    except ValueError:
-        # The counter expired between add() and incr(): this request opens the window.
-        cache.add(key, 1, timeout=period + 1)
-        count = 1
-    if count <= limit:
+    window = rates.hit(caches[cache_alias], f"better_console:throttle:{scope}:{ident}", period)
+    if window.used <= limit:
         return Verdict(True)
-    return Verdict(False, max(1, int((window + 1) * period - now + 0.999)))
+    return Verdict(False, max(1, math.ceil(window.resets_in)))

@@ -33,7 +33,6 @@ import importlib.util
 import json
 import logging
 import smtplib
-import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -48,6 +47,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from better_core import rates
 from better_core.tenancy import current_tenant_id, system_scope, tenancy_installed
 from better_mail.conf import mail_settings
 from better_mail.exceptions import (
@@ -744,24 +744,16 @@ def cancel(log: Any) -> bool:
 
 # Rate limit -----------------------------------------------------------------------------------
 
-_PERIODS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400}
-
 
 def parse_rate(value: str) -> tuple[int, int]:
     """``"100/m"`` -> (100, 60); also ``"10/s"``, ``"5000/h"``, ``"20/10s"``."""
     try:
-        count_text, period_text = str(value).replace(" ", "").split("/")
-        digits = "".join(ch for ch in period_text if ch.isdigit())
-        unit = period_text[len(digits) :]
-        count, period = int(count_text), int(digits or 1) * _PERIODS[unit]
-    except (ValueError, KeyError):
+        return rates.parse_rate(value)
+    except ValueError:
         raise MailConfigurationError(
-            f"BETTER_MAIL['RATE_LIMIT'] = {value!r} is not a rate. Use '<count>/<period>' with "
-            "a period of s, m, h or d, e.g. '100/m' or '20/10s'."
+            f"BETTER_MAIL['RATE_LIMIT'] = {value!r} is not a rate. Use {rates.RATE_HELP}; "
+            "a rate allows at least one mail."
         ) from None
-    if count < 1:
-        raise MailConfigurationError("BETTER_MAIL['RATE_LIMIT'] must allow at least one mail.")
-    return count, period
 
 
 def take_rate_slots(wanted: int) -> tuple[int, float]:
@@ -776,18 +768,9 @@ def take_rate_slots(wanted: int) -> tuple[int, float]:
     from django.core.cache import cache
 
     count, period = parse_rate(rate)
-    now = time.time()
-    window = int(now // period)
-    key = f"better_mail:rate:{period}:{window}"
-    cache.add(key, 0, timeout=period * 2)
-    try:
-        used = cache.incr(key, wanted)
-    except ValueError:
-        # The key expired between add() and incr(): these sends open the window.
-        cache.add(key, wanted, timeout=period * 2)
-        used = wanted
-    granted = max(0, min(wanted, count - (used - wanted)))
-    return granted, max((window + 1) * period - now, 0.01)
+    window = rates.hit(cache, "better_mail:rate", period, wanted)
+    granted = max(0, min(wanted, count - (window.used - wanted)))
+    return granted, window.resets_in
 
 
 def queued_count() -> int:
