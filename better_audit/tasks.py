@@ -7,6 +7,9 @@ from typing import Any
 from celery import shared_task
 from django.db import DatabaseError
 
+# Celery's autodiscovery imports <app>.tasks only: this registers the sealing tasks beside it.
+from better_audit import integrity_tasks  # noqa: F401
+
 MAX_RETRIES = 3
 
 
