@@ -21,6 +21,10 @@ DEMO_PORT ?= 8000
 demo: install
 	$(PY) -m example_project.run_demo --port $(DEMO_PORT)
 
+# Stop the embedded PostgreSQL and Redis that `make demo` and `make test` leave running in .data/.
+stop-services:
+	$(PY) -m example_project.run_demo --stop-services
+
 # Install, start the services the tests use, run the whole suite.
 test: install
 	$(PY) -m pytest

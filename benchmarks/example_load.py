@@ -1,13 +1,13 @@
 """Bounded load test of the example SaaS: its tenant-scoped API on loopback, beside a baseline.
 
-The example project (``example_project.settings``: every middleware, audit, JWT, row-level
-security) runs in a server process of its own (Django's threaded WSGI server on 127.0.0.1, HTTP/1.1
-keep-alive, persistent database connections, ``DEBUG`` turned off once the apps are loaded) on a database of its own
-(``bench_example``: created when missing, migrated as the owner role, used as the application
-role; ``--drop`` removes it afterwards). Two tenants (Acme and Globex of ``manage.py demo_data``)
-get ``--projects`` projects each. This process signs in as alice (Acme) and bob (Globex) through
-``POST /api/auth/token`` and sends ``--requests`` requests per variant from ``--concurrency``
-threads, each thread on its own connection, alternating the two tenants:
+The example project (``example_project.settings``: every middleware, audit, JWT, row-level security)
+runs in a server process of its own (Django's threaded WSGI server on 127.0.0.1, HTTP/1.1
+keep-alive, persistent database connections, ``DEBUG`` turned off once the apps are loaded) on a
+database of its own (``bench_example``: created when missing, migrated as the owner role, used as
+the application role; ``--drop`` removes it afterwards). Two tenants (Acme and Globex of ``manage.py
+demo_data``) get ``--projects`` projects each. This process signs in as alice (Acme) and bob
+(Globex) through ``POST /api/auth/token`` and sends ``--requests`` requests per variant from
+``--concurrency`` threads, each thread on its own connection, alternating the two tenants:
 
 * ``api``: ``GET /api/projects?limit=<page>``, the SaaS's list view. TenantMiddleware resolves
   the tenant from the token and runs the view in its transaction; DRF authenticates the token
@@ -25,7 +25,7 @@ The last line gives both rates and their ratio. The absolute figures are those o
 development server sharing the machine's cores with PostgreSQL and this client; the ratio is the
 cost of the tenancy (tenant resolution, the transaction around the view, the membership check,
 RLS) on top of the same authentication, serialization and middleware. Usage:
-``python benchmarks/example_load.py [--requests 2000] [--concurrency 4] [--projects 200]
+``python benchmarks/example_load.py [--requests 500] [--concurrency 4] [--projects 200]
 [--page 20] [--rounds 4] [--database bench_example] [--drop]``.
 """
 
@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -182,6 +183,12 @@ def serve(database: str) -> None:
     settings.ROOT_URLCONF = urls.__name__
 
     class QuietHandler(WSGIRequestHandler):
+        def setup(self) -> None:
+            super().setup()
+            # wsgiref writes the headers and the body separately: without this, Nagle's algorithm
+            # holds the body back until the client's delayed ACK (40 ms) of the headers.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def log_message(self, *args: Any) -> None:
             pass
 
@@ -376,7 +383,7 @@ def probe_other_tenants(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000, help="requests per variant")
+    parser.add_argument("--requests", type=int, default=500, help="requests per variant")
     parser.add_argument("--concurrency", type=int, default=4, help="client threads")
     parser.add_argument("--projects", type=int, default=200, help="projects per tenant")
     parser.add_argument("--page", type=int, default=20, help="rows per page (1-200)")

@@ -3,7 +3,7 @@
 ``python -m example_project.run_demo`` (what ``make demo`` runs). With no DATABASE_URL / REDIS_URL
 the example settings start the embedded PostgreSQL and Redis in ``.data/``. Every child runs in a
 process group of its own, so stopping the demo (Ctrl-C, SIGTERM, SIGHUP, or one child dying)
-ends each child together with whatever it started (runserver's reloader, Celery's pool).
+ends each child together with whatever it started (Celery's pool, for one).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import hashlib
 import os
 import signal
 import socket
@@ -182,10 +183,14 @@ class Supervisor:
             if self.force.is_set() or time.monotonic() > deadline:
                 for child in self.children:
                     child.signal_group(signal.SIGKILL)
-                # After SIGKILL only the reaping is left; it cannot be refused.
+                # SIGKILL cannot be refused: wait for the leaders, and a moment for the rest of
+                # their groups, which the init process reaps.
                 for child in self.children:
                     if child.process is not None:
                         child.process.wait()
+                settle = time.monotonic() + 2
+                while any(c.group_alive() for c in self.children) and time.monotonic() < settle:
+                    time.sleep(0.05)
                 break
             time.sleep(0.05)
         for child in self.children:
@@ -346,6 +351,39 @@ def _celery_ping(node: str) -> Callable[[], bool]:
     return ready
 
 
+def _start_workers(supervisor: Supervisor) -> list[str]:
+    """A Celery worker on the project's queues, and the webhook polling runner when webhooks do
+    not go through Celery; returns the lines that describe them."""
+    from better_webhooks.sending import celery_enabled
+
+    queues = _queues()
+    node = f"demo-{os.getpid()}@{socket.gethostname()}"
+    celery = supervisor.start(
+        Child(
+            "celery",
+            [
+                sys.executable, "-m", "celery", "-A", "example_project", "worker",
+                "--loglevel=INFO", "--concurrency=2", "-n", node, "-Q", ",".join(queues),
+                "--without-gossip", "--without-mingle",
+            ],
+            LOG_DIR / "celery.log",
+        )
+    )  # fmt: skip
+    lines = [f"  celery worker   queues {', '.join(queues)}   log .data/demo/celery.log"]
+    if not celery_enabled():
+        supervisor.start(
+            Child(
+                "webhooks",
+                [sys.executable, MANAGE, "better_webhooks", "worker"],
+                LOG_DIR / "webhooks.log",
+            )
+        )
+        lines.append("  webhook worker  polling runner   log .data/demo/webhooks.log")
+    _say(f"· celery worker ({', '.join(queues)})")
+    _wait_until(_celery_ping(node), celery, supervisor, "answer to a ping")
+    return lines
+
+
 def run(host: str, port: int, *, worker: bool = True) -> int:
     """Bring the demo up and keep it running until stopped; returns the exit code."""
     if not _port_free(host, port):
@@ -367,35 +405,7 @@ def run(host: str, port: int, *, worker: bool = True) -> int:
         tour = _prepare(supervisor, base)
         if supervisor.stopping.is_set():
             return 0
-        lines = []
-        if worker:
-            from better_webhooks.sending import celery_enabled
-
-            queues = _queues()
-            node = f"demo-{os.getpid()}@{socket.gethostname()}"
-            celery = supervisor.start(
-                Child(
-                    "celery",
-                    [
-                        sys.executable, "-m", "celery", "-A", "example_project", "worker",
-                        "--loglevel=INFO", "--concurrency=2", "-n", node, "-Q", ",".join(queues),
-                        "--without-gossip", "--without-mingle",
-                    ],
-                    LOG_DIR / "celery.log",
-                )
-            )  # fmt: skip
-            lines.append(
-                f"  celery worker   queues {', '.join(queues)}   log .data/demo/celery.log"
-            )
-            if not celery_enabled():
-                supervisor.start(
-                    Child(
-                        "webhooks",
-                        [sys.executable, MANAGE, "better_webhooks", "worker"],
-                        LOG_DIR / "webhooks.log",
-                    )
-                )
-                lines.append("  webhook worker  polling runner   log .data/demo/webhooks.log")
+        # The web server first: the worker may deliver webhooks to its /hooks/ right away.
         web = supervisor.start(
             Child(
                 "runserver", [sys.executable, MANAGE, "runserver", f"{host}:{port}", "--noreload"]
@@ -403,8 +413,7 @@ def run(host: str, port: int, *, worker: bool = True) -> int:
         )
         _say(f"· runserver {host}:{port}")
         _wait_until(lambda: _answers(f"{base}/health"), web, supervisor, "answer on /health")
-        if worker:
-            _wait_until(_celery_ping(node), celery, supervisor, "answer to a ping")
+        lines = _start_workers(supervisor) if worker and not supervisor.stopping.is_set() else []
         if supervisor.stopping.is_set():
             return 0
         _say()
@@ -432,6 +441,46 @@ def run(host: str, port: int, *, worker: bool = True) -> int:
         supervisor.stop()
 
 
+def _service_pid(pid_file: Path, name: str, *markers: str) -> int | None:
+    """The pid in ``pid_file`` when that process is still the ``name`` server of this folder."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, ValueError, IndexError):
+        return None
+    # A stale pid file may name an unrelated process that reused the pid: check what it runs.
+    places = (str(pid_file.parent), *markers)
+    return pid if name in cmdline and any(place in cmdline for place in places) else None
+
+
+def stop_services(data_dir: Path = ROOT / ".data") -> int:
+    """Stop the embedded PostgreSQL (fast shutdown) and Redis that run from ``data_dir``."""
+    redis_dir = (data_dir / "redis").resolve()
+    # The short socket name better_core.embedded.start_redis uses when the folder's path is long.
+    short_socket = f"better-redis-{hashlib.sha256(str(redis_dir).encode()).hexdigest()[:12]}"
+    targets = [
+        ("PostgreSQL", _service_pid(data_dir / "pg" / "postmaster.pid", "postgres"), signal.SIGINT),
+        (
+            "Redis",
+            _service_pid(redis_dir / "redis.pid", "redis-server", short_socket),
+            signal.SIGTERM,
+        ),
+    ]
+    for name, pid, signum in targets:
+        if pid is None:
+            _say(f"· embedded {name} is not running")
+            continue
+        os.kill(pid, signum)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if Path(f"/proc/{pid}").exists():
+            _say(f"✗ embedded {name} (pid {pid}) did not stop within 30 s")
+            return 1
+        _say(f"✓ stopped the embedded {name} (pid {pid})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m example_project.run_demo",
@@ -442,7 +491,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-worker", action="store_true", help="start no Celery or webhook worker"
     )
+    parser.add_argument(
+        "--stop-services",
+        action="store_true",
+        help="stop the embedded PostgreSQL and Redis of .data/ and exit",
+    )
     options = parser.parse_args(argv)
+    if options.stop_services:
+        return stop_services()
     return run(options.host, options.port, worker=not options.no_worker)
 
 

@@ -4,25 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
 from rest_framework import exceptions, status
-from rest_framework.response import Response
 
-#: Error codes of the DRF exceptions, by class (the first match in this order wins).
-_CODES: tuple[tuple[type[exceptions.APIException], str], ...] = (
-    (exceptions.ValidationError, "VALIDATION_ERROR"),
-    (exceptions.ParseError, "INVALID_JSON"),
-    (exceptions.NotAuthenticated, "UNAUTHORIZED"),
-    (exceptions.AuthenticationFailed, "UNAUTHORIZED"),
-    (exceptions.PermissionDenied, "FORBIDDEN"),
-    (exceptions.NotFound, "NOT_FOUND"),
-    (exceptions.MethodNotAllowed, "METHOD_NOT_ALLOWED"),
-    (exceptions.NotAcceptable, "NOT_ACCEPTABLE"),
-    (exceptions.UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE"),
-    (exceptions.Throttled, "RATE_LIMITED"),
-)
+# The API answers every error in the suite's shape; ApiError's code is its ``error_code``.
+from better_core.drf import exception_handler  # noqa: F401
 
 
 class ApiError(exceptions.APIException):
@@ -42,47 +27,3 @@ def not_found(what: str, value: Any) -> ApiError:
         "NOT_FOUND",
         status.HTTP_404_NOT_FOUND,
     )
-
-
-def _first_message(detail: Any, prefix: str = "") -> str:
-    """The first message of a (nested) DRF error detail, prefixed with the field it concerns."""
-    if isinstance(detail, dict):
-        for key, value in detail.items():
-            label = "" if key == "non_field_errors" else f"{prefix}{key}"
-            return _first_message(value, f"{label}." if label else prefix)
-    if isinstance(detail, list):
-        for index, value in enumerate(detail):
-            if isinstance(value, (dict, list)) and value:
-                return _first_message(value, f"{prefix}{index}.")
-            if value:
-                return _first_message(value, prefix)
-        return "Invalid input."
-    field = prefix.rstrip(".")
-    return f"{field}: {detail}" if field else str(detail)
-
-
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Render API errors as ``{"error", "code"}`` (plus ``details`` for field errors)."""
-    if isinstance(exc, Http404):
-        exc = exceptions.NotFound(str(exc) or "Not found.")
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied(str(exc) or None)
-    elif isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(exc.messages)
-    if not isinstance(exc, exceptions.APIException):
-        return None
-    if isinstance(exc, ApiError):
-        code = exc.error_code
-    else:
-        code = next((name for cls, name in _CODES if isinstance(exc, cls)), "BAD_REQUEST")
-    body: dict[str, Any] = {"error": _first_message(exc.detail), "code": code}
-    if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
-        body["details"] = exc.detail
-    elif getattr(exc, "details", None):
-        body["details"] = exc.details
-    headers: dict[str, str] = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None) is not None:
-        headers["Retry-After"] = str(int(exc.wait))
-    return Response(body, status=exc.status_code, headers=headers)

@@ -108,20 +108,25 @@ class JWTAuthentication(BaseAuthentication):
                 "The access token was issued for another tenant than the one this request names.",
                 code="TENANT_MISMATCH",
             )
-        user = get_user_model().objects.filter(pk=int(claims["sub"]), is_active=True).first()
-        if user is None:
+        from example_project.projects.models import Membership
+
+        # One query for the user and the membership; row-level security confines the membership
+        # to the request's tenant.
+        user_id = int(claims["sub"])
+        membership = (
+            Membership.objects.select_related("user")
+            .filter(user_id=user_id, user__is_active=True)
+            .first()
+        )
+        if membership is not None:
+            return membership.user, AccessToken(claims, membership)
+        if not get_user_model().objects.filter(pk=user_id, is_active=True).exists():
             raise AuthenticationFailed(
                 "The token's user no longer exists or is inactive.", code="USER_INACTIVE"
             )
-        from example_project.projects.models import Membership
-
-        # Row-level security confines this to the request's tenant.
-        membership = Membership.objects.filter(user=user).first()
-        if membership is None:
-            raise PermissionDenied(
-                "The token's user is not a member of this tenant.", code="NOT_A_MEMBER"
-            )
-        return user, AccessToken(claims, membership)
+        raise PermissionDenied(
+            "The token's user is not a member of this tenant.", code="NOT_A_MEMBER"
+        )
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'

@@ -252,9 +252,9 @@ def obtain_token(email: str, password: str, tenant: str) -> Issued:
         raise ServiceError("Wrong email or password.", "INVALID_CREDENTIALS", 401)
     not_member = ServiceError(f"{user.email} is not a member of {tenant!r}.", "NOT_A_MEMBER", 403)
     tenant_id = resolve_to_id(tenant)
-    if tenant_id is None:
+    row = Tenant.objects.filter(pk=tenant_id).first() if tenant_id is not None else None
+    if row is None:
         raise not_member
-    row = Tenant.objects.get(pk=tenant_id)
     with run_as(row):
         membership = Membership.objects.filter(user=user).first()
     if membership is None:

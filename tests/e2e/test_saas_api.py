@@ -7,8 +7,10 @@ from types import SimpleNamespace
 
 import jwt
 import pytest
+from django.contrib.auth import get_user_model
 
 from better_tenant import run_as
+from better_tenant.models import Tenant
 from example_project.projects import demo
 from example_project.projects.auth import signing_key
 from example_project.projects.models import Membership, Project, Task
@@ -107,7 +109,9 @@ def test_sign_up_creates_a_tenant_owned_by_the_new_user(saas):
 def test_sign_up_refusals(saas, body, status, code):
     response = saas.api("POST", "/api/auth/signup", body)
     assert (response.status_code, response.json()["code"]) == (status, code), response.content
-    assert not Membership.objects.exists()  # no tenant in scope: RLS shows none anyway
+    # Nothing of a refused sign-up stays: no account, no tenant, no membership.
+    assert not get_user_model().objects.filter(email="dan@x.test").exists()
+    assert set(Tenant.objects.values_list("slug", flat=True)) == {"acme", "globex"}
     with run_as(saas.acme):
         assert Membership.objects.count() == 1
 

@@ -100,3 +100,56 @@ class AuditEntrySerializer(serializers.Serializer):
     compliance = serializers.ListField(child=serializers.CharField())
     redacted_fields = serializers.ListField(child=serializers.CharField())
     correlation_id = serializers.CharField(allow_null=True)
+
+
+# --- response shapes (for the OpenAPI document) ---------------------------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()
+    code = serializers.CharField(help_text="UPPER_SNAKE error code")
+    details = serializers.DictField(required=False)
+
+
+class SignupResponseSerializer(serializers.Serializer):
+    user = UserSerializer()
+    tenant = TenantSerializer()
+    role = serializers.CharField()
+    welcome_mail = serializers.UUIDField(help_text="id of the welcome mail in mail_logs")
+
+
+class TokenResponseSerializer(serializers.Serializer):
+    access = serializers.CharField(help_text="JWT: sub, email, tenant, role, iat, exp")
+    token_type = serializers.CharField()
+    expires_in = serializers.IntegerField()
+    tenant = TenantSerializer()
+    user = UserSerializer()
+    role = serializers.CharField()
+
+
+class MeSerializer(serializers.Serializer):
+    user = UserSerializer()
+    tenant = TenantSerializer()
+    role = serializers.CharField()
+
+
+class ProjectPageSerializer(serializers.Serializer):
+    data = ProjectSerializer(many=True)
+    has_more = serializers.BooleanField()
+
+
+class TaskPageSerializer(serializers.Serializer):
+    data = TaskSerializer(many=True)
+    has_more = serializers.BooleanField()
+
+
+class InviteResponseSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    email = serializers.EmailField()
+    role = serializers.CharField()
+    invite = serializers.CharField(help_text="the signed invite token, shown once")
+
+
+class AuditPageSerializer(serializers.Serializer):
+    data = AuditEntrySerializer(many=True)
+    next_cursor = serializers.CharField(allow_null=True)

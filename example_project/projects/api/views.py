@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import status
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
@@ -24,14 +25,22 @@ from better_audit.exceptions import AuditError
 from example_project.projects import services
 from example_project.projects.api.errors import exception_handler
 from example_project.projects.api.permissions import IsMember, IsTenantAdmin
+from example_project.projects.api.schema import PAGE, documented
 from example_project.projects.api.serializers import (
     AuditEntrySerializer,
+    AuditPageSerializer,
+    InviteResponseSerializer,
     InviteSerializer,
+    MeSerializer,
+    ProjectPageSerializer,
     ProjectSerializer,
+    SignupResponseSerializer,
     SignupSerializer,
+    TaskPageSerializer,
     TaskSerializer,
     TenantSerializer,
     TokenRequestSerializer,
+    TokenResponseSerializer,
     UserSerializer,
 )
 from example_project.projects.auth import TOKEN_LIFETIME, JWTAuthentication
@@ -39,6 +48,14 @@ from example_project.projects.models import Project, Task
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+AUDIT_FILTERS = [
+    OpenApiParameter("resource", str, description="table name, e.g. projects or auth_user"),
+    OpenApiParameter("actor", str, description="actor id (a user id)"),
+    OpenApiParameter("record", str, description="record id"),
+    OpenApiParameter("operation", str, description="INSERT, UPDATE, DELETE (comma-separated)"),
+    OpenApiParameter("limit", int, description="1 to 200 (default 50)"),
+    OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
+]
 
 
 class ApiView(APIView):
@@ -92,6 +109,7 @@ class SignupView(ApiView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @documented("auth_signup", SignupResponseSerializer, request=SignupSerializer, status=201)
     def post(self, request: Request) -> Response:
         serializer = SignupSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -121,6 +139,7 @@ class TokenView(ApiView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @documented("auth_token", TokenResponseSerializer, request=TokenRequestSerializer)
     def post(self, request: Request) -> Response:
         serializer = TokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -142,6 +161,7 @@ class TokenView(ApiView):
 
 
 class MeView(ApiView):
+    @documented("me", MeSerializer)
     def get(self, request: Request) -> Response:
         return Response(
             {
@@ -153,9 +173,11 @@ class MeView(ApiView):
 
 
 class ProjectListView(ApiView):
+    @documented("projects_list", ProjectPageSerializer, parameters=PAGE)
     def get(self, request: Request) -> Response:
         return _listing(request, Project.objects.all(), ProjectSerializer)
 
+    @documented("projects_create", ProjectSerializer, request=ProjectSerializer, status=201)
     def post(self, request: Request) -> Response:
         serializer = ProjectSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -169,9 +191,11 @@ class ProjectDetailView(ApiView):
             return [IsTenantAdmin()]
         return super().get_permissions()
 
+    @documented("projects_retrieve", ProjectSerializer)
     def get(self, request: Request, pk: int) -> Response:
         return Response(ProjectSerializer(get_object_or_404(Project, pk=pk)).data)
 
+    @documented("projects_update", ProjectSerializer, request=ProjectSerializer)
     def patch(self, request: Request, pk: int) -> Response:
         project = get_object_or_404(Project, pk=pk)
         serializer = ProjectSerializer(project, data=request.data, partial=True)
@@ -180,16 +204,19 @@ class ProjectDetailView(ApiView):
             services.rename_project(project, serializer.validated_data["name"])
         return Response(ProjectSerializer(project).data)
 
+    @documented("projects_destroy", None, status=204)
     def delete(self, request: Request, pk: int) -> Response:
         get_object_or_404(Project, pk=pk).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ProjectTasksView(ApiView):
+    @documented("tasks_list", TaskPageSerializer, parameters=PAGE)
     def get(self, request: Request, pk: int) -> Response:
         project = get_object_or_404(Project, pk=pk)
         return _listing(request, project.tasks.all(), TaskSerializer)
 
+    @documented("tasks_create", TaskSerializer, request=TaskSerializer, status=201)
     def post(self, request: Request, pk: int) -> Response:
         project = get_object_or_404(Project, pk=pk)
         serializer = TaskSerializer(data=request.data)
@@ -201,6 +228,7 @@ class ProjectTasksView(ApiView):
 class TaskCompleteView(ApiView):
     """Mark a task done; the first completion sends ``task.completed``, repeats change nothing."""
 
+    @documented("tasks_complete", TaskSerializer)
     def post(self, request: Request, pk: int) -> Response:
         try:
             task, _ = services.complete_task(pk, self.actor_id())
@@ -214,6 +242,7 @@ class InviteView(ApiView):
 
     permission_classes = [IsTenantAdmin]
 
+    @documented("invites_create", InviteResponseSerializer, request=InviteSerializer, status=201)
     def post(self, request: Request) -> Response:
         serializer = InviteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -236,6 +265,7 @@ class AuditView(ApiView):
 
     permission_classes = [IsTenantAdmin]
 
+    @documented("audit_list", AuditPageSerializer, parameters=AUDIT_FILTERS)
     def get(self, request: Request) -> Response:
         params = request.query_params
         limit, _ = _page(request)

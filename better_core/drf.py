@@ -1,0 +1,80 @@
+"""DRF errors as the suite's JSON shape ``{"error": "...", "code": "UPPER_SNAKE"}``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+_UPPER_SNAKE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+#: Error codes of the DRF exceptions, by class (the first match in this order wins).
+CODES: tuple[tuple[type[exceptions.APIException], str], ...] = (
+    (exceptions.ValidationError, "VALIDATION_ERROR"),
+    (exceptions.ParseError, "INVALID_JSON"),
+    (exceptions.NotAuthenticated, "UNAUTHORIZED"),
+    (exceptions.AuthenticationFailed, "UNAUTHORIZED"),
+    (exceptions.PermissionDenied, "FORBIDDEN"),
+    (exceptions.NotFound, "NOT_FOUND"),
+    (exceptions.MethodNotAllowed, "METHOD_NOT_ALLOWED"),
+    (exceptions.NotAcceptable, "NOT_ACCEPTABLE"),
+    (exceptions.UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE"),
+    (exceptions.Throttled, "RATE_LIMITED"),
+)
+
+
+def first_message(detail: Any, prefix: str = "") -> str:
+    """The first message of a (nested) DRF error detail, prefixed with the field it concerns."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            label = "" if key == "non_field_errors" else f"{prefix}{key}"
+            return first_message(value, f"{label}." if label else prefix)
+    if isinstance(detail, list):
+        for index, value in enumerate(detail):
+            if isinstance(value, (dict, list)) and value:
+                return first_message(value, f"{prefix}{index}.")
+            if value:
+                return first_message(value, prefix)
+        return "Invalid input."
+    field = prefix.rstrip(".")
+    return f"{field}: {detail}" if field else str(detail)
+
+
+def error_code(exc: exceptions.APIException) -> str:
+    """``exc.error_code``, else an UPPER_SNAKE code given to the detail, else the class's code."""
+    code = getattr(exc, "error_code", None) or getattr(exc.detail, "code", None)
+    if isinstance(code, str) and _UPPER_SNAKE.match(code):
+        return code
+    return next((name for cls, name in CODES if isinstance(exc, cls)), "BAD_REQUEST")
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Render errors as ``{"error", "code"}``, plus ``details`` for field errors.
+
+    Django's Http404, PermissionDenied and ValidationError are answered like DRF's own; anything
+    else that is not an APIException is left to Django (a 500).
+    """
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or "Not found.")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(exc.messages)
+    if not isinstance(exc, exceptions.APIException):
+        return None
+    body: dict[str, Any] = {"error": first_message(exc.detail), "code": error_code(exc)}
+    if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
+        body["details"] = exc.detail
+    elif getattr(exc, "details", None):
+        body["details"] = exc.details
+    headers: dict[str, str] = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None) is not None:
+        headers["Retry-After"] = str(int(exc.wait))
+    return Response(body, status=exc.status_code, headers=headers)
