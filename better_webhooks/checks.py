@@ -9,7 +9,8 @@ from django.core import checks
 
 
 def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Encryption keys, durations, the retry schedule, the event catalog and network lists."""
+    """Encryption keys, durations, the retry schedule, the event catalog, network lists and the
+    lease."""
     from better_core.durations import parse_duration
     from better_webhooks import crypto, events, ssrf
     from better_webhooks.conf import webhook_settings
@@ -83,6 +84,7 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.C
         ssrf.allowed_networks()
     except ConfigurationError as exc:
         messages.append(checks.Error(str(exc), id="better_webhooks.E006"))
+    messages.extend(_check_lease(webhook_settings))
     if webhook_settings.raw("ALLOW_HTTP_LOCALHOST") and not settings.DEBUG:
         messages.append(
             checks.Warning(
@@ -92,3 +94,35 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.C
             )
         )
     return messages
+
+
+def _check_lease(webhook_settings: Any) -> list[checks.CheckMessage]:
+    # An attempt starts only while the lease covers its longest run plus the time to record it;
+    # under a shorter lease every claimed delivery is released unsent, again and again.
+    from better_webhooks.delivery import LEASE_MARGIN
+
+    try:
+        lease = float(webhook_settings.raw("LEASE_SECONDS"))
+        attempt = float(webhook_settings.raw("CONNECT_TIMEOUT")) + float(
+            webhook_settings.raw("TIMEOUT")
+        )
+        batch = max(1, int(webhook_settings.raw("WORKER_BATCH_SIZE")))
+        threads = max(1, int(webhook_settings.raw("WORKER_CONCURRENCY")))
+    except (TypeError, ValueError):
+        return []
+    needed = attempt + LEASE_MARGIN
+    if lease >= needed:
+        return []
+    whole_batch = -(-batch // threads) * attempt + LEASE_MARGIN
+    return [
+        checks.Warning(
+            f"BETTER_WEBHOOKS['LEASE_SECONDS'] ({lease:g} s) cannot cover one delivery attempt: "
+            f"an attempt may last CONNECT_TIMEOUT + TIMEOUT = {attempt:g} s and needs "
+            f"{LEASE_MARGIN:g} s more to be recorded, so workers release every delivery they "
+            "claim without sending it.",
+            hint=f"Set LEASE_SECONDS to at least {needed:g}; {whole_batch:g} lets a whole batch "
+            f"of slow receivers ({batch} deliveries on {threads} threads) finish in one lease. "
+            "Or lower CONNECT_TIMEOUT and TIMEOUT.",
+            id="better_webhooks.W003",
+        )
+    ]

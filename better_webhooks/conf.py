@@ -27,7 +27,9 @@ DEFAULTS = {
     # failed without a success for DISABLE_AFTER (None turns either rule off).
     "DISABLE_AFTER_FAILED_DELIVERIES": 10,
     "DISABLE_AFTER": "5d",
-    # HTTP client: timeouts (seconds), response bytes kept, redirects are never followed.
+    # HTTP client: timeouts (seconds), response bytes kept, redirects are never followed. One
+    # attempt lasts at most CONNECT_TIMEOUT + TIMEOUT in all: a receiver that drips its answer
+    # is cut off there.
     "CONNECT_TIMEOUT": 5.0,
     "TIMEOUT": 15.0,
     "MAX_RESPONSE_BODY": 65536,
@@ -48,6 +50,11 @@ DEFAULTS = {
     "WORKER_INTERVAL": 1.0,
     "WORKER_BATCH_SIZE": 100,
     "WORKER_CONCURRENCY": 8,
+    # How long a claim holds its deliveries (and how long a dead worker's deliveries wait). An
+    # attempt starts only while the lease has CONNECT_TIMEOUT + TIMEOUT + 2 s left; the rest of
+    # a batch is released unsent for the next claim. ceil(WORKER_BATCH_SIZE /
+    # WORKER_CONCURRENCY) * (CONNECT_TIMEOUT + TIMEOUT) + 2 s fits a whole batch of slow
+    # receivers; less than one attempt's share sends nothing (check better_webhooks.W003).
     "LEASE_SECONDS": 120,
     # Share of each claimed batch reserved for retries, so that a backlog of retries never
     # starves fresh deliveries (and fresh traffic never starves retries).

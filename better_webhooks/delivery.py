@@ -3,15 +3,20 @@
 Claiming is one statement, ``WITH c AS MATERIALIZED (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE
 ... RETURNING``: a delivery is claimable when it is pending and due, or when it is held under a
 lease that has expired (its worker died); the Celery task claims the ids it carries the same
-way. Outcomes are written in one transaction (one statement for the common case) per batch. Only
-a 2xx answer delivers; 410 Gone disables the endpoint; other answers and network errors are
-retried on the ``RETRY_SCHEDULE`` (or after a bounded ``Retry-After`` on 429/503) until
-``max_attempts``. Every query runs in system mode, since one batch spans tenants."""
+way. An attempt starts only while the lease still covers it: its longest possible run
+(``CONNECT_TIMEOUT`` + ``TIMEOUT``, a bound the client enforces) plus ``LEASE_MARGIN`` to record
+the batch; the deliveries a batch has no lease left for are released unsent, so no other worker
+can claim a delivery while its attempt may still be under way. Outcomes are written in one
+transaction (one statement for the common case) per batch. Only a 2xx answer delivers; 410 Gone
+disables the endpoint; other answers and network errors are retried on the ``RETRY_SCHEDULE``
+(or after a bounded ``Retry-After`` on 429/503) until ``max_attempts``. Every query runs in system
+mode, since one batch spans tenants."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import threading
@@ -19,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from time import monotonic
 from time import time as unix_time
 from types import SimpleNamespace
 from typing import Any
@@ -27,13 +33,17 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from better_webhooks import crypto, db, signals
-from better_webhooks.client import Client, Response
+from better_webhooks.client import Client, Response, attempt_limit
 from better_webhooks.conf import seconds, to_seconds, webhook_settings
 from better_webhooks.exceptions import EncryptionError
 from better_webhooks.models import WebhookEndpoint
 from better_webhooks.signing import signed_headers
 
 logger = logging.getLogger(__name__)
+
+#: Seconds of a lease kept free after the last attempt it may start ends: time to write the
+#: batch's outcomes (the recording statement locks the rows, after which no claim takes them).
+LEASE_MARGIN = 2.0
 
 # The candidates are a MATERIALIZED CTE: as an ``IN (SELECT ... LIMIT n)`` subquery the planner
 # may run the locking subquery once per outer row, and each run, skipping the rows already locked,
@@ -62,7 +72,8 @@ _IDS = "AND id = ANY(%s::uuid[])"
 
 @dataclass
 class Claimed:
-    """A delivery held by this worker until its lease ends."""
+    """A delivery held by this worker until its lease ends (``held_until``, on the monotonic
+    clock, read before the claim was sent, so it never falls after the database's lease end)."""
 
     id: Any
     message_id: str
@@ -73,6 +84,7 @@ class Claimed:
     max_attempts: int
     created_at: datetime
     tenant_id: Any
+    held_until: float = math.inf
 
     def body(self) -> bytes:
         """The JSON body: the same bytes on every attempt (the signature covers them)."""
@@ -90,7 +102,7 @@ class Outcome:
 
     claimed: Claimed
     attempt: int
-    status: str  # delivered | pending | failed
+    status: str  # delivered | pending | failed | released (not attempted: the lease ran short)
     url: str = ""
     request_headers: dict[str, str] = field(default_factory=dict)
     request_body: str = ""
@@ -118,8 +130,19 @@ def _claim_sql(cursor: Any, condition: str, params: list[Any]) -> list[Claimed]:
     # ``params`` is [worker_id, lease, *condition parameters, limit]; the statement takes the
     # candidates' parameters first.
     worker_id, lease, *rest = params
+    # Read before the statement is sent: the lease the database grants ends later than this.
+    held_until = monotonic() + lease
     cursor.execute(_CLAIM_SQL.format(condition=condition), [*rest, worker_id, lease])
-    return _rows(cursor)
+    claimed = _rows(cursor)
+    for item in claimed:
+        item.held_until = held_until
+    return claimed
+
+
+def lease_needed() -> float:
+    """The shortest lease under which an attempt may start: its longest possible run plus
+    ``LEASE_MARGIN`` to record it."""
+    return attempt_limit() + LEASE_MARGIN
 
 
 def claim(limit: int, worker_id: str, lease: float | None = None) -> list[Claimed]:
@@ -227,13 +250,17 @@ def _load_endpoints(ids: set[Any]) -> dict[Any, EndpointInfo]:
 
 
 def attempt(claimed: Claimed, endpoint: EndpointInfo | None, client: Client) -> Outcome:
-    """Make one attempt (no database work): sign, POST, classify the answer."""
+    """Make one attempt (no database work): sign, POST, classify the answer. A delivery whose
+    lease could end before the attempt does is released instead (status ``released``)."""
     number = claimed.attempts + 1
     if endpoint is None or endpoint.status != "active":
         reason = "the endpoint was deleted" if endpoint is None else "the endpoint is disabled"
         return Outcome(claimed, claimed.attempts, "failed", error=reason, recorded=False)
     if endpoint.error:
         return Outcome(claimed, claimed.attempts, "failed", error=endpoint.error, recorded=False)
+    if claimed.held_until - monotonic() < lease_needed():
+        # Once the lease ends another worker may claim the delivery and send it too.
+        return Outcome(claimed, claimed.attempts, "released", recorded=False)
     body = claimed.body()
     headers = {
         "Content-Type": "application/json",
@@ -279,6 +306,7 @@ def attempt(claimed: Claimed, endpoint: EndpointInfo | None, client: Client) -> 
 
 # One statement records a batch: the attempts, the deliveries' new state (only those this worker
 # still holds) and, for endpoints that just took a delivery, the reset of their failure streak.
+# A released delivery goes back to pending as it was: attempt count, error and due time kept.
 # The rows travel as JSON parameters: one query text for every batch size (psycopg caches its
 # parsing) and one json.dumps instead of quoting each value.
 _RECORD_SQL = """
@@ -296,10 +324,12 @@ WITH attempts AS (
 ), owned AS (
     UPDATE webhook_deliveries AS d
        SET status = v.status, attempts = v.attempts, next_attempt_at = COALESCE(v.next_at,
-           d.next_attempt_at), delivered_at = v.delivered_at, last_error = v.error,
-           last_status_code = v.code, lease_until = NULL, locked_by = NULL, updated_at = now()
+           d.next_attempt_at), delivered_at = v.delivered_at,
+           last_error = CASE WHEN v.released THEN d.last_error ELSE v.error END,
+           last_status_code = CASE WHEN v.released THEN d.last_status_code ELSE v.code END,
+           lease_until = NULL, locked_by = NULL, updated_at = now()
       FROM jsonb_to_recordset(%s::jsonb) AS v(id uuid, status text, attempts int,
-           next_at timestamptz, delivered_at timestamptz, error text, code int)
+           next_at timestamptz, delivered_at timestamptz, error text, code int, released bool)
      WHERE d.id = v.id AND d.locked_by = %s AND d.status = 'delivering'
     RETURNING d.id, d.endpoint_id, v.status
 ), reset AS (
@@ -342,7 +372,8 @@ def record(outcomes: list[Outcome], worker_id: str) -> list[Any]:
         states = [
             {
                 "id": str(o.claimed.id),
-                "status": o.status,
+                "status": "pending" if o.status == "released" else o.status,
+                "released": o.status == "released",
                 "attempts": o.attempt,
                 "next_at": o.next_attempt_at.isoformat() if o.next_attempt_at else None,
                 "delivered_at": now.isoformat() if o.status == "delivered" else None,
@@ -421,7 +452,8 @@ def deliver_batch(
     executor: Any = None,
     endpoints: dict[Any, EndpointInfo] | None = None,
 ) -> list[Outcome]:
-    """Attempt every claimed delivery (concurrently with ``executor``) and record the outcomes.
+    """Attempt every claimed delivery (concurrently with ``executor``) and record the outcomes;
+    those the lease has no room left for are released, due at once, for the next claim.
 
     ``endpoints`` are the batch's endpoints when the caller loaded them already."""
     if not claimed:
@@ -435,6 +467,15 @@ def deliver_batch(
             executor.map(lambda c: attempt(c, endpoints.get(c.endpoint_id), client), claimed)
         )
     record(outcomes, worker_id)
+    released = sum(1 for o in outcomes if o.status == "released")
+    if released:
+        logger.info(
+            "Webhook worker %s released %d deliveries unsent: its lease had no room left for "
+            "them (each attempt needs %g s of it).",
+            worker_id,
+            released,
+            lease_needed(),
+        )
     return outcomes
 
 

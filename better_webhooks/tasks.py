@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from datetime import datetime
@@ -9,6 +10,8 @@ from typing import Any
 
 from celery import shared_task
 from django.utils import timezone
+
+logger = logging.getLogger(__name__)
 
 #: A retry group spans at most this share of its first member's wait (at least one second), so
 #: one task carries retries due close together without holding early ones back for long.
@@ -47,7 +50,8 @@ def deliver(self: Any, delivery_ids: list[str] | str) -> dict[str, int]:
     countdown ends when they are due. Returns how many ended in each status.
 
     The claim makes the task safe to run twice or alongside the polling worker: a delivery that
-    is not due, or is held by someone else, is skipped. A single id (the payload of earlier
+    is not due, or is held by someone else, is skipped. Deliveries the lease had no room left
+    for are released unsent and published again at once. A single id (the payload of earlier
     versions) is accepted too.
     """
     from better_webhooks import delivery
@@ -66,6 +70,18 @@ def deliver(self: Any, delivery_ids: list[str] | str) -> dict[str, int]:
     if retries and celery_enabled():
         for countdown, group in retry_groups(retries, timezone.now()):
             dispatch(group, countdown=countdown)
+    released = [outcome.claimed.id for outcome in outcomes if outcome.status == "released"]
+    if released and celery_enabled():
+        if len(released) < len(outcomes):
+            dispatch(released)
+        else:
+            # Not even the first attempts fit in the lease (better_webhooks.W003): publishing
+            # them again would only repeat this. They stay due for deliver_due or a poller.
+            logger.error(
+                "%d webhook deliveries were released unsent: LEASE_SECONDS is shorter than one "
+                "attempt needs (run `manage.py check`).",
+                len(released),
+            )
     return counts
 
 

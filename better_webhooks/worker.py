@@ -2,7 +2,8 @@
 
 ``manage.py better_webhooks worker`` runs it. SIGTERM and SIGINT stop it gracefully: the batch in
 flight is finished and recorded, no new batch is claimed. A worker killed outright leaves its
-deliveries under a lease; when the lease expires another worker claims them again.
+deliveries under a lease; when the lease expires another worker claims them again. A batch never
+outlives its lease: deliveries it has no lease left to attempt are released for the next claim.
 """
 
 from __future__ import annotations
@@ -46,6 +47,17 @@ class Worker:
         self.client, self.executor = delivery.sending_pool(self.concurrency)
         self.delivered = 0
         self.attempted = 0
+        self.released = 0
+        if self.lease < delivery.lease_needed():
+            logger.warning(
+                "Webhook worker %s: its lease (%g s) is shorter than one attempt needs (%g s: "
+                "CONNECT_TIMEOUT + TIMEOUT + %g s to record it); it will release every delivery "
+                "it claims without sending it.",
+                self.worker_id,
+                self.lease,
+                delivery.lease_needed(),
+                delivery.LEASE_MARGIN,
+            )
 
     def stop(self, *_: Any) -> None:
         """Finish the batch in flight, then return from ``run``."""
@@ -58,14 +70,17 @@ class Worker:
         signal.signal(signal.SIGINT, self.stop)
 
     def run_once(self) -> int:
-        """Claim and send one batch; returns the number of deliveries attempted."""
+        """Claim and send one batch; returns the number of deliveries attempted (those released
+        for want of lease are not: they are due again, for the next claim)."""
         claimed = delivery.claim(self.batch_size, self.worker_id, self.lease)
         if not claimed:
             return 0
         outcomes = delivery.deliver_batch(claimed, self.worker_id, self.client, self.executor)
-        self.attempted += len(outcomes)
+        released = sum(1 for outcome in outcomes if outcome.status == "released")
+        self.released += released
+        self.attempted += len(outcomes) - released
         self.delivered += sum(1 for outcome in outcomes if outcome.status == "delivered")
-        return len(outcomes)
+        return len(outcomes) - released
 
     def run(self, *, max_batches: int | None = None, until_idle: bool = False) -> None:
         """Loop until stopped (or after ``max_batches``, or at the first empty poll)."""
@@ -93,7 +108,8 @@ class Worker:
                     break
                 self.stopping.wait(self.interval)
             elif count < self.batch_size:
-                # A short batch: nothing else is due right now, but do not poll in a tight loop.
+                # A short batch (nothing else due, or the lease cut it short and released the
+                # rest): claim again soon, but do not poll in a tight loop.
                 self.stopping.wait(min(self.interval, 0.05))
 
     def close(self) -> None:
