@@ -60,6 +60,7 @@ class Command(BaseCommand):
         write("Open, with `manage.py runserver` running:")
         admin = " (admin / admin)" if result.admin is not None else ""
         write(f"  the admin at {url}/admin/{admin}")
+        write(f"  the console dashboard at {url}/admin/better_console/dashboard/")
         write("  the mail preview: manage.py better_mail preview, then http://127.0.0.1:8025/")
         write(f"  the guided tour: manage.py demo_tour (add --url {url} to go through the server)")
         write("")
@@ -79,6 +80,16 @@ class Command(BaseCommand):
         write(
             f"  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'X-Tenant-ID: globex' "
             f"{url}/api/projects   # 403 TENANT_MISMATCH"
+        )
+        write("The console protocol (auto-approve while DEBUG is on):")
+        write(f"  curl -s {url}/.well-known/better/console/capabilities")
+        write(
+            f"  CONSOLE=$(curl -s -X POST {url}/.well-known/better/console/session/init "
+            "-H 'Content-Type: application/json' -d '{\"email\": \"admin@localhost\"}' "
+            "| python3 -c 'import json, sys; print(json.load(sys.stdin)[\"sessionToken\"])')"
+        )
+        write(
+            f'  curl -s -H "Authorization: Bearer $CONSOLE" {url}/.well-known/better/tenant/tenants'
         )
         write(
             "Webhooks and mails leave through Celery (celery -A example_project worker), or run "
