@@ -11,7 +11,8 @@
 - Console levels come from ``better_console.permissions``: superusers hold read, write and admin;
   other staff the highest of the ``console_read`` / ``console_write`` / ``console_admin``
   permissions they hold. The dashboard needs read; the "Revoke" action on sessions needs admin.
-- Sessions and magic links are read-only (their token and code hashes are never shown). Revoking
+- Sessions and magic links are read-only (their token and code hashes are never shown, and their
+  sessionId only by its start: whoever holds it can claim a verified link). Revoking
   a session ends it now: its ``expires_at`` is set to the present, so its token stops verifying
   and a repeated claim cannot revive it.
 """
@@ -258,15 +259,19 @@ class ConsoleModelAdmin(admin.ModelAdmin):
     def _state(self, obj: Any) -> tuple[str, str]:
         return ("expired", "#ba2121") if obj.is_expired else ("active", "#2e7d32")
 
+    @admin.display(description="session id")
+    def session_ref(self, obj: Any) -> str:
+        return obj.session_ref
+
 
 @admin.register(ConsoleSession)
 class ConsoleSessionAdmin(ConsoleModelAdmin):
-    list_display = ("email", "session_id", "state", "permission_list", "created_at", "expires_at")
+    list_display = ("email", "session_ref", "state", "permission_list", "created_at", "expires_at")
     list_display_links = ("email",)
     search_fields = ("=email", "=session_id")
-    search_help_text = "Exact email or session id."
+    search_help_text = "Exact email or full session id."
     ordering = ("-created_at",)
-    fields = ("id", "session_id", "email", "permissions", "state", "created_at", "expires_at")
+    fields = ("id", "session_ref", "email", "permissions", "state", "created_at", "expires_at")
     readonly_fields = fields
     actions = ("revoke_sessions",)
 
@@ -291,7 +296,7 @@ class ConsoleSessionAdmin(ConsoleModelAdmin):
 class MagicLinkAdmin(ConsoleModelAdmin):
     list_display = (
         "email",
-        "session_id",
+        "session_ref",
         "state",
         "failed_attempts",
         "verified_at",
@@ -301,11 +306,11 @@ class MagicLinkAdmin(ConsoleModelAdmin):
     )
     list_display_links = ("email",)
     search_fields = ("=email", "=session_id")
-    search_help_text = "Exact email or session id."
+    search_help_text = "Exact email or full session id."
     ordering = ("-created_at",)
     fields = (
         "id",
-        "session_id",
+        "session_ref",
         "email",
         "state",
         "failed_attempts",

@@ -227,8 +227,17 @@ def split_emails(value: Any) -> tuple[str, ...]:
 
 
 def email_allowed(email: str, patterns: tuple[str, ...]) -> bool:
-    """True when ``email`` matches one pattern; ``*`` matches any run of characters."""
-    email = email.strip().lower()
+    """True when ``email`` matches one pattern; ``*`` matches any run of characters.
+
+    Refused whatever the patterns: an address with more than one ``@`` (a quoted local part
+    such as ``"x@evil.example"@example.com``, which ``*@example.com`` would otherwise match),
+    and one holding a non-ASCII character that lowercases to ASCII (the Kelvin sign, ``K``,
+    becomes ``k``), so that a look-alike never matches the address it imitates.
+    """
+    email = email.strip()
+    if email.count("@") != 1 or any(not c.isascii() and c.lower().isascii() for c in email):
+        return False
+    email = email.lower()
     return any(_glob(pattern).fullmatch(email) for pattern in patterns)
 
 

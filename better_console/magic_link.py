@@ -2,9 +2,10 @@
 
 The code is six characters from an alphabet without look-alikes (no 0/O, 1/I/L), stored only as
 its sha256 and compared in constant time. A link is good for ten minutes; after MAX_ATTEMPTS
-wrong codes it is locked. The claim sets the link's ``token_hash`` with
-``UPDATE ... WHERE token_hash IS NULL``, so that only one session row is ever created; a repeated
-claim re-signs the stored session's claims, which yields the same token.
+wrong codes it is locked. One address holds at most MAX_LINKS_PER_EMAIL live links, so that its
+codes cannot be guessed link after link from many clients. The claim sets the link's
+``token_hash`` with ``UPDATE ... WHERE token_hash IS NULL``, so that only one session row is ever
+created; a repeated claim re-signs the stored session's claims, which yields the same token.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +43,9 @@ logger = logging.getLogger("better_console")
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 6
 SESSION_ID_PREFIX = "sess_"
+# Links one address may hold within MAGIC_LINK_LIFETIME: with MAX_ATTEMPTS each, this bounds the
+# guesses at its codes however many clients ask (and the mails sent to it).
+MAX_LINKS_PER_EMAIL = 10
 
 PENDING, VERIFIED, CLAIMED, EXPIRED, LOCKED = "pending", "verified", "claimed", "expired", "locked"
 
@@ -171,8 +176,9 @@ def start(
         raise email_not_allowed(email)
     if not delivery_available(config):
         raise delivery_unavailable()
-    code = generate_code()
     now = timezone.now()
+    _refuse_flooding(email, now)
+    code = generate_code()
     link = MagicLink(
         session_id=new_session_id(),
         email=email,
@@ -192,6 +198,29 @@ def start(
             request=request,
         )
     return link.session_id
+
+
+def _refuse_flooding(email: str, now: datetime) -> None:
+    """429 once ``email`` holds MAX_LINKS_PER_EMAIL links that have not expired.
+
+    The per-IP throttle cannot bound the guesses at one address's codes when they come from
+    many addresses; this does, whatever the number of clients.
+    """
+    from better_console.models import MagicLink
+
+    live = MagicLink.objects.filter(expires_at__gt=now, email__iexact=email)
+    expiries = list(
+        live.order_by("expires_at").values_list("expires_at", flat=True)[:MAX_LINKS_PER_EMAIL]
+    )
+    if len(expiries) < MAX_LINKS_PER_EMAIL:
+        return
+    retry_after = max(1, math.ceil((expiries[0] - now).total_seconds()))
+    raise ConsoleError(
+        f"Too many sign-ins were started for this address. Try again in {retry_after} seconds.",
+        status=429,
+        code="RATE_LIMITED",
+        retryAfter=retry_after,
+    )
 
 
 def verify(config: ConsoleConfig, session_id: str, code: str) -> str:
@@ -297,6 +326,10 @@ def _console_url(config: ConsoleConfig, base_url: str | None) -> str | None:
     the server trusts.
     """
     if not isinstance(base_url, str) or not base_url:
+        return None
+    if any(ch.isspace() or not ch.isprintable() or ch == "\\" for ch in base_url):
+        # urlsplit drops tabs and newlines before parsing, but the link goes into the mail as
+        # given: it must be one plain URL, not text of the caller's choosing.
         return None
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:

@@ -9,6 +9,14 @@ from django.db import models
 from django.utils import timezone
 
 
+def session_ref(session_id: str) -> str:
+    """The start of a sessionId, enough to tell sessions apart on a page.
+
+    The whole id is a bearer secret while its magic link lives: it claims the session's token.
+    """
+    return f"{session_id[:9]}…" if len(session_id) > 9 else session_id
+
+
 class ConsoleSession(models.Model):
     """A session opened by claiming a verified magic link; its token is known only by its hash.
 
@@ -37,7 +45,11 @@ class ConsoleSession(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.email} ({self.session_id})"
+        return f"{self.email} ({self.session_ref})"
+
+    @property
+    def session_ref(self) -> str:
+        return session_ref(self.session_id)
 
     @property
     def is_expired(self) -> bool:
@@ -68,7 +80,11 @@ class MagicLink(models.Model):
         verbose_name_plural = "console magic links"
 
     def __str__(self) -> str:
-        return f"{self.email} ({self.session_id})"
+        return f"{self.email} ({self.session_ref})"
+
+    @property
+    def session_ref(self) -> str:
+        return session_ref(self.session_id)
 
     @property
     def is_expired(self) -> bool:

@@ -95,6 +95,9 @@ def param(request: ConsoleRequest, name: str) -> str | None:
     if value is None:
         return None
     value = str(value).strip()
+    if "\x00" in value:
+        # PostgreSQL text cannot hold U+0000: a 400 here, not a failed query.
+        raise bad_request(f"{name} holds a NUL character (%00).", "INVALID_FILTER")
     return value or None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import dataclass
 
@@ -23,16 +24,33 @@ def client_ip(request: HttpRequest, num_proxies: int = 0) -> str:
     """The client's address: REMOTE_ADDR, or the X-Forwarded-For entry ``num_proxies`` from the end.
 
     Only entries appended by the app's own proxies are trusted; anything further left was sent
-    by the client and could be made up.
+    by the client and could be made up. The address is normalised (see ``throttle_key``).
     """
-    remote = request.META.get("REMOTE_ADDR", "") or "unknown"
+    remote = throttle_key(request.META.get("REMOTE_ADDR", "")) or "unknown"
     if num_proxies <= 0:
         return remote
     forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
     forwarded = [part for part in forwarded if part]
     if not forwarded:
         return remote
-    return forwarded[-min(num_proxies, len(forwarded))]
+    return throttle_key(forwarded[-min(num_proxies, len(forwarded))]) or remote
+
+
+def throttle_key(address: str) -> str | None:
+    """The bucket of an address: IPv4 as is, IPv6 by its /64 network; None when not an address.
+
+    One IPv6 subscriber holds a whole /64, so counting single addresses would hand out 2**64
+    budgets; an IPv4-mapped IPv6 address is its IPv4 address, whatever the spelling.
+    """
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def hit(scope: str, ident: str, rate: tuple[int, int] | None, cache_alias: str) -> Verdict:

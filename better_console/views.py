@@ -191,7 +191,7 @@ def session_init(request: HttpRequest, config: ConsoleConfig) -> HttpResponseBas
     session_id = magic_link.start(
         config,
         email,
-        app_name=_optional_text(body, "appName"),
+        app_name=_plain_line(_optional_text(body, "appName"), 200),
         base_url=_optional_text(body, "baseUrl"),
         request=request,
     )
@@ -207,9 +207,11 @@ def session_verify(request: HttpRequest, config: ConsoleConfig) -> HttpResponseB
 
 def session_poll(request: HttpRequest, config: ConsoleConfig) -> HttpResponseBase:
     session_id = request.GET.get("sessionId", "").strip()
-    if not session_id:
+    if not session_id or len(session_id) > 200 or not session_id.isprintable():
         raise ConsoleError(
-            "The query parameter sessionId is required.", status=400, code="INVALID_REQUEST"
+            "The query parameter sessionId is required (printable text).",
+            status=400,
+            code="INVALID_REQUEST",
         )
     return json_response({"status": magic_link.poll(config, session_id)})
 
@@ -331,11 +333,33 @@ def _body(request: HttpRequest) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nesting deeper than the parser's stack ("[[[[...").
         raise ConsoleError(
             "The request body is not valid JSON.", status=400, code="INVALID_JSON"
         ) from None
+    if _holds_nul(body):
+        # PostgreSQL text cannot hold U+0000: refused here rather than failing in a handler.
+        raise ConsoleError(
+            "The request body holds a NUL character (\\u0000).", status=400, code="INVALID_JSON"
+        )
+    return body
+
+
+def _holds_nul(value: Any) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _object_body(request: HttpRequest) -> dict[str, Any]:
@@ -351,14 +375,28 @@ def _object_body(request: HttpRequest) -> dict[str, Any]:
 
 def _required_text(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
-    if not isinstance(value, str) or not value.strip() or len(value) > 200:
-        raise ConsoleError(f"{key} is required (a string).", status=400, code="INVALID_BODY")
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > 200
+        or not value.strip().isprintable()
+    ):
+        raise ConsoleError(
+            f"{key} is required (a string of printable text).", status=400, code="INVALID_BODY"
+        )
     return value.strip()
 
 
 def _optional_text(body: dict[str, Any], key: str) -> str | None:
     value = body.get(key)
     return value[:2000] if isinstance(value, str) else None
+
+
+def _plain_line(value: str | None, limit: int) -> str | None:
+    """``value`` as one line of printable text (it may end up in a mail's subject or body)."""
+    if value is None:
+        return None
+    return " ".join("".join(c if c.isprintable() else " " for c in value).split())[:limit]
 
 
 def _email(value: Any) -> str:

@@ -13,7 +13,8 @@ Served at ``/.well-known/better/mail/`` by better_console, with these permission
 - ``GET /templates`` (read): every registered template, its subject and declared variables.
 
 ``?tenantId=`` narrows the log endpoints to one tenant's mails (the handler runs as it, so
-row-level security applies). Template variables are never stored, so no response holds them.
+row-level security applies). Template variables are never stored, so no response holds them;
+the subject and bodies of sign-in code mails (``SECRET_TEMPLATES``) are hidden.
 """
 
 from __future__ import annotations
@@ -72,8 +73,19 @@ DETAIL_FIELDS = (
 )
 
 
-def log_json(log: MailLog) -> dict[str, Any]:
-    return fields_json(log, FIELDS)
+#: Templates whose mails carry a credential (a sign-in code): their subject and bodies are never
+#: shown, or anyone who may read the log could finish a sign-in started for another address.
+SECRET_TEMPLATES = ("console_magic_link",)
+HIDDEN = "(hidden: this mail holds a sign-in code)"
+
+
+def log_json(log: MailLog, fields: tuple[str, ...] = FIELDS) -> dict[str, Any]:
+    body = fields_json(log, fields)
+    if log.template in SECRET_TEMPLATES:
+        for key in ("subject", "htmlBody", "textBody"):
+            if body.get(key):
+                body[key] = HIDDEN
+    return body
 
 
 def _log(log_id: uuid.UUID) -> MailLog:
@@ -115,7 +127,7 @@ def get_log(request: ConsoleRequest) -> ConsoleResponse:
     log_id = path_id(request)
     with console_scope(tenant_param(request)):
         log = _log(log_id)
-    return ConsoleResponse(body=fields_json(log, DETAIL_FIELDS))
+    return ConsoleResponse(body=log_json(log, DETAIL_FIELDS))
 
 
 def resend_log(request: ConsoleRequest) -> ConsoleResponse:

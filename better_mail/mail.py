@@ -13,7 +13,8 @@ class ConsoleMagicLinkEmail(MailTemplate):
     expires_minutes: int = 10
     console_url: str | None = None
 
-    subject = "Your console sign-in code: {{ code }}"
+    # The code stays out of the subject: subjects are kept in mail_logs and shown in the admin.
+    subject = "Your console sign-in code"
     mjml = """<mjml>
   <mj-head>
     <mj-title>Console sign-in code</mj-title>

@@ -311,8 +311,8 @@ def test_the_code_is_mailed_through_better_mail(
     assert response.status_code == 200
     [message] = mail.outbox
     assert message.to == ["admin@example.com"]
-    code = re.search(r"code: ([A-Z0-9]{6})", message.subject).group(1)
-    assert code in message.body
+    code = re.search(r"^([A-Z0-9]{6})$", message.body, re.MULTILINE).group(1)
+    assert code not in message.subject
     assert "https://console.usebetter.dev/connect" in message.body
     session_id = response.json()["sessionId"]
     assert verify(client, session_id, code).json() == {"status": "verified"}

@@ -275,5 +275,6 @@ def test_the_console_magic_link_can_be_sent(django_capture_on_commit_callbacks):
             console_url="https://example.com/console",
         )
     [message] = mail.outbox
-    assert message.subject == "Your console sign-in code: 734021"
+    # The code is in the body only: subjects are stored in mail_logs.
+    assert message.subject == "Your console sign-in code"
     assert "734021" in message.body and "https://example.com/console" in message.body
