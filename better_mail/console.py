@@ -14,7 +14,7 @@ Served at ``/.well-known/better/mail/`` by better_console, with these permission
 
 ``?tenantId=`` narrows the log endpoints to one tenant's mails (the handler runs as it, so
 row-level security applies). Template variables are never stored, so no response holds them;
-the subject and bodies of sign-in code mails (``SECRET_TEMPLATES``) are hidden.
+the subject and bodies of mails of ``sensitive`` templates (sign-in codes) are hidden.
 """
 
 from __future__ import annotations
@@ -73,15 +73,24 @@ DETAIL_FIELDS = (
 )
 
 
-#: Templates whose mails carry a credential (a sign-in code): their subject and bodies are never
-#: shown, or anyone who may read the log could finish a sign-in started for another address.
-SECRET_TEMPLATES = ("console_magic_link",)
-HIDDEN = "(hidden: this mail holds a sign-in code)"
+HIDDEN = "(hidden: this mail holds a credential)"
+
+
+def _sensitive(log: MailLog) -> bool:
+    """Mails of ``sensitive`` templates carry a credential (e.g. a console sign-in code)."""
+    from better_mail.exceptions import TemplateNotFound
+    from better_mail.templates import get_template
+
+    try:
+        return bool(log.template and get_template(log.template).sensitive)
+    except TemplateNotFound:
+        return False
 
 
 def log_json(log: MailLog, fields: tuple[str, ...] = FIELDS) -> dict[str, Any]:
     body = fields_json(log, fields)
-    if log.template in SECRET_TEMPLATES:
+    # Anyone who may read the log could otherwise finish a sign-in started for another address.
+    if _sensitive(log):
         for key in ("subject", "htmlBody", "textBody"):
             if body.get(key):
                 body[key] = HIDDEN

@@ -9,6 +9,7 @@ class ConsoleMagicLinkEmail(MailTemplate):
     """The sign-in code of better_console, with an optional link that fills it in."""
 
     name = "console_magic_link"
+    sensitive = True
     code: str
     expires_minutes: int = 10
     console_url: str | None = None

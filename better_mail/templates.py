@@ -44,7 +44,17 @@ __all__ = [
 
 # Class attributes that configure a template; they cannot be variable names.
 RESERVED_NAMES = frozenset(
-    {"name", "subject", "mjml", "mjml_file", "text", "text_file", "preview_data", "abstract"}
+    {
+        "name",
+        "subject",
+        "mjml",
+        "mjml_file",
+        "text",
+        "text_file",
+        "preview_data",
+        "abstract",
+        "sensitive",
+    }
 )
 
 # Tags of MJML 4 (https://documentation.mjml.io). mjml-python renders an unknown mj- tag as raw
@@ -211,7 +221,8 @@ class MailTemplate:
     ``mail/`` folder of the app defining the class), optionally a Jinja2 ``text`` (or
     ``text_file``) for the plain-text part, and ``preview_data`` (a dict or a classmethod
     returning one). ``name`` defaults to the snake_case class name; ``abstract = True`` makes a
-    base class that is not registered.
+    base class that is not registered. ``sensitive = True`` marks mails that carry a credential
+    (a sign-in code, a reset link): their bodies are never stored, whatever ``STORE_BODIES``.
     """
 
     name: ClassVar[str] = ""
@@ -222,6 +233,7 @@ class MailTemplate:
     text_file: ClassVar[str | None] = None
     preview_data: ClassVar[Any] = None
     abstract: ClassVar[bool] = True
+    sensitive: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

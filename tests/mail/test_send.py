@@ -278,3 +278,18 @@ def test_the_console_magic_link_can_be_sent(django_capture_on_commit_callbacks):
     # The code is in the body only: subjects are stored in mail_logs.
     assert message.subject == "Your console sign-in code"
     assert "734021" in message.body and "https://example.com/console" in message.body
+
+
+def test_a_sensitive_templates_bodies_are_never_stored(
+    settings, django_capture_on_commit_callbacks
+):
+    """A credential in a stored body would be readable by whoever may read the log."""
+    settings.BETTER_MAIL = {"ASYNC": False, "STORE_BODIES": True}
+    with django_capture_on_commit_callbacks(execute=True):
+        log = better_mail.send("console_magic_link", to="admin@example.com", code="734021")
+    with run_as_system():
+        stored = MailLog.objects.get(pk=log.pk)
+    assert stored.status == "sent"
+    assert stored.html_body == "" and stored.text_body == ""
+    assert "734021" not in stored.subject
+    assert "734021" in mail.outbox[-1].body
