@@ -10,9 +10,14 @@ every endpoint, as an event does to the endpoints that subscribe to it).
 * producer: this process, sending as fast as it can while the runner delivers.
 * ``polling``: ``--workers`` processes of ``manage.py better_webhooks worker`` (``--batch-size``,
   ``--concurrency`` threads, ``--interval`` between polls when idle).
-* ``celery``: a Celery worker process (``--celery-pool``, ``--celery-concurrency``) on the
-  embedded Redis (``better_core.embedded.start_redis``, or ``REDIS_URL``); each ``send()``
-  publishes one task after commit carrying all its deliveries.
+* ``celery``: a Celery worker (``--celery-pool``, default ``prefork`` with one process per core
+  as ``--celery-concurrency``) on the embedded Redis (``better_core.embedded.start_redis``, or
+  ``REDIS_URL``); each ``send()`` publishes one task after commit carrying all its deliveries,
+  and a task tops its batch up to ``WORKER_BATCH_SIZE`` with other due deliveries. The worker
+  runs with ``CELERY_DB_REUSE_MAX`` (``--celery-db-reuse``, 1,000 tasks per connection), as
+  docs/deployment.md recommends: Celery's Django fix-up closes the database connections around
+  every task whatever ``CONN_MAX_AGE`` says, and a connection per task measured the connection
+  set-up more than the library (the earlier 770-820/s were taken that way, on a threads pool).
 
 Figures per runner: deliveries per second from the first ``send()`` to the last delivery's
 arrival, and the p50 and p99 of the time from a delivery's commit to its first arrival at the
@@ -158,8 +163,8 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "BETTER_DB_NAME": DATABASE,
         "PYTHONUNBUFFERED": "1",
-        # Persistent connections, as a deployment has (or PgBouncer gives): Celery's Django
-        # fixup otherwise opens a connection per task.
+        # Persistent connections, as a deployment has (or PgBouncer gives); the Celery worker
+        # also needs CELERY_DB_REUSE_MAX for them (see celery_worker()).
         "CONN_MAX_AGE": os.environ.get("CONN_MAX_AGE", "300"),
         **(extra or {}),
     }
@@ -198,16 +203,36 @@ def start_polling(args: argparse.Namespace, logs: Path) -> list[tuple[subprocess
     return started
 
 
+# The worker is started through celery_worker() below, so that it gets the settings of a deployment.
+CELERY_WORKER = (
+    "import sys; from benchmarks.webhooks_throughput import celery_worker; "
+    "celery_worker(int(sys.argv[1]), sys.argv[2:])"
+)
+
+
+def celery_worker(db_reuse: int, argv: list[str]) -> None:
+    """Run the example project's Celery worker with ``CELERY_DB_REUSE_MAX`` = ``db_reuse``.
+
+    Celery's Django fix-up closes every database connection before and after each task, whatever
+    ``CONN_MAX_AGE`` says (Celery 5.6 and later); only ``CELERY_DB_REUSE_MAX`` keeps a connection
+    for that many tasks. Without it each task pays a new PostgreSQL connection (a server process,
+    its authentication and cold catalog caches), which cost more than the task's own work.
+    """
+    from example_project.celery import app
+
+    if db_reuse > 0:
+        app.conf.CELERY_DB_REUSE_MAX = db_reuse
+    app.worker_main(["worker", *argv])
+
+
 def start_celery(args: argparse.Namespace, logs: Path, queue: str) -> list[tuple[Any, Any]]:
     log = logs / "celery.log"
     handle = log.open("w")
     command = [
         sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "example_project",
-        "worker",
+        "-c",
+        CELERY_WORKER,
+        str(args.celery_db_reuse),
         f"--pool={args.celery_pool}",
         f"--concurrency={args.celery_concurrency}",
         "-Q",
@@ -409,8 +434,20 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16, help="threads per polling worker")
     parser.add_argument("--interval", type=float, default=0.05)
-    parser.add_argument("--celery-pool", default="threads")
-    parser.add_argument("--celery-concurrency", type=int, default=8)
+    parser.add_argument("--celery-pool", default="prefork")
+    parser.add_argument(
+        "--celery-concurrency",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="Celery worker processes (threads with --celery-pool threads); default: the cores",
+    )
+    parser.add_argument(
+        "--celery-db-reuse",
+        type=int,
+        default=1000,
+        help="CELERY_DB_REUSE_MAX of the Celery worker (tasks per database connection; 0: one "
+        "connection per task, Celery's default)",
+    )
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--logs", default=str(ROOT / ".data" / "bench_webhooks"))
     args = parser.parse_args()

@@ -3,14 +3,14 @@
 Claiming is one statement, ``WITH c AS MATERIALIZED (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE
 ... RETURNING``: a delivery is claimable when it is pending and due, or when it is held under a
 lease that has expired (its worker died); the Celery task claims the ids it carries the same
-way. An attempt starts only while the lease still covers it: its longest possible run
-(``CONNECT_TIMEOUT`` + ``TIMEOUT``, a bound the client enforces) plus ``LEASE_MARGIN`` to record
-the batch; the deliveries a batch has no lease left for are released unsent, so no other worker
-can claim a delivery while its attempt may still be under way. Outcomes are written in one
-transaction (one statement for the common case) per batch. Only a 2xx answer delivers; 410 Gone
-disables the endpoint; other answers and network errors are retried on the ``RETRY_SCHEDULE``
-(or after a bounded ``Retry-After`` on 429/503) until ``max_attempts``. Every query runs in system
-mode, since one batch spans tenants."""
+way, and tops a short batch up with other due first attempts. An attempt starts only while the
+lease still covers it: its longest possible run (``CONNECT_TIMEOUT`` + ``TIMEOUT``, a bound the
+client enforces) plus ``LEASE_MARGIN`` to record the batch; the deliveries a batch has no lease
+left for are released unsent, so no other worker can claim a delivery while its attempt may still
+be under way. Outcomes are written in one transaction (one statement for the common case) per
+batch. Only a 2xx answer delivers; 410 Gone disables the endpoint; other answers and network
+errors are retried on the ``RETRY_SCHEDULE`` (or after a bounded ``Retry-After`` on 429/503) until
+``max_attempts``. Every query runs in system mode, since one batch spans tenants."""
 
 from __future__ import annotations
 
@@ -168,6 +168,13 @@ def _claim_ids(ids: list[Any], worker_id: str, lease: float | None) -> list[Clai
     lease = float(lease if lease is not None else webhook_settings.LEASE_SECONDS)
     with connections[db.alias()].cursor() as cursor:
         return _claim_sql(cursor, _IDS, [worker_id, lease, [str(i) for i in ids], len(ids)])
+
+
+def _claim_fresh(limit: int, worker_id: str, lease: float | None) -> list[Claimed]:
+    # Up to ``limit`` due first attempts, oldest first; the caller's scope.
+    lease = float(lease if lease is not None else webhook_settings.LEASE_SECONDS)
+    with connections[db.alias()].cursor() as cursor:
+        return _claim_sql(cursor, _FRESH, [worker_id, lease, limit])
 
 
 # -- backoff ----------------------------------------------------------------------------------
@@ -511,16 +518,23 @@ class _Shared:
 _shared = _Shared()
 
 
-def deliver_ids(ids: list[Any], worker_id: str = "celery") -> list[Outcome]:
+def deliver_ids(ids: list[Any], worker_id: str = "celery", fill: int = 0) -> list[Outcome]:
     """Claim those of ``ids`` that are due and free, send them and record the outcomes.
 
     The batch path of the polling worker (one claim, concurrent POSTs on pooled connections, one
     transaction for the results); ids not due, already sent or held by another worker are
     skipped, so running it twice, or alongside the polling worker, is harmless.
+
+    With ``fill``, a batch of fewer than ``fill`` deliveries is topped up with other due first
+    attempts, oldest first, claimed as the polling worker claims them (``SKIP LOCKED``, same
+    lease): under load one call sends what many small batches would have, and the calls that
+    carried those ids find them taken and return at once.
     """
     # The claim and the endpoints it needs share one transaction.
     with db.system_scope():
         claimed = _claim_ids(ids, worker_id, None)
+        if len(claimed) < fill:
+            claimed += _claim_fresh(fill - len(claimed), worker_id, None)
         endpoints = _load_endpoints({c.endpoint_id for c in claimed}) if claimed else {}
     if not claimed:
         return []

@@ -6,9 +6,11 @@ import logging
 import os
 import socket
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from celery import shared_task
+from django.db import transaction
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -50,15 +52,22 @@ def deliver(self: Any, delivery_ids: list[str] | str) -> dict[str, int]:
     countdown ends when they are due. Returns how many ended in each status.
 
     The claim makes the task safe to run twice or alongside the polling worker: a delivery that
-    is not due, or is held by someone else, is skipped. Deliveries the lease had no room left
+    is not due, or is held by someone else, is skipped. A batch shorter than
+    ``WORKER_BATCH_SIZE`` is topped up with other due first attempts (``deliver_ids(fill=...)``),
+    so a task may send deliveries that other tasks carry. Deliveries the lease had no room left
     for are released unsent and published again at once. A single id (the payload of earlier
     versions) is accepted too.
     """
-    from better_webhooks import delivery
+    from better_webhooks import db, delivery
+    from better_webhooks.conf import webhook_settings
     from better_webhooks.sending import celery_enabled, dispatch
 
     ids = [delivery_ids] if isinstance(delivery_ids, str) else list(delivery_ids)
-    outcomes = delivery.deliver_ids(ids, _worker_id(self))
+    # A short batch is topped up with other due first attempts: under load, when every commit
+    # publishes a few ids, the first tasks send the backlog in full batches and the rest find
+    # their ids taken, instead of each paying a claim, a recording and a round of POSTs.
+    fill = max(1, int(webhook_settings.WORKER_BATCH_SIZE))
+    outcomes = delivery.deliver_ids(ids, _worker_id(self), fill=fill)
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
@@ -67,13 +76,16 @@ def deliver(self: Any, delivery_ids: list[str] | str) -> dict[str, int]:
         for outcome in outcomes
         if outcome.status == "pending" and outcome.next_attempt_at is not None
     ]
+    # The task may run inside a transaction (a tenant's task scope): the outcomes are recorded
+    # when it commits, so the tasks that follow them are published only then.
+    publish = partial(transaction.on_commit, using=db.alias())
     if retries and celery_enabled():
         for countdown, group in retry_groups(retries, timezone.now()):
-            dispatch(group, countdown=countdown)
+            publish(partial(dispatch, group, countdown=countdown))
     released = [outcome.claimed.id for outcome in outcomes if outcome.status == "released"]
     if released and celery_enabled():
         if len(released) < len(outcomes):
-            dispatch(released)
+            publish(partial(dispatch, released))
         else:
             # Not even the first attempts fit in the lease (better_webhooks.W003): publishing
             # them again would only repeat this. They stay due for deliver_due or a poller.
