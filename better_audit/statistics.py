@@ -63,24 +63,13 @@ def stats(days: int | None = 30, top: int = 10, using: str | None = None) -> dic
         .annotate(count=Count("*"))
         .order_by("-count", "actor_id")[:top]
     )
-    per_day = dict(
-        qs.filter(timestamp__gte=since)
-        .annotate(day=TruncDate("timestamp", tzinfo=UTC))
-        .order_by()
-        .values_list("day")
-        .annotate(n=Count("*"))
-        .values_list("day", "n")
-    )
     top_tables = sorted(tables.items(), key=lambda item: (-item[1], item[0]))[:top]
     return {
         "days": days,
         "since": since.isoformat() if days is not None else None,
         "total_logs": total,
         "tables_audited": len(tables),
-        "events_per_day": [
-            {"date": day.isoformat(), "count": per_day.get(day, 0)}
-            for day in _days(first_day, today)
-        ],
+        "events_per_day": events_per_day(qs, first_day, today),
         "top_actors": [{"actor_id": row["actor_id"], "count": row["count"]} for row in actors],
         "top_tables": [{"table_name": name, "count": n} for name, n in top_tables],
         "operation_breakdown": operations,
@@ -88,5 +77,17 @@ def stats(days: int | None = 30, top: int = 10, using: str | None = None) -> dic
     }
 
 
-def _days(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+def events_per_day(queryset: Any, first: date, last: date) -> list[dict[str, Any]]:
+    """``[{"date", "count"}]`` of ``queryset``'s entries for every UTC day from ``first`` to
+    ``last``, empty days included, oldest first (one grouped query)."""
+    since = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    per_day = dict(
+        queryset.filter(timestamp__gte=since)
+        .annotate(day=TruncDate("timestamp", tzinfo=UTC))
+        .order_by()
+        .values_list("day")
+        .annotate(n=Count("*"))
+        .values_list("day", "n")
+    )
+    days = (first + timedelta(days=n) for n in range((last - first).days + 1))
+    return [{"date": day.isoformat(), "count": per_day.get(day, 0)} for day in days]

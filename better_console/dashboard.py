@@ -14,7 +14,6 @@ from typing import Any
 
 from django.apps import apps
 from django.db.models import Count
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from better_core.admin import EXACT_COUNT_LIMIT, EstimatedCountPaginator
@@ -47,9 +46,7 @@ def dashboard_data(days: int = DEFAULT_DAYS, using: str | None = None) -> dict[s
             "since": since.isoformat(),
             "tenants": tenant_summary(using) if apps.is_installed("better_tenant") else None,
             "audit": (
-                audit_summary(first, last, since, using)
-                if apps.is_installed("better_audit")
-                else None
+                audit_summary(first, last, using) if apps.is_installed("better_audit") else None
             ),
             "webhooks": (
                 webhook_summary(since, using) if apps.is_installed("better_webhooks") else None
@@ -67,23 +64,13 @@ def tenant_summary(using: str | None = None) -> dict[str, Any]:
     return {"count": count, "estimated": count > EXACT_COUNT_LIMIT}
 
 
-def audit_summary(
-    first: date, last: date, since: datetime, using: str | None = None
-) -> dict[str, Any]:
+def audit_summary(first: date, last: date, using: str | None = None) -> dict[str, Any]:
     """``{"total", "peak", "per_day": [{"date", "count"}]}``, days of the window, oldest first."""
     from better_audit.models import AuditLog
+    from better_audit.statistics import events_per_day
 
     qs = AuditLog.objects.using(using) if using else AuditLog.objects.all()
-    per_day = dict(
-        qs.filter(timestamp__gte=since)
-        .annotate(day=TruncDate("timestamp", tzinfo=UTC))
-        .order_by()
-        .values_list("day")
-        .annotate(n=Count("*"))
-        .values_list("day", "n")
-    )
-    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    rows = [{"date": day.isoformat(), "count": per_day.get(day, 0)} for day in days]
+    rows = events_per_day(qs, first, last)
     return {
         "total": sum(row["count"] for row in rows),
         "peak": max((row["count"] for row in rows), default=0),
