@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -136,6 +137,25 @@ def changelist_url(
     return f"{url}?{urlencode(query)}" if query else url
 
 
+def _status_rows(
+    site: AdminSite,
+    request: HttpRequest,
+    model: str,
+    counts: dict[str, int],
+    label: Callable[[str], str] = str.capitalize,
+) -> list[dict[str, Any]]:
+    """One row per status: its label, its count and the changelist filtered to it."""
+    return [
+        {
+            "key": status,
+            "label": label(status),
+            "count": count,
+            "url": changelist_url(site, request, model, status__exact=status),
+        }
+        for status, count in counts.items()
+    ]
+
+
 def _tenants_section(
     site: AdminSite, request: HttpRequest, data: dict[str, Any] | None
 ) -> dict[str, Any] | None:
@@ -179,25 +199,9 @@ def _webhooks_section(
         "delivered": data["statuses"]["delivered"],
         "success_rate_display": None if rate is None else f"{rate:.1%}",
         "url": changelist_url(site, request, deliveries),
-        "rows": [
-            {
-                "key": status,
-                "label": status.capitalize(),
-                "count": count,
-                "url": changelist_url(site, request, deliveries, status__exact=status),
-            }
-            for status, count in data["statuses"].items()
-        ],
+        "rows": _status_rows(site, request, deliveries, data["statuses"]),
         "endpoints_url": changelist_url(site, request, endpoints),
-        "endpoint_rows": [
-            {
-                "key": status,
-                "label": status.capitalize(),
-                "count": count,
-                "url": changelist_url(site, request, endpoints, status__exact=status),
-            }
-            for status, count in data["endpoints"].items()
-        ],
+        "endpoint_rows": _status_rows(site, request, endpoints, data["endpoints"]),
     }
 
 
@@ -212,15 +216,9 @@ def _mail_section(
     return {
         **data,
         "url": changelist_url(site, request, logs),
-        "rows": [
-            {
-                "key": status,
-                "label": MailStatus(status).label,
-                "count": count,
-                "url": changelist_url(site, request, logs, status__exact=status),
-            }
-            for status, count in data["statuses"].items()
-        ],
+        "rows": _status_rows(
+            site, request, logs, data["statuses"], lambda status: MailStatus(status).label
+        ),
     }
 
 
