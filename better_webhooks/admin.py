@@ -259,6 +259,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
         "status",
         "attempts",
         "max_attempts",
+        "abandoned_claims",
         "next_attempt_at",
         "last_status_code",
         "last_error",

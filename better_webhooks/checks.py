@@ -9,8 +9,8 @@ from django.core import checks
 
 
 def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Encryption keys, durations, the retry schedule, the event catalog, network lists and the
-    lease."""
+    """Encryption keys, durations, the retry schedule, the event catalog, network lists, the
+    lease and the abandon limit."""
     from better_core.durations import parse_duration
     from better_webhooks import crypto, events, ssrf
     from better_webhooks.conf import webhook_settings
@@ -77,6 +77,17 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.C
             checks.Error(
                 "BETTER_WEBHOOKS['MAX_ATTEMPTS'] must be a positive integer.",
                 id="better_webhooks.E005",
+            )
+        )
+    abandoned_limit = webhook_settings.raw("ABANDONED_LIMIT")
+    # ``type() is int``: True is an int too, and not a count.
+    if type(abandoned_limit) is not int or abandoned_limit < 1:
+        messages.append(
+            checks.Error(
+                "BETTER_WEBHOOKS['ABANDONED_LIMIT'] must be a positive integer.",
+                hint="The number of times a delivery's worker may stop while sending it before "
+                "the delivery is failed; the default is 3.",
+                id="better_webhooks.E007",
             )
         )
     try:

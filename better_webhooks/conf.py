@@ -56,6 +56,10 @@ DEFAULTS = {
     # WORKER_CONCURRENCY) * (CONNECT_TIMEOUT + TIMEOUT) + 2 s fits a whole batch of slow
     # receivers; less than one attempt's share sends nothing (check better_webhooks.W003).
     "LEASE_SECONDS": 120,
+    # A delivery whose lease expired this many times while it was being sent (its worker died
+    # each time: killed, out of memory, crashed) is failed by the next claim instead of being
+    # handed to another worker; replay queues it again once the cause is fixed.
+    "ABANDONED_LIMIT": 3,
     # Share of each claimed batch reserved for retries, so that a backlog of retries never
     # starves fresh deliveries (and fresh traffic never starves retries).
     "RETRY_SHARE": 0.5,

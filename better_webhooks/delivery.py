@@ -2,8 +2,10 @@
 
 Claiming is one statement, ``WITH c AS MATERIALIZED (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE
 ... RETURNING``: a delivery is claimable when it is pending and due, or when it is held under a
-lease that has expired (its worker died); the Celery task claims the ids it carries the same
-way, and tops a short batch up with other due first attempts. An attempt starts only while the
+lease that has expired (its worker died; after ``ABANDONED_LIMIT`` such take-overs the claim
+fails the delivery instead, so a payload that kills its worker does not kill them all); the
+Celery task claims the ids it carries the same way, and tops a short batch up with other due
+first attempts. An attempt starts only while the
 lease still covers it: its longest possible run (``CONNECT_TIMEOUT`` + ``TIMEOUT``, a bound the
 client enforces) plus ``LEASE_MARGIN`` to record the batch; the deliveries a batch has no lease
 left for are released unsent, so no other worker can claim a delivery while its attempt may still
@@ -48,25 +50,58 @@ LEASE_MARGIN = 2.0
 # The candidates are a MATERIALIZED CTE: as an ``IN (SELECT ... LIMIT n)`` subquery the planner
 # may run the locking subquery once per outer row, and each run, skipping the rows already locked,
 # returns new ones, so the UPDATE claimed more than ``n`` rows.
+# A delivery still 'delivering' after its lease was abandoned: its worker stopped before recording
+# it (a delivery released for want of lease is back to 'pending' and is not counted). It may be
+# what killed the worker, so it is claimed alone, never in a batch with others, which would die
+# with it. The claim that takes it over counts that, and the one that brings the count to
+# ABANDONED_LIMIT fails it in the same statement instead of handing it out: a payload that kills
+# its worker stops after a few workers, and the deliveries that shared its batch go out one by
+# one. ``status`` and ``abandoned_claims`` are read under the row lock: the latest values.
 _CLAIM_SQL = """
-WITH candidates AS MATERIALIZED (
-       SELECT id FROM webhook_deliveries
-        WHERE ((status = 'pending' AND next_attempt_at <= statement_timestamp())
-               OR (status = 'delivering' AND lease_until < statement_timestamp()))
+WITH abandoned AS MATERIALIZED (
+       SELECT id, true AS abandoned, abandoned_claims + 1 >= %s AS give_up
+         FROM webhook_deliveries
+        WHERE status = 'delivering' AND lease_until < statement_timestamp()
           {condition}
         ORDER BY next_attempt_at
+        LIMIT 1
+          FOR UPDATE SKIP LOCKED),
+due AS MATERIALIZED (
+       SELECT id
+         FROM webhook_deliveries
+        WHERE status = 'pending' AND next_attempt_at <= statement_timestamp()
+          {condition}
+          AND NOT EXISTS (SELECT FROM abandoned)
+        ORDER BY next_attempt_at
         LIMIT %s
-          FOR UPDATE SKIP LOCKED)
+          FOR UPDATE SKIP LOCKED),
+candidates AS (
+       SELECT id, abandoned, give_up FROM abandoned
+        UNION ALL
+       SELECT id, false, false FROM due)
 UPDATE webhook_deliveries AS d
-   SET status = 'delivering', locked_by = %s,
-       lease_until = statement_timestamp() + make_interval(secs => %s)
-  FROM candidates
- WHERE d.id = candidates.id
+   SET status = CASE WHEN c.give_up THEN 'failed' ELSE 'delivering' END,
+       abandoned_claims = d.abandoned_claims + CASE WHEN c.abandoned THEN 1 ELSE 0 END,
+       locked_by = CASE WHEN c.give_up THEN NULL ELSE %s END,
+       lease_until = CASE WHEN c.give_up THEN NULL
+                          ELSE statement_timestamp() + make_interval(secs => %s) END,
+       last_error = CASE WHEN c.give_up THEN
+           'the worker holding this delivery stopped ' || (d.abandoned_claims + 1)
+           || ' times while sending it (its lease expired before it recorded an outcome); '
+           || 'check the worker logs for processes killed (SIGKILL, out of memory) or crashed '
+           || 'while sending this payload, fix the cause, then replay the delivery'
+           ELSE d.last_error END,
+       updated_at = CASE WHEN c.give_up THEN statement_timestamp() ELSE d.updated_at END
+  FROM candidates AS c
+ WHERE d.id = c.id
 RETURNING d.id, d.message_id, d.endpoint_id, d.event, d.payload, d.attempts, d.max_attempts,
-          d.created_at, d.tenant_id
+          d.created_at, d.tenant_id, c.give_up, c.abandoned
 """
-_FRESH = "AND attempts = 0"
-_RETRY = "AND attempts > 0"
+# With no condition and a limit of 0 the statement claims only an abandoned delivery (alone);
+# first and later attempts are claimed among pending deliveries only, so never beside one.
+_ABANDONED = ""
+_FRESH = "AND status = 'pending' AND attempts = 0"
+_RETRY = "AND status = 'pending' AND attempts > 0"
 _IDS = "AND id = ANY(%s::uuid[])"
 
 
@@ -85,6 +120,8 @@ class Claimed:
     created_at: datetime
     tenant_id: Any
     held_until: float = math.inf
+    # Taken over from a worker that stopped while holding it (such a delivery is claimed alone).
+    abandoned: bool = False
 
     def body(self) -> bytes:
         """The JSON body: the same bytes on every attempt (the signature covers them)."""
@@ -116,26 +153,45 @@ class Outcome:
 # -- claiming ---------------------------------------------------------------------------------
 
 
-def _rows(cursor: Any) -> list[Claimed]:
-    result = []
+def _rows(cursor: Any) -> tuple[list[Claimed], list[Any]]:
+    # The claimed deliveries, and the ids of those the claim failed as abandoned too often.
+    result, given_up = [], []
     for row in cursor.fetchall():
+        if row[9]:
+            given_up.append(row[0])
+            continue
         payload = row[4]
         if isinstance(payload, str):
             payload = json.loads(payload)
-        result.append(Claimed(row[0], row[1], row[2], row[3], payload, *row[5:]))
-    return result
+        result.append(
+            Claimed(row[0], row[1], row[2], row[3], payload, *row[5:9], abandoned=row[10])
+        )
+    return result, given_up
 
 
 def _claim_sql(cursor: Any, condition: str, params: list[Any]) -> list[Claimed]:
     # ``params`` is [worker_id, lease, *condition parameters, limit]; the statement takes the
-    # candidates' parameters first.
-    worker_id, lease, *rest = params
+    # condition's parameters once per candidate query, then the limit, worker and lease.
+    worker_id, lease, *condition_params, size = params
+    limit = int(webhook_settings.ABANDONED_LIMIT)
     # Read before the statement is sent: the lease the database grants ends later than this.
     held_until = monotonic() + lease
-    cursor.execute(_CLAIM_SQL.format(condition=condition), [*rest, worker_id, lease])
-    claimed = _rows(cursor)
+    cursor.execute(
+        _CLAIM_SQL.format(condition=condition),
+        [limit, *condition_params, *condition_params, size, worker_id, lease],
+    )
+    claimed, given_up = _rows(cursor)
     for item in claimed:
         item.held_until = held_until
+    if given_up:
+        logger.error(
+            "%d webhook deliveries failed: the worker holding each stopped %d times while "
+            "sending it (killed, out of memory or crashed); check the worker logs, fix the "
+            "cause, then replay them: %s",
+            len(given_up),
+            limit,
+            ", ".join(str(i) for i in given_up),
+        )
     return claimed
 
 
@@ -147,11 +203,15 @@ def lease_needed() -> float:
 
 def claim(limit: int, worker_id: str, lease: float | None = None) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries; retries get at most ``RETRY_SHARE`` of the batch
-    while fresh deliveries wait, so neither kind starves the other."""
+    while fresh deliveries wait, so neither kind starves the other. A delivery abandoned by a
+    stopped worker is claimed first, and alone."""
     lease = float(lease if lease is not None else webhook_settings.LEASE_SECONDS)
     share = float(webhook_settings.RETRY_SHARE)
     retry_quota = max(1, int(limit * share)) if limit > 1 else limit
     with db.system_scope(), connections[db.alias()].cursor() as cursor:
+        abandoned = _claim_sql(cursor, _ABANDONED, [worker_id, lease, 0])
+        if abandoned:
+            return abandoned
         claimed = _claim_sql(cursor, _RETRY, [worker_id, lease, retry_quota])
         if len(claimed) < limit:
             claimed += _claim_sql(cursor, _FRESH, [worker_id, lease, limit - len(claimed)])
@@ -159,6 +219,11 @@ def claim(limit: int, worker_id: str, lease: float | None = None) -> list[Claime
             # Few fresh deliveries are waiting: give the rest of the batch to retries.
             claimed += _claim_sql(cursor, _RETRY, [worker_id, lease, limit - len(claimed)])
     return claimed
+
+
+def _alone(claimed: list[Claimed]) -> bool:
+    # An abandoned delivery is a batch of its own: nothing may be claimed to go with it.
+    return any(item.abandoned for item in claimed)
 
 
 def _claim_ids(ids: list[Any], worker_id: str, lease: float | None) -> list[Claimed]:
@@ -533,7 +598,7 @@ def deliver_ids(ids: list[Any], worker_id: str = "celery", fill: int = 0) -> lis
     # The claim and the endpoints it needs share one transaction.
     with db.system_scope():
         claimed = _claim_ids(ids, worker_id, None)
-        if len(claimed) < fill:
+        if len(claimed) < fill and not _alone(claimed):
             claimed += _claim_fresh(fill - len(claimed), worker_id, None)
         endpoints = _load_endpoints({c.endpoint_id for c in claimed}) if claimed else {}
     if not claimed:

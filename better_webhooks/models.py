@@ -71,7 +71,9 @@ class WebhookDelivery(models.Model):
     ``message_id`` (``msg_...``) is the ``webhook-id`` header: one per ``send()`` call, the same
     for every endpoint and every retry, so receivers can drop duplicates. ``lease_until`` and
     ``locked_by`` are set while a worker holds the delivery; an expired lease makes it claimable
-    again, so a worker that dies loses nothing.
+    again, so a worker that dies loses nothing. ``abandoned_claims`` counts the claims that took
+    the delivery over from such a worker; at ``ABANDONED_LIMIT`` the claim fails it instead of
+    handing it out again, so a payload that kills its worker does not kill every worker in turn.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -89,6 +91,8 @@ class WebhookDelivery(models.Model):
     next_attempt_at = models.DateTimeField(default=timezone.now)
     lease_until = models.DateTimeField(null=True, blank=True)
     locked_by = models.TextField(null=True, blank=True)
+    # A database default too: deliveries are inserted by raw SQL that does not name the column.
+    abandoned_claims = models.IntegerField(default=0, db_default=0)
     idempotency_key = models.TextField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
     last_status_code = models.IntegerField(null=True, blank=True)

@@ -1,8 +1,9 @@
 """Queue deliveries again: selected ones, one on request, or every failed one since a moment.
 
 A queued-again delivery gets a fresh set of ``MAX_ATTEMPTS`` attempts (its attempt numbers go on
-from where they stopped, so the attempt log keeps its history) and goes out after the caller's
-transaction commits: through Celery when it is on, else the polling worker claims it.
+from where they stopped, so the attempt log keeps its history) and its count of abandoned claims
+starts again from 0; it goes out after the caller's transaction commits: through Celery when it
+is on, else the polling worker claims it.
 Queries run in the caller's scope, so row-level security limits them to the tenant in scope;
 the management command runs them in system mode.
 """
@@ -47,6 +48,8 @@ def requeue(queryset: QuerySet[WebhookDelivery]) -> list[Any]:
         max_attempts=F("attempts") + int(webhook_settings.MAX_ATTEMPTS),
         lease_until=None,
         locked_by=None,
+        # The operator replays once the cause of the abandonments is fixed: count afresh.
+        abandoned_claims=0,
         delivered_at=None,
         updated_at=now,
     )
