@@ -31,6 +31,7 @@ from better_core.admin import (
     EstimatedCountPaginator,
     admin_scope,
     distinct_values,
+    pretty_json,
     render_in_scope,
 )
 
@@ -206,18 +207,14 @@ class AuditLogAdmin(admin.ModelAdmin):
 
     @admin.display(description="Metadata")
     def metadata_json(self, obj: AuditLog) -> SafeString:
-        if not obj.metadata:
-            return format_html("{}", "—")
-        text = json.dumps(obj.metadata, indent=2, sort_keys=True, default=str)
-        return format_html('<pre class="audit-json">{}</pre>', text)
+        return pretty_json(obj.metadata, "audit-json")
 
 
 def _cell(value: Any, present: bool) -> SafeString:
     if not present:
         return format_html('<span class="audit-absent">{}</span>', "—")
-    if isinstance(value, (dict, list)):
-        text = json.dumps(value, indent=2, sort_keys=True, default=str)
-        return format_html('<pre class="audit-json">{}</pre>', text)
+    if isinstance(value, (dict, list)) and value:
+        return pretty_json(value, "audit-json")
     return format_html("<code>{}</code>", json.dumps(value, default=str))
 
 

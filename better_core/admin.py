@@ -15,6 +15,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 EXACT_COUNT_LIMIT = 10_000
 
@@ -71,6 +73,19 @@ def console_allows(user: Any, level: str) -> bool:
     from better_console.permissions import has_console_level
 
     return has_console_level(user, level)
+
+
+def pretty_json(value: Any, css_class: str = "") -> SafeString:
+    """``value`` as indented JSON in a ``<pre>`` (a JSON string is parsed first), or a dash."""
+    if value in (None, "", {}, []):
+        return format_html("{}", "—")
+    text = value
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(value) if isinstance(value, str) else value
+        text = json.dumps(parsed, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return format_html(
+        '<pre class="{}" style="margin: 0; white-space: pre-wrap">{}</pre>', css_class, text
+    )
 
 
 def render_in_scope(response: HttpResponse) -> HttpResponse:

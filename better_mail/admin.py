@@ -18,7 +18,6 @@ mails (the views run in ``run_as_system()``), other staff see what their current
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.contrib import admin, messages
@@ -36,6 +35,7 @@ from better_core.admin import (
     admin_scope,
     console_allows,
     distinct_value_filter,
+    pretty_json,
     render_in_scope,
 )
 from better_mail.models import MailLog, MailStatus
@@ -334,15 +334,15 @@ class MailLogAdmin(admin.ModelAdmin):
 
     @admin.display(description="Recipient status")
     def recipient_status_json(self, obj: MailLog) -> SafeString:
-        return _json_block(obj.recipient_status)
+        return pretty_json(obj.recipient_status)
 
     @admin.display(description="Events")
     def events_json(self, obj: MailLog) -> SafeString:
-        return _json_block(obj.events)
+        return pretty_json(obj.events)
 
     @admin.display(description="Metadata")
     def metadata_json(self, obj: MailLog) -> SafeString:
-        return _json_block(obj.metadata)
+        return pretty_json(obj.metadata)
 
     @admin.display(description="Message")
     def rendered(self, obj: MailLog) -> SafeString:
@@ -361,10 +361,3 @@ class MailLogAdmin(admin.ModelAdmin):
 
     def _preview_link(self, obj: MailLog) -> str:
         return self._url("template_preview", obj.template)
-
-
-def _json_block(value: Any) -> SafeString:
-    if not value:
-        return format_html("{}", "—")
-    text = json.dumps(value, indent=2, sort_keys=True, default=str)
-    return format_html('<pre style="margin: 0; white-space: pre-wrap">{}</pre>', text)

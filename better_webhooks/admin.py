@@ -13,7 +13,6 @@ tenant's rows (the views run in ``run_as_system()``), other staff see what their
 from __future__ import annotations
 
 import contextlib
-import json
 import uuid
 from typing import Any
 
@@ -21,7 +20,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from better_core.admin import (
@@ -30,6 +28,7 @@ from better_core.admin import (
     console_allows,
     distinct_value_filter,
     distinct_values,
+    pretty_json,
     render_in_scope,
 )
 from better_webhooks.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
@@ -65,18 +64,6 @@ class ScopedAdmin(admin.ModelAdmin):
     def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
         with admin_scope(request):
             return render_in_scope(super().history_view(request, object_id, extra_context))
-
-
-def pretty_json(value: Any) -> SafeString:
-    if value in (None, "", {}, []):
-        return format_html("{}", "—")
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return format_html('<pre class="webhook-body">{}</pre>', value)
-    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-    return format_html('<pre class="webhook-body">{}</pre>', text)
 
 
 # --- endpoints ---------------------------------------------------------------------------------
@@ -280,7 +267,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="payload")
     def payload_json(self, obj: WebhookDelivery) -> SafeString:
-        return pretty_json(obj.payload)
+        return pretty_json(obj.payload, "webhook-body")
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
@@ -353,16 +340,16 @@ class WebhookDeliveryAttemptAdmin(ReadOnlyAdmin):
 
     @admin.display(description="request headers")
     def request_headers_json(self, obj: WebhookDeliveryAttempt) -> SafeString:
-        return pretty_json(obj.request_headers)
+        return pretty_json(obj.request_headers, "webhook-body")
 
     @admin.display(description="request body")
     def request_body_json(self, obj: WebhookDeliveryAttempt) -> SafeString:
-        return pretty_json(obj.request_body)
+        return pretty_json(obj.request_body, "webhook-body")
 
     @admin.display(description="response headers")
     def response_headers_json(self, obj: WebhookDeliveryAttempt) -> SafeString:
-        return pretty_json(obj.response_headers)
+        return pretty_json(obj.response_headers, "webhook-body")
 
     @admin.display(description="response body")
     def response_body_json(self, obj: WebhookDeliveryAttempt) -> SafeString:
-        return pretty_json(obj.response_body)
+        return pretty_json(obj.response_body, "webhook-body")
