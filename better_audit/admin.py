@@ -29,6 +29,7 @@ from django.utils.safestring import SafeString, mark_safe
 from better_audit.models import AuditLog
 from better_core.admin import (
     EstimatedCountPaginator,
+    ReadOnlyAdminMixin,
     admin_scope,
     distinct_values,
     pretty_json,
@@ -57,7 +58,7 @@ class TableFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "timestamp",
         "operation",
@@ -115,15 +116,6 @@ class AuditLogAdmin(admin.ModelAdmin):
     )
 
     # --- read only -------------------------------------------------------------------------------
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [name for _, options in self.fieldsets for name in options["fields"]]

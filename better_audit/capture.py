@@ -387,21 +387,7 @@ def _save_base(
 
 
 # Primary key types whose ``::text`` in PostgreSQL is ``str()`` of the value in Python.
-_FOLDABLE_KEYS = {
-    "AutoField",
-    "BigAutoField",
-    "SmallAutoField",
-    "IntegerField",
-    "BigIntegerField",
-    "SmallIntegerField",
-    "PositiveIntegerField",
-    "PositiveBigIntegerField",
-    "PositiveSmallIntegerField",
-    "UUIDField",
-    "CharField",
-    "TextField",
-    "SlugField",
-}
+_FOLDABLE_KEYS = tables.INTEGER_TYPES | {"UUIDField", "CharField", "TextField", "SlugField"}
 
 
 def _foldable_key(spec: tables.AuditedTable) -> bool:

@@ -435,7 +435,7 @@ def _unknown(value: Any, tz: datetime.tzinfo) -> Any:
     return UNKNOWN
 
 
-_INTEGER_TYPES = {
+INTEGER_TYPES = {
     "AutoField",
     "BigAutoField",
     "SmallAutoField",
@@ -467,7 +467,7 @@ def converter_for(f: Field) -> Converter:
         target = f.target_field
         return converter_for(target)
     kind = f.get_internal_type()
-    if kind in _INTEGER_TYPES:
+    if kind in INTEGER_TYPES:
 
         def integer(value: Any, tz: datetime.tzinfo) -> Any:
             if type(value) is int or value is None:

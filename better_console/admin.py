@@ -37,6 +37,7 @@ from django.utils.safestring import SafeString
 
 from better_console.models import ConsoleSession, MagicLink
 from better_console.permissions import console_levels, has_console_level, require_console_level
+from better_core.admin import ReadOnlyAdminMixin
 
 APP_LABEL = "better_console"
 DASHBOARD_URL_NAME = "better_console_dashboard"
@@ -228,7 +229,7 @@ install_dashboard(admin.site)
 # --- the console's own models --------------------------------------------------------------------
 
 
-class ConsoleModelAdmin(admin.ModelAdmin):
+class ConsoleModelAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only; console read access is enough to see these pages."""
 
     list_per_page = 50
@@ -239,15 +240,6 @@ class ConsoleModelAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return super().has_view_permission(request, obj) or has_console_level(request.user, "read")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="state")
     def state(self, obj: Any) -> SafeString:

@@ -37,6 +37,19 @@ class EstimatedCountPaginator(Paginator):
         return exact if exact <= EXACT_COUNT_LIMIT else max(estimate, exact)
 
 
+class ReadOnlyAdminMixin:
+    """A ModelAdmin or inline that shows rows and never adds, changes or deletes them."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 def _table_estimate(qs: QuerySet) -> int:
     with connections[qs.db].cursor() as cursor:
         cursor.execute(

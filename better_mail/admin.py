@@ -32,6 +32,7 @@ from django.utils.safestring import SafeString
 
 from better_core.admin import (
     EstimatedCountPaginator,
+    ReadOnlyAdminMixin,
     admin_scope,
     console_allows,
     distinct_value_filter,
@@ -98,7 +99,7 @@ def _stored_payload(log: MailLog) -> dict[str, Any]:
 
 
 @admin.register(MailLog)
-class MailLogAdmin(admin.ModelAdmin):
+class MailLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "created_at",
         "template",
@@ -163,15 +164,6 @@ class MailLogAdmin(admin.ModelAdmin):
     )
 
     # --- read only -------------------------------------------------------------------------------
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
         # Resending mails people: it takes the right to change logs, not only to read them,

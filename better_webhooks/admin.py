@@ -24,6 +24,7 @@ from django.utils.safestring import SafeString
 
 from better_core.admin import (
     EstimatedCountPaginator,
+    ReadOnlyAdminMixin,
     admin_scope,
     console_allows,
     distinct_value_filter,
@@ -181,7 +182,7 @@ def delivered_events(using: str = "default") -> list[str]:
     return distinct_values(WebhookDelivery._meta.db_table, "event", using)
 
 
-class AttemptInline(admin.TabularInline):
+class AttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = WebhookDeliveryAttempt
     fields = ("attempt", "created_at", "response_status", "duration_ms", "error", "url")
     readonly_fields = fields
@@ -191,25 +192,9 @@ class AttemptInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ReadOnlyAdmin(ScopedAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+class ReadOnlyAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+    """A scoped admin that only shows rows."""
 
 
 @admin.register(WebhookDelivery)
