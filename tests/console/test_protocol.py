@@ -150,7 +150,8 @@ def test_the_token_hash_is_read_from_the_environment(client, configure, monkeypa
     monkeypatch.setenv("BETTER_CONSOLE_TOKEN_HASH", "sha256:" + "ab" * 32)
     configure(TOKEN_HASH=REMOVE, MAGIC_LINK=None)
     token = post(client, "/console/session/init").json()["sessionToken"]
-    jwt.decode(token, "ab" * 32, algorithms=["HS256"], audience=AUDIENCE)
+    claims = jwt.decode(token, "ab" * 32, algorithms=["HS256"], audience=AUDIENCE)
+    assert claims["method"] == "auto_approve"
 
 
 def test_handshake_routes_exist_only_with_magic_link(client, configure):
