@@ -12,6 +12,11 @@ Shapes (field names are the model's, in the order of ``FIELDS``):
   ``after_data``, ``diff``, ``metadata``, ``compliance`` and ``redacted_fields`` cells hold JSON,
   ``notify`` is ``true``/``false``, NULL is an empty cell.
 
+``naming="camel"`` writes the entries as the console protocol shows them: camelCase keys and CSV
+header (``tableName``, ``recordId``, ...), times in UTC to the millisecond (``...T12:00:00.000Z``),
+empty columns left out of JSON entries, CSV lines ending in ``\n``, and the chain head only in the
+response header, so that a JSON export is an array of entries and nothing else.
+
 The chain head (``integrity.chain_head()``) proves the export was taken from an unbroken trail. In
 JSON it is the trailing record, the only one whose single key is ``_chain_head``, so the seed's
 array-of-entries shape still parses. CSV keeps it out of the body, where any extra row would be read
@@ -44,15 +49,25 @@ from django.http import StreamingHttpResponse
 from better_audit.queries import AuditQuery
 from better_audit.sql import COLUMNS
 from better_audit.writer import _audit_model, _tenant_installed
+from better_core.durations import iso_millis
 
 # The model's fields in the order of every audit INSERT.
 FIELDS = COLUMNS
 _JSONB = ("before_data", "after_data", "diff", "metadata")
 _ARRAYS = ("compliance", "redacted_fields")
 FORMATS = ("json", "csv")
+NAMINGS = ("columns", "camel")
 JSON_STYLES = ("array", "ndjson")
 CHAIN_HEAD_KEY = "_chain_head"
 CHAIN_HEAD_HEADER = "X-Audit-Chain-Head"
+
+
+def camel(name: str) -> str:
+    """``table_name`` -> ``tableName``."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 CONTENT_TYPES = {
     ("json", "array"): "application/json",
     ("json", "ndjson"): "application/x-ndjson",
@@ -77,14 +92,17 @@ def export(
     *,
     chain_head: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    naming: str = "columns",
 ) -> str | ExportSummary:
     """Export the entries of ``query`` (default: all, oldest first) as JSON or CSV.
 
     Returns the text when ``output`` is None; otherwise writes to ``output`` (a path, or a text or
     binary stream) and returns an ``ExportSummary``. See the module docstring for the shapes.
     """
-    style = _validate(format, json_style)
-    plan = _Plan(format, style, (query or AuditQuery()).ordered("asc"), chain_head, chunk_size)
+    style = _validate(format, json_style, naming)
+    plan = _Plan(
+        format, style, (query or AuditQuery()).ordered("asc"), chain_head, chunk_size, None, naming
+    )
     if output is None:
         buffer = io.StringIO()
         # A CSV string has nowhere to carry the head, so it is not computed.
@@ -110,22 +128,25 @@ def export_response(
     json_style: str = "array",
     chain_head: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    naming: str = "columns",
 ) -> StreamingHttpResponse:
     """A download of the export, streamed: the right content type and an attachment filename.
 
     The body is produced while the response is sent, in the tenant scope that was current when
     this was called (a view's scope ends before streaming starts, so it is re-entered).
     """
-    style = _validate(format, json_style)
+    style = _validate(format, json_style, naming)
     q = (query or AuditQuery()).ordered("asc")
     scope = _capture_scope()
     extension = "csv" if format == "csv" else ("ndjson" if style == "ndjson" else "json")
     name = _safe_filename(filename or "audit-export", extension)
     header_head = None
-    if chain_head and format == "csv":
+    if chain_head and (format == "csv" or naming == "camel"):
         with snapshot(q.queryset.db), _entered(scope):
             header_head = _chain_head()
-    plan = _Plan(format, style, q, chain_head, chunk_size, header_head)
+    # In the console's shape the head travels in the header alone.
+    in_body = chain_head and naming != "camel"
+    plan = _Plan(format, style, q, in_body, chunk_size, header_head, naming)
 
     def body() -> Iterator[bytes]:
         # Snapshot first: REPEATABLE READ must be set before the scope's first statement.
@@ -170,6 +191,7 @@ class _Plan:
     chunk_size: int
     # The chain head when it was taken already (for a CSV response's header), else None.
     head: dict[str, Any] | None = None
+    naming: str = "columns"
 
 
 def _write(stream: Any, plan: _Plan) -> ExportSummary:
@@ -191,11 +213,12 @@ def _run(stream: Any, plan: _Plan) -> Iterator[ExportSummary | None]:
     using = qs.db
     rows = 0
     with snapshot(using):
+        camel = plan.naming == "camel"
         if plan.format == "csv":
-            writer = csv.writer(stream, lineterminator="\r\n")
-            writer.writerow(FIELDS)
+            writer = csv.writer(stream, lineterminator="\n" if camel else "\r\n")
+            writer.writerow(CAMEL_FIELDS if camel else FIELDS)
             for chunk in _chunks(qs, plan.chunk_size):
-                writer.writerows(_csv_row(row) for row in chunk)
+                writer.writerows(_csv_row(row, camel) for row in chunk)
                 rows += len(chunk)
                 yield None
             if plan.chain_head and head is None:
@@ -207,10 +230,10 @@ def _run(stream: Any, plan: _Plan) -> Iterator[ExportSummary | None]:
             separator = "\n" if array else ""
             for chunk in _chunks(qs, plan.chunk_size):
                 if array:
-                    stream.write(separator + ",\n".join(_json_row(row) for row in chunk))
+                    stream.write(separator + ",\n".join(_json_row(row, camel) for row in chunk))
                     separator = ",\n"
                 else:
-                    stream.write("".join(_json_row(row) + "\n" for row in chunk))
+                    stream.write("".join(_json_row(row, camel) + "\n" for row in chunk))
                 rows += len(chunk)
                 yield None
             if plan.chain_head:
@@ -243,32 +266,37 @@ _STRUCTURED = frozenset(FIELDS.index(name) for name in (*_JSONB, *_ARRAYS))
 _TIMESTAMP = FIELDS.index("timestamp")
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
 _KEYS = [_dumps(name) + ":" for name in FIELDS]
+CAMEL_FIELDS = tuple(camel(name) for name in FIELDS)
+_CAMEL_KEYS = [_dumps(name) + ":" for name in CAMEL_FIELDS]
 
 
-def _json_row(row: tuple[Any, ...]) -> str:
+def _json_row(row: tuple[Any, ...], camel: bool = False) -> str:
+    keys = _CAMEL_KEYS if camel else _KEYS
     parts = []
     for index, value in enumerate(row):
         if value is None:
+            if camel:
+                continue
             text = "null"
         elif index in _STRUCTURED:
             text = value
         elif index == _TIMESTAMP:
-            text = '"' + value.isoformat() + '"'
+            text = '"' + (iso_millis(value) if camel else value.isoformat()) + '"'
         elif isinstance(value, bool):
             text = "true" if value else "false"
         else:
             text = _dumps(str(value))
-        parts.append(_KEYS[index] + text)
+        parts.append(keys[index] + text)
     return "{" + ",".join(parts) + "}"
 
 
-def _csv_row(row: tuple[Any, ...]) -> list[str]:
+def _csv_row(row: tuple[Any, ...], camel: bool = False) -> list[str]:
     cells = []
     for index, value in enumerate(row):
         if value is None:
             cells.append("")
         elif index == _TIMESTAMP:
-            cells.append(value.isoformat())
+            cells.append(iso_millis(value) if camel else value.isoformat())
         elif isinstance(value, bool):
             cells.append("true" if value else "false")
         else:
@@ -342,7 +370,9 @@ def _entered(scope: tuple[str, Any]) -> Iterator[None]:
             yield
 
 
-def _validate(format: str, json_style: str) -> str | None:
+def _validate(format: str, json_style: str, naming: str = "columns") -> str | None:
+    if naming not in NAMINGS:
+        raise ValueError(f"naming must be one of {', '.join(NAMINGS)}; got {naming!r}.")
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}.")
     if format == "csv":

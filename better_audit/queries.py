@@ -66,6 +66,15 @@ class AuditQuery:
 
     # --- filters ---------------------------------------------------------------------------------
 
+    def where(self, *conditions: Q) -> AuditQuery:
+        """Entries matching Django ``Q`` conditions on the ``AuditLog`` fields, for what the named
+        filters do not cover (several actors, an inclusive time window, ...)."""
+        if not all(isinstance(condition, Q) for condition in conditions):
+            raise TypeError("where() takes django.db.models.Q conditions.")
+        clone = self._clone()
+        clone._q.extend(conditions)
+        return clone
+
     def resource(self, table: str) -> AuditQuery:
         """Entries of one audited table (SQL table name or ``"app_label.Model"``)."""
         from better_audit.tables import resolve_table_name

@@ -1,11 +1,16 @@
 """The magic link handshake: init (email a code), verify (the code), poll, claim (the token).
 
-The code is six characters from an alphabet without look-alikes (no 0/O, 1/I/L), stored only as
-its sha256 and compared in constant time. A link is good for ten minutes; after MAX_ATTEMPTS
-wrong codes it is locked. One address holds at most MAX_LINKS_PER_EMAIL live links, so that its
-codes cannot be guessed link after link from many clients. The claim sets the link's
-``token_hash`` with ``UPDATE ... WHERE token_hash IS NULL``, so that only one session row is ever
-created; a repeated claim re-signs the stored session's claims, which yields the same token.
+The steps, statuses and error texts are those of the published console servers. The session id
+is a UUID; the code is six characters of ``CODE_ALPHABET`` (no 0/O, 1/I), stored only as its
+sha256 and compared in constant time. A link is good for ten minutes (its claim for one more);
+after MAX_ATTEMPTS wrong codes it is locked. Verifying uses a link up: a second verify is refused.
+The claim is single-use: it sets the link's ``token_hash`` with ``UPDATE ... WHERE token_hash IS
+NULL``, so only the first claim gets a token and creates a session row; any later one is answered
+``already_claimed`` and nothing else, so a session id read from a log or a URL opens nothing.
+
+Beyond the published servers: one address holds at most MAX_LINKS_PER_EMAIL live links, so that
+its codes cannot be guessed link after link from many clients, and a wrong code answers the
+``remainingAttempts``.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ import hashlib
 import hmac
 import logging
 import math
+import re
 import secrets
+import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from django.db import transaction
 from django.utils import timezone
@@ -29,87 +37,62 @@ from better_console.conf import (
     delivery_available,
     email_allowed,
 )
+from better_console.cors import origin_allowed
 from better_console.exceptions import ConsoleError
-from better_console.sessions import (
-    IssuedToken,
-    create_stored_session,
-    sign,
-    stored_claims,
-    token_digest,
-)
+from better_console.sessions import IssuedToken, create_stored_session
 
 logger = logging.getLogger("better_console")
 
-CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 6
-SESSION_ID_PREFIX = "sess_"
+CODE_FORMAT = re.compile(r"\A[A-HJ-NP-Z2-9]{6}\Z")
+UUID_FORMAT = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z", re.I)
+# A verified link may still be claimed this long after it expires (the UI polls, then claims).
+CLAIM_GRACE = timedelta(seconds=60)
 # Links one address may hold within MAGIC_LINK_LIFETIME: with MAX_ATTEMPTS each, this bounds the
 # guesses at its codes however many clients ask (and the mails sent to it).
 MAX_LINKS_PER_EMAIL = 10
 
-PENDING, VERIFIED, CLAIMED, EXPIRED, LOCKED = "pending", "verified", "claimed", "expired", "locked"
+PENDING, VERIFIED, EXPIRED = "pending", "verified", "expired"
+CLAIMED, ALREADY_CLAIMED = "claimed", "already_claimed"
 
 
-# --- errors of the handshake (names as the console UI knows them) ---------------------------------
-
-
-def _named(name: str, status: int, code: str, message: str, **extra: Any) -> ConsoleError:
-    return ConsoleError(name, status=status, code=code, message=message, **extra)
+# --- errors of the handshake (the published servers' texts) ---------------------------------------
 
 
 def email_not_allowed(email: str) -> ConsoleError:
-    return _named(
-        "ConsoleEmailNotAllowedError",
-        403,
-        "EMAIL_NOT_ALLOWED",
-        f'Email "{email}" is not in the allowed list.',
+    return ConsoleError(
+        f'Email "{email}" may not open a console session: add it (or a pattern matching it) to '
+        "BETTER_CONSOLE['MAGIC_LINK']['ALLOWED_EMAILS'] or BETTER_CONSOLE_ALLOWED_EMAILS.",
+        status=400,
+        code="EMAIL_NOT_ALLOWED",
     )
 
 
 def link_not_found() -> ConsoleError:
-    return _named(
-        "ConsoleMagicLinkNotFoundError",
-        404,
-        "SESSION_NOT_FOUND",
-        "No sign-in is pending under this sessionId. Start again with session/init.",
-    )
+    return ConsoleError("Magic link not found", status=404, code="MAGIC_LINK_NOT_FOUND")
+
+
+def link_used() -> ConsoleError:
+    return ConsoleError("Magic link already used", status=410, code="MAGIC_LINK_USED")
 
 
 def link_expired() -> ConsoleError:
-    return _named(
-        "ConsoleMagicLinkExpiredError",
-        410,
-        "MAGIC_LINK_EXPIRED",
-        "The code has expired (codes are valid for 10 minutes). Start again with session/init.",
-    )
+    return ConsoleError("Magic link expired", status=410, code="MAGIC_LINK_EXPIRED")
 
 
 def link_locked() -> ConsoleError:
-    return _named(
-        "ConsoleMagicLinkLockedError",
-        429,
-        "MAGIC_LINK_LOCKED",
-        "Too many wrong codes: this sign-in is locked. Start again with session/init.",
-    )
+    return ConsoleError("Too many failed attempts", status=429, code="MAGIC_LINK_LOCKED")
 
 
 def invalid_code(remaining: int) -> ConsoleError:
-    return _named(
-        "ConsoleMagicLinkInvalidCodeError",
-        401,
-        "INVALID_CODE",
-        "The code is not correct.",
-        remainingAttempts=remaining,
+    return ConsoleError(
+        "Invalid code", status=401, code="INVALID_CODE", remainingAttempts=remaining
     )
 
 
 def not_verified() -> ConsoleError:
-    return _named(
-        "ConsoleMagicLinkNotVerifiedError",
-        403,
-        "NOT_VERIFIED",
-        "The code has not been verified yet: call session/verify first.",
-    )
+    return ConsoleError("Magic link not yet verified", status=409, code="NOT_VERIFIED")
 
 
 def delivery_unavailable() -> ConsoleError:
@@ -129,6 +112,33 @@ def delivery_failed() -> ConsoleError:
     )
 
 
+# --- input ----------------------------------------------------------------------------------------
+
+
+def _invalid(message: str) -> ConsoleError:
+    return ConsoleError(message, status=400, code="INVALID_REQUEST")
+
+
+def checked_session_id(value: Any) -> str:
+    """``session_id`` as sent, lowercased, or the 400 of a missing or malformed one."""
+    if value is None or value == "":
+        raise _invalid("Missing session_id")
+    if not isinstance(value, str) or not UUID_FORMAT.match(value):
+        raise _invalid("Invalid session_id format")
+    return value.lower()
+
+
+def checked_pair(code: Any, session_id: Any) -> tuple[str, str]:
+    """``(code, session_id)`` of a verify request, or the 400 the published servers answer."""
+    if not code or not session_id:
+        raise _invalid("Missing code or session_id")
+    if not isinstance(code, str) or not CODE_FORMAT.match(code):
+        raise _invalid("Invalid code format")
+    if not isinstance(session_id, str) or not UUID_FORMAT.match(session_id):
+        raise _invalid("Invalid session_id format")
+    return code, session_id.lower()
+
+
 # --- codes ----------------------------------------------------------------------------------------
 
 
@@ -137,23 +147,31 @@ def generate_code() -> str:
 
 
 def hash_code(code: str) -> str:
-    """sha256 hex of a code as typed: case and surrounding spaces do not matter."""
-    return hashlib.sha256(code.strip().upper().encode()).hexdigest()
+    """sha256 hex of a code."""
+    return hashlib.sha256(code.encode()).hexdigest()
 
 
 def new_session_id() -> str:
-    return SESSION_ID_PREFIX + secrets.token_urlsafe(24)
+    return str(uuid.uuid4())
 
 
-def status_of(link: Any, max_attempts: int) -> str:
-    """pending, verified, claimed, expired or locked."""
-    if link.token_hash is not None:
-        return CLAIMED
-    if link.failed_attempts >= max_attempts:
-        return LOCKED
-    if link.is_expired:
-        return EXPIRED
-    return VERIFIED if link.verified_at is not None else PENDING
+def status_of(link: Any) -> str:
+    """pending, verified or expired, as ``session/poll`` answers."""
+    if link.verified_at is not None:
+        return VERIFIED
+    return EXPIRED if link.is_expired else PENDING
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer of ``session/claim``: ``claimed`` with a token, or ``already_claimed``."""
+
+    token: IssuedToken | None
+
+    def body(self) -> dict[str, Any]:
+        if self.token is None:
+            return {"status": ALREADY_CLAIMED}
+        return {"status": CLAIMED, **self.token.body()}
 
 
 # --- the four steps ---------------------------------------------------------------------------
@@ -167,13 +185,15 @@ def start(
     base_url: str | None = None,
     request: Any = None,
 ) -> str:
-    """Store a magic link for ``email`` and send its code; returns the ``sessionId``."""
+    """Store a magic link for ``email`` and send its code; returns the session id."""
     from better_console.models import MagicLink
 
     link_config = _link_config(config)
     email = email.strip()
+    # Matched as sent (a look-alike must not lowercase into an allowed address), stored lowercase.
     if not email_allowed(email, link_config.allowed_emails):
         raise email_not_allowed(email)
+    email = email.lower()
     if not delivery_available(config):
         raise delivery_unavailable()
     now = timezone.now()
@@ -195,6 +215,7 @@ def start(
             code,
             app_name=app_name,
             console_url=_console_url(config, base_url),
+            verify_url=_verify_url(request, link.session_id, code),
             request=request,
         )
     return link.session_id
@@ -224,7 +245,7 @@ def _refuse_flooding(email: str, now: datetime) -> None:
 
 
 def verify(config: ConsoleConfig, session_id: str, code: str) -> str:
-    """Check ``code``; returns ``verified`` or raises (wrong code, locked, expired, unknown)."""
+    """Check ``code`` and use the link up; returns ``verified`` or raises the protocol's error."""
     from better_console.models import MagicLink
 
     link_config = _link_config(config)
@@ -233,17 +254,15 @@ def verify(config: ConsoleConfig, session_id: str, code: str) -> str:
         link = MagicLink.objects.select_for_update().filter(session_id=session_id).first()
         if link is None:
             raise link_not_found()
-        status = status_of(link, link_config.max_attempts)
-        if status == LOCKED:
-            raise link_locked()
-        if status == CLAIMED:
-            return VERIFIED
-        if status == EXPIRED:
+        if link.verified_at is not None:
+            raise link_used()
+        if link.is_expired:
             raise link_expired()
+        if link.failed_attempts >= link_config.max_attempts:
+            raise link_locked()
         if hmac.compare_digest(hash_code(code), link.code_hash):
-            if link.verified_at is None:
-                link.verified_at = timezone.now()
-                link.save(update_fields=["verified_at"])
+            link.verified_at = timezone.now()
+            link.save(update_fields=["verified_at"])
             return VERIFIED
         link.failed_attempts += 1
         link.save(update_fields=["failed_attempts"])
@@ -256,58 +275,39 @@ def poll(config: ConsoleConfig, session_id: str) -> str:
     """The status of a magic link, for the console UI waiting on the user."""
     from better_console.models import MagicLink
 
-    link_config = _link_config(config)
+    _link_config(config)
     link = MagicLink.objects.filter(session_id=session_id).first()
     if link is None:
         raise link_not_found()
-    return status_of(link, link_config.max_attempts)
+    return status_of(link)
 
 
-def claim(config: ConsoleConfig, session_id: str) -> IssuedToken:
-    """Exchange a verified magic link for a session token; repeating it returns the same token."""
-    from better_console.models import ConsoleSession, MagicLink
+def claim(config: ConsoleConfig, session_id: str) -> Claim:
+    """Exchange a verified magic link for a session token, once."""
+    from better_console.models import MagicLink
 
-    link_config = _link_config(config)
+    _link_config(config)
     link = MagicLink.objects.filter(session_id=session_id).first()
     if link is None:
         raise link_not_found()
-    if link.is_expired:
+    if link.verified_at is None:
+        raise not_verified()
+    if link.expires_at + CLAIM_GRACE <= timezone.now():
         raise link_expired()
-    if link.token_hash is None:
-        if link.failed_attempts >= link_config.max_attempts:
-            raise link_locked()
-        if link.verified_at is None:
-            raise not_verified()
-        session, issued = create_stored_session(
-            config, session_id=link.session_id, email=link.email, save=False
-        )
-        with transaction.atomic():
-            won = MagicLink.objects.filter(
-                pk=link.pk,
-                token_hash__isnull=True,
-                verified_at__isnull=False,
-                expires_at__gt=timezone.now(),
-            ).update(token_hash=session.token_hash, claimed_at=timezone.now())
-            if won:
-                session.save(force_insert=True)
-                return issued
-        # Another claim got there first; answer with its session.
-        link.refresh_from_db()
-        if link.token_hash is None:
-            raise link_expired()
-    stored = ConsoleSession.objects.filter(token_hash=link.token_hash).first()
-    if stored is None or stored.is_expired:
-        raise link_expired()
-    token = sign(stored_claims(stored), config.secret)
-    if hmac.compare_digest(token_digest(token), stored.token_hash):
-        remaining = int((stored.expires_at - timezone.now()).total_seconds())
-        return IssuedToken(token, max(remaining, 0))
-    # The secret changed since the claim (token rotation): that session is void.
-    raise ConsoleError(
-        "This sign-in was claimed under another connection token. Start again with session/init.",
-        status=409,
-        code="SESSION_ALREADY_CLAIMED",
+    if link.token_hash is not None:
+        return Claim(None)
+    session, issued = create_stored_session(
+        config, session_id=link.session_id, email=link.email, save=False
     )
+    with transaction.atomic():
+        won = MagicLink.objects.filter(pk=link.pk, token_hash__isnull=True).update(
+            token_hash=session.token_hash, claimed_at=timezone.now()
+        )
+        if not won:
+            # Another claim got there first: it alone holds the token.
+            return Claim(None)
+        session.save(force_insert=True)
+    return Claim(issued)
 
 
 # --- delivery -------------------------------------------------------------------------------------
@@ -335,7 +335,22 @@ def _console_url(config: ConsoleConfig, base_url: str | None) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
     origin = f"{parts.scheme}://{parts.netloc}".lower()
-    return base_url if origin in config.allowed_origins else None
+    return base_url if origin_allowed(origin, config.allowed_origins) else None
+
+
+def _verify_url(request: Any, session_id: str, code: str) -> str | None:
+    """This server's own page that verifies the link when it is opened from the mail.
+
+    Built from the request's host (which Django checks against ALLOWED_HOSTS), never from the
+    caller's ``baseUrl``: a mail sent from this server only ever links back to it.
+    """
+    if request is None or not hasattr(request, "build_absolute_uri"):
+        return None
+    from django.urls import reverse
+
+    path = reverse("better_console", kwargs={"path": "console/session/verify"})
+    query = urlencode({"session_id": session_id, "code": code})
+    return request.build_absolute_uri(f"{path}?{query}")
 
 
 def _deliver(
@@ -345,6 +360,7 @@ def _deliver(
     *,
     app_name: str | None,
     console_url: str | None,
+    verify_url: str | None,
     request: Any,
 ) -> None:
     """SEND_CODE when set, else the ``console_magic_link`` mail of better_mail."""
@@ -357,6 +373,7 @@ def _deliver(
                 code,
                 app_name=app_name,
                 console_url=console_url,
+                verify_url=verify_url,
                 expires_at=link.expires_at,
                 request=request,
             )
@@ -369,6 +386,7 @@ def _deliver(
             code=code,
             expires_minutes=MAGIC_LINK_LIFETIME // 60,
             console_url=console_url,
+            verify_url=verify_url,
             tags=["better_console"],
         )
     except Exception:

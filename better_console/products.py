@@ -17,10 +17,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from django.db.models import Model, Q, QuerySet
@@ -66,6 +67,13 @@ def camelize(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [camelize(item) for item in value]
     return json_value(value)
+
+
+def without_nulls(body: dict[str, Any], keep: Iterable[str] = ()) -> dict[str, Any]:
+    """``body`` less its None values (except the keys in ``keep``): absent, as the published
+    servers leave an empty column out of an entry."""
+    kept = set(keep)
+    return {key: value for key, value in body.items() if value is not None or key in kept}
 
 
 def fields_json(obj: Any, fields: Iterable[str]) -> dict[str, Any]:
@@ -141,6 +149,37 @@ def parse_limit(request: ConsoleRequest, *, maximum: int = MAX_LIMIT) -> int:
             "INVALID_LIMIT",
         )
     return int(text)
+
+
+def bounded_int(text: str, low: int, high: int) -> int | None:
+    """``text`` read as a number the way the published servers read ``limit`` and ``offset``:
+    a finite number, floored, at least ``low`` (else None) and capped at ``high``."""
+    text = text.strip()
+    try:
+        if not text:
+            value = 0.0
+        elif text.lower().startswith(("0x", "0o", "0b")):
+            value = float(int(text, 0))
+        else:
+            value = float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(value) or value < low:
+        return None
+    return min(math.floor(value), high)
+
+
+def parse_instant(text: str) -> datetime | None:
+    """An ISO 8601 date or time as an aware datetime (a bare date or a time without an offset is
+    UTC), or None."""
+    text = text.strip()
+    if text[-1:] in ("z", "Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
 
 
 def parse_int(request: ConsoleRequest, name: str, low: int, high: int) -> int | None:

@@ -1,8 +1,11 @@
 """Session tokens: HS256 JWTs signed with the TOKEN_HASH secret, issued and verified here.
 
-Claims: ``sessionId``, ``email``, ``permissions``, ``method`` (``auto_approve`` or
-``magic_link``), ``iat``, ``exp``, ``aud`` (``better-console``) and ``jti``. The algorithm is
-pinned to HS256 (never taken from the token's header) and every claim is required.
+Claims: those of the published console servers, ``sessionId``, ``email``, ``permissions`` (the
+session's highest level, one string) and ``expiresAt`` (epoch seconds), so that anything that
+decodes their tokens reads ours; then ours on top: ``method`` (``auto_approve`` or
+``magic_link``), ``iat``, ``exp`` (equal to ``expiresAt``), ``aud`` (``better-console``) and
+``jti``. The algorithm is pinned to HS256 (never taken from the token's header) and every claim is
+required.
 
 Auto-approve tokens are stateless and are accepted only while auto-approve is on and allowed in
 the current environment. Magic-link tokens must also have a ``better_console_sessions`` row,
@@ -27,7 +30,17 @@ ALGORITHM = "HS256"
 AUDIENCE = "better-console"
 AUTO_APPROVE = "auto_approve"
 MAGIC_LINK = "magic_link"
-REQUIRED_CLAIMS = ("sessionId", "email", "permissions", "method", "iat", "exp", "aud", "jti")
+REQUIRED_CLAIMS = (
+    "sessionId",
+    "email",
+    "permissions",
+    "expiresAt",
+    "method",
+    "iat",
+    "exp",
+    "aud",
+    "jti",
+)
 DEFAULT_EMAIL = "dev@localhost"
 
 
@@ -35,6 +48,7 @@ class InvalidSessionError(ConsoleError):
     """The bearer token is missing, malformed, forged, expired or revoked."""
 
     status = 401
+    code = "INVALID_TOKEN"
 
     def __init__(self) -> None:
         super().__init__("Invalid or expired session")
@@ -70,13 +84,20 @@ def build_claims(
     return {
         "sessionId": session_id,
         "email": email,
-        "permissions": list(permissions),
+        "permissions": highest_level(permissions),
+        "expiresAt": expires_at,
         "method": method,
         "iat": issued_at,
         "exp": expires_at,
         "aud": AUDIENCE,
         "jti": jti,
     }
+
+
+def highest_level(levels: Iterable[str]) -> str:
+    """The highest of ``levels`` (read < write < admin): what a token's ``permissions`` holds."""
+    ranked = [PERMISSIONS.index(level) for level in levels if level in PERMISSIONS]
+    return PERMISSIONS[max(ranked, default=0)]
 
 
 def sign(claims: dict[str, Any], secret: str) -> str:
@@ -143,8 +164,10 @@ def create_stored_session(
     return session, IssuedToken(token, lifetime)
 
 
-def effective_permissions(claimed: Iterable[str], allowed: Iterable[str]) -> tuple[str, ...]:
-    """The allowed levels at or below the highest claimed one (ALLOWED_ACTIONS caps old tokens)."""
+def effective_permissions(claimed: str | Iterable[str], allowed: Iterable[str]) -> tuple[str, ...]:
+    """The allowed levels at or below the claimed one (ALLOWED_ACTIONS caps older tokens)."""
+    if isinstance(claimed, str):
+        claimed = [claimed]
     ranks = [PERMISSIONS.index(p) for p in claimed if p in PERMISSIONS]
     top = max(ranks, default=-1)
     return tuple(p for p in PERMISSIONS if p in allowed and PERMISSIONS.index(p) <= top)
@@ -167,8 +190,8 @@ def decode(token: str, secret: str) -> dict[str, Any]:
     if not (
         isinstance(claims.get("sessionId"), str)
         and isinstance(claims.get("email"), str)
-        and isinstance(claims.get("permissions"), list)
-        and all(isinstance(p, str) for p in claims["permissions"])
+        and claims.get("permissions") in PERMISSIONS
+        and claims.get("expiresAt") == claims.get("exp")
         and claims.get("method") in (AUTO_APPROVE, MAGIC_LINK)
     ):
         raise InvalidSessionError()

@@ -24,7 +24,7 @@ from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from better_console import cors, magic_link, sessions, throttling
+from better_console import cors, magic_link, pages, sessions, throttling
 from better_console.conf import (
     CONSOLE_ORIGIN,
     ConsoleConfig,
@@ -37,7 +37,7 @@ from better_console.conf import (
 )
 from better_console.exceptions import ConsoleError, ConsoleSettingsError
 from better_console.registry import ConsoleRequest, ConsoleResponse, get_product, split_path
-from better_core.jwt import bearer_token
+from better_core.jwt import MAX_TOKEN_LENGTH
 from better_core.settings import SettingsError
 
 logger = logging.getLogger("better_console")
@@ -61,15 +61,8 @@ def error_response(error: ConsoleError) -> HttpResponseBase:
 
 
 def not_found() -> ConsoleError:
+    # A path that exists under another method is not found either, as the published servers say.
     return ConsoleError("Not found", status=404, code="NOT_FOUND")
-
-
-def method_not_allowed(allowed: list[str]) -> ConsoleError:
-    return ConsoleError(
-        f"Method not allowed; use {', '.join(sorted(set(allowed)))}.",
-        status=405,
-        code="METHOD_NOT_ALLOWED",
-    )
 
 
 def configuration_error(exc: ConsoleSettingsError) -> ConsoleError:
@@ -95,10 +88,14 @@ def console_view(request: HttpRequest, path: str = "") -> HttpResponseBase:
     except ConsoleSettingsError as exc:
         config = exc
     origins = config.allowed_origins if isinstance(config, ConsoleConfig) else _fallback_origins()
-    if request.method == "OPTIONS":
-        return cors.apply(request, HttpResponse(status=204), origins, preflight=True)
+    segments = split_path(path)
     try:
-        response = _route(request, split_path(path), config)
+        if request.method == "OPTIONS":
+            # A preflight of any route that exists, whatever the method it asks about.
+            if not _exists(segments, config):
+                raise not_found()
+            return cors.apply(request, HttpResponse(status=204), origins, preflight=True)
+        response = _route(request, segments, config)
     except ConsoleError as error:
         response = error_response(error)
     return cors.apply(request, response, origins)
@@ -110,6 +107,18 @@ def _fallback_origins() -> tuple[str, ...]:
         return parse_origins()
     except (ConsoleSettingsError, SettingsError):
         return (CONSOLE_ORIGIN,)
+
+
+def _exists(segments: tuple[str, ...], config: ConsoleConfig | ConsoleSettingsError) -> bool:
+    """True when some method is served at ``segments``."""
+    if segments[:1] == ("console",):
+        magic = isinstance(config, ConsoleConfig) and config.magic_link is not None
+        return any(
+            key[0] == segments[1:] and (magic or not magic_only)
+            for key, (_, magic_only) in _CONSOLE_ROUTES.items()
+        )
+    product = get_product(segments[0]) if segments else None
+    return product is not None and bool(product.allows_path(segments[1:]))
 
 
 def _route(
@@ -128,21 +137,17 @@ def _route(
 def _console_route(
     request: HttpRequest, segments: tuple[str, ...], config: ConsoleConfig | ConsoleSettingsError
 ) -> HttpResponseBase:
-    route = _CONSOLE_ROUTES.get(segments)
+    route = _CONSOLE_ROUTES.get((segments, (request.method or "").upper()))
     if route is None:
         raise not_found()
-    method, view, magic_only = route
+    view, magic_only = route
     if view is health:
-        if request.method != method:
-            raise method_not_allowed([method])
         return health(request)
     if isinstance(config, ConsoleSettingsError):
         raise configuration_error(config)
     if magic_only and config.magic_link is None:
         # These routes exist only with magic link sign-in.
         raise not_found()
-    if request.method != method:
-        raise method_not_allowed([method])
     if segments[0] == "session":
         _throttle(request, config, "poll" if segments == ("session", "poll") else "session")
     with _storage():
@@ -167,24 +172,25 @@ def capabilities(request: HttpRequest, config: ConsoleConfig) -> HttpResponseBas
 
 def session_init(request: HttpRequest, config: ConsoleConfig) -> HttpResponseBase:
     body = _object_body(request)
-    email = body.get("email")
-    if email is not None:
-        email = _email(email)
     if not config.auth_methods:
         raise ConsoleError("No session method configured.", status=500, code="NO_SESSION_METHOD")
     _refuse_weak_signing(config)
     if config.auto_approve:
         refused = auto_approve_refused(config)
         if refused is not None:
-            raise ConsoleError(
-                "ConsoleAutoApproveInProductionError",
-                status=403,
-                code=refused.code,
-                message=refused.message,
-            )
-        return json_response(sessions.issue_stateless(config, email).body())
-    if email is None:
-        raise ConsoleError("An email is required.", status=400, code="EMAIL_REQUIRED")
+            raise ConsoleError(refused.message, status=403, code=refused.code)
+        email = body.get("email")
+        email = None if email is None else _email(email)
+        issued = sessions.issue_stateless(config, email)
+        return json_response({"method": sessions.AUTO_APPROVE, **issued.body()})
+    email = body.get("email")
+    if not email or not isinstance(email, str):
+        raise ConsoleError(
+            "An email address is required to sign in with a magic link.",
+            status=400,
+            code="EMAIL_REQUIRED",
+        )
+    email = _email(email)
     refused = wildcard_refused(config)
     if refused is not None:
         raise ConsoleError(refused.message, status=500, code=refused.code, hint=refused.hint)
@@ -195,41 +201,48 @@ def session_init(request: HttpRequest, config: ConsoleConfig) -> HttpResponseBas
         base_url=_optional_text(body, "baseUrl"),
         request=request,
     )
-    return json_response({"sessionId": session_id})
+    return json_response({"method": sessions.MAGIC_LINK, "sessionId": session_id})
 
 
 def session_verify(request: HttpRequest, config: ConsoleConfig) -> HttpResponseBase:
     body = _object_body(request)
-    session_id = _required_text(body, "sessionId")
-    code = _required_text(body, "code")
+    code, session_id = magic_link.checked_pair(body.get("code"), body.get("session_id"))
     return json_response({"status": magic_link.verify(config, session_id, code)})
 
 
-def session_poll(request: HttpRequest, config: ConsoleConfig) -> HttpResponseBase:
-    session_id = request.GET.get("sessionId", "").strip()
-    if not session_id or len(session_id) > 200 or not session_id.isprintable():
-        raise ConsoleError(
-            "The query parameter sessionId is required (printable text).",
-            status=400,
-            code="INVALID_REQUEST",
+def session_verify_page(request: HttpRequest, config: ConsoleConfig) -> HttpResponseBase:
+    """The page a sign-in mail's link opens: verifies the link, says so in HTML."""
+    try:
+        code, session_id = magic_link.checked_pair(
+            request.GET.get("code"), request.GET.get("session_id")
         )
+        magic_link.verify(config, session_id, code)
+    except ConsoleError as error:
+        return pages.verification_page(ok=False, detail=error.error, status=error.status)
+    return pages.verification_page(ok=True)
+
+
+def session_poll(request: HttpRequest, config: ConsoleConfig) -> HttpResponseBase:
+    session_id = magic_link.checked_session_id(request.GET.get("session_id"))
     return json_response({"status": magic_link.poll(config, session_id)})
 
 
 def session_claim(request: HttpRequest, config: ConsoleConfig) -> HttpResponseBase:
     body = _object_body(request)
-    session_id = _required_text(body, "sessionId")
+    session_id = magic_link.checked_session_id(body.get("session_id"))
     _refuse_weak_signing(config)
     return json_response(magic_link.claim(config, session_id).body())
 
 
-_CONSOLE_ROUTES: dict[tuple[str, ...], tuple[str, Callable[..., HttpResponseBase], bool]] = {
-    ("health",): ("GET", health, False),
-    ("capabilities",): ("GET", capabilities, False),
-    ("session", "init"): ("POST", session_init, False),
-    ("session", "verify"): ("POST", session_verify, True),
-    ("session", "poll"): ("GET", session_poll, True),
-    ("session", "claim"): ("POST", session_claim, True),
+# (path below console/, method) -> (view, exists only with magic link sign-in)
+_CONSOLE_ROUTES: dict[tuple[tuple[str, ...], str], tuple[Callable[..., HttpResponseBase], bool]] = {
+    (("health",), "GET"): (health, False),
+    (("capabilities",), "GET"): (capabilities, False),
+    (("session", "init"), "POST"): (session_init, False),
+    (("session", "verify"), "POST"): (session_verify, True),
+    (("session", "verify"), "GET"): (session_verify_page, True),
+    (("session", "poll"), "GET"): (session_poll, True),
+    (("session", "claim"), "POST"): (session_claim, True),
 }
 
 
@@ -246,14 +259,15 @@ def _product_route(
     method = (request.method or "").upper()
     resolved = product.resolve(method, below)
     if resolved is None:
-        allowed = product.allows_path(below)
-        raise method_not_allowed(allowed) if allowed else not_found()
+        raise not_found()
     endpoint, params = resolved
     if isinstance(config, ConsoleSettingsError):
         raise configuration_error(config)
     _refuse_weak_signing(config)
-    token = bearer_token(request)
+    token = _bearer_token(request)
     if token is None:
+        raise ConsoleError("Missing session token", status=401, code="MISSING_TOKEN")
+    if len(token) > MAX_TOKEN_LENGTH:
         raise sessions.InvalidSessionError()
     with _storage():
         session = sessions.verify(token, config)
@@ -283,6 +297,15 @@ def _product_route(
     except Exception as exc:
         _report(exc, config, console_request)
         return json_response({"error": "Internal server error", "code": "INTERNAL_ERROR"}, 500)
+
+
+def _bearer_token(request: HttpRequest) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (one space, any case of "Bearer"), or None
+    for no such header (a token too long to be ours is kept, to be refused as invalid)."""
+    parts = request.META.get("HTTP_AUTHORIZATION", "").split(" ")
+    if len(parts) != 2 or parts[0].lower() != "bearer" or not parts[1]:
+        return None
+    return parts[1]
 
 
 async def _await(awaitable: Any) -> Any:
@@ -371,20 +394,6 @@ def _object_body(request: HttpRequest) -> dict[str, Any]:
             "The request body must be a JSON object.", status=400, code="INVALID_BODY"
         )
     return body
-
-
-def _required_text(body: dict[str, Any], key: str) -> str:
-    value = body.get(key)
-    if (
-        not isinstance(value, str)
-        or not value.strip()
-        or len(value) > 200
-        or not value.strip().isprintable()
-    ):
-        raise ConsoleError(
-            f"{key} is required (a string of printable text).", status=400, code="INVALID_BODY"
-        )
-    return value.strip()
 
 
 def _optional_text(body: dict[str, Any], key: str) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.utils import timezone
 
@@ -92,3 +92,10 @@ def _subtract_months(moment: datetime, months: int) -> datetime:
     month += 1
     day = min(moment.day, calendar.monthrange(year, month)[1])
     return moment.replace(year=year, month=month, day=day)
+
+
+def iso_millis(moment: datetime) -> str:
+    """``moment`` in UTC to the millisecond with a ``Z`` (``2025-01-31T12:00:00.000Z``): how
+    JavaScript's ``Date.toISOString()`` writes it, the form the console protocol uses."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"

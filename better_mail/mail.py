@@ -13,6 +13,8 @@ class ConsoleMagicLinkEmail(MailTemplate):
     code: str
     expires_minutes: int = 10
     console_url: str | None = None
+    # The server's own page that verifies the sign-in in one click.
+    verify_url: str | None = None
 
     # The code stays out of the subject: subjects are kept in mail_logs and shown in the admin.
     subject = "Your console sign-in code"
@@ -35,6 +37,10 @@ class ConsoleMagicLinkEmail(MailTemplate):
         <mj-text>Enter this code to finish signing in:</mj-text>
         <mj-text css-class="code" font-size="32px" font-weight="700" align="center"
                  padding="16px 0">{{ code }}</mj-text>
+        {% if verify_url %}
+        <mj-button href="{{ verify_url }}" background-color="#1f6feb">
+          Verify this sign-in</mj-button>
+        {% endif %}
         {% if console_url %}
         <mj-button href="{{ console_url }}" background-color="#1f6feb">Open the console</mj-button>
         {% endif %}

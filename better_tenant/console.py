@@ -1,21 +1,26 @@
-"""Console product ``tenant``: list, read, create, rename and delete tenants.
+"""Console product ``tenant``: list, count, read, create, rename and delete tenants.
 
-Served at ``/.well-known/better/tenant/`` by better_console, with these permissions:
+Served at ``/.well-known/better/tenant/`` by better_console, as the published tenant server
+serves it:
 
-- ``GET /tenants`` (read): tenants oldest first; ``?search=`` matches name or slug (contains, any
-  case); ``?limit=``, ``?cursor=``.
-- ``GET /tenants/:id`` (read).
-- ``POST /tenants`` (write): ``{"name", "slug"?}``; the slug defaults to the slugified name. 201.
+- ``GET /tenants`` (read): a bare array of tenants, oldest first, paged by ``?limit=`` (1-1000,
+  larger is capped; default 50) and ``?offset=``. Beyond the published server: ``?search=``
+  matches name or slug (contains, any case).
+- ``GET /tenants/:id`` (read); ``GET /stats`` (read): ``{"tenantCount"}``.
+- ``POST /tenants`` (write): ``{"name", "slug"}``. 201.
 - ``PATCH /tenants/:id`` (write): ``{"name"?, "slug"?}``.
-- ``DELETE /tenants/:id`` (admin): the tenant and, through the foreign keys, every row it owns. 204.
+- ``DELETE /tenants/:id`` (admin): the tenant and, through the foreign keys, every row it owns;
+  204, also when no tenant has the id (the delete is idempotent).
 
-A tenant is ``{"id", "name", "slug", "createdAt"}``. The errors of ``better_tenant.api`` keep their
-meaning: ``INVALID_TENANT_SLUG`` and ``INVALID_TENANT_NAME`` (400), ``DUPLICATE_TENANT_SLUG``
-(409, another tenant has the slug), ``TENANT_NOT_FOUND`` (404).
+A tenant is ``{"id", "name", "slug", "createdAt"}``. Errors are ``{"error", "code"}``; where the
+published server fails with a 500 on bad input, this one answers what is wrong: a slug that is
+not a slug or is taken (400 ``INVALID_TENANT_SLUG``, 409 ``DUPLICATE_TENANT_SLUG``), an empty
+name (400), an id that is not a UUID (400 ``INVALID_ID``), an unknown id on PATCH (404).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from django.db.models import Q
@@ -23,14 +28,13 @@ from django.db.models import Q
 from better_console.exceptions import ConsoleError
 from better_console.products import (
     bad_request,
+    bounded_int,
     console_scope,
-    fields_json,
-    json_body,
-    keyset_page,
     param,
     path_id,
 )
 from better_console.registry import ConsoleRequest, ConsoleResponse, Endpoint, register_product
+from better_core.durations import iso_millis
 from better_tenant import api
 from better_tenant.exceptions import (
     DuplicateTenantSlug,
@@ -42,7 +46,9 @@ from better_tenant.exceptions import (
 from better_tenant.models import Tenant
 
 FIELDS = ("id", "name", "slug", "created_at")
-MAX_NAME = Tenant._meta.get_field("name").max_length
+MAX_FIELD = 255
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
 #: better_tenant's errors as (status, code), most specific first.
 ERRORS: tuple[tuple[type[TenantError], int, str], ...] = (
     (TenantNotFound, 404, "TENANT_NOT_FOUND"),
@@ -53,7 +59,12 @@ ERRORS: tuple[tuple[type[TenantError], int, str], ...] = (
 
 
 def tenant_json(tenant: Tenant) -> dict[str, Any]:
-    return fields_json(tenant, FIELDS)
+    return {
+        "id": str(tenant.id),
+        "name": tenant.name,
+        "slug": tenant.slug,
+        "createdAt": iso_millis(tenant.created_at),
+    }
 
 
 def _error(exc: TenantError) -> ConsoleError:
@@ -63,45 +74,50 @@ def _error(exc: TenantError) -> ConsoleError:
     return ConsoleError(str(exc), status=400, code="TENANT_ERROR")
 
 
-def _name(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value.strip()) > MAX_NAME:
-        raise bad_request(
-            f"name must be a non-empty string of at most {MAX_NAME} characters; got {value!r}.",
-            "INVALID_TENANT_NAME",
-        )
-    return value
-
-
-def _slug(value: Any) -> str:
-    if not isinstance(value, str):
-        raise bad_request(
-            f"slug must be a string such as 'acme-corp'; got {value!r}.", "INVALID_TENANT_SLUG"
-        )
-    return value
+def _object(request: ConsoleRequest) -> dict[str, Any]:
+    if not isinstance(request.body, dict):
+        raise bad_request("Request body is required", "INVALID_BODY")
+    return request.body
 
 
 def _get(tenant_id: Any) -> Tenant:
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     if tenant is None:
-        raise ConsoleError(
-            f"No tenant has the id {tenant_id}.", status=404, code="TENANT_NOT_FOUND"
-        )
+        raise ConsoleError("Tenant not found", status=404, code="TENANT_NOT_FOUND")
     return tenant
 
 
+def _page_bounds(request: ConsoleRequest) -> tuple[int, int]:
+    limit, offset = DEFAULT_LIMIT, 0
+    text = (request.query or {}).get("limit")
+    if text is not None:
+        limit = bounded_int(text, 1, MAX_LIMIT)
+        if limit is None:
+            raise bad_request(
+                f"Invalid 'limit': must be a positive integer (max {MAX_LIMIT})", "INVALID_LIMIT"
+            )
+    text = (request.query or {}).get("offset")
+    if text is not None:
+        offset = bounded_int(text, 0, sys.maxsize)
+        if offset is None:
+            raise bad_request("Invalid 'offset': must be a non-negative integer", "INVALID_OFFSET")
+    return limit, offset
+
+
 def list_tenants(request: ConsoleRequest) -> ConsoleResponse:
+    limit, offset = _page_bounds(request)
     search = param(request, "search")
     with console_scope():
-        tenants = Tenant.objects.all()
+        tenants = Tenant.objects.order_by("created_at", "id")
         if search:
             tenants = tenants.filter(Q(name__icontains=search) | Q(slug__icontains=search))
-        page = keyset_page(
-            tenants,
-            request,
-            lambda rows: [tenant_json(tenant) for tenant in rows],
-            descending=False,
-        )
-    return ConsoleResponse(body=page)
+        body = [tenant_json(tenant) for tenant in tenants[offset : offset + limit]]
+    return ConsoleResponse(body=body)
+
+
+def tenant_stats(request: ConsoleRequest) -> ConsoleResponse:
+    with console_scope():
+        return ConsoleResponse(body={"tenantCount": Tenant.objects.count()})
 
 
 def get_tenant(request: ConsoleRequest) -> ConsoleResponse:
@@ -111,12 +127,16 @@ def get_tenant(request: ConsoleRequest) -> ConsoleResponse:
 
 
 def create_tenant(request: ConsoleRequest) -> ConsoleResponse:
-    body = json_body(request, ("name", "slug"))
-    name = _name(body.get("name"))
-    slug = _slug(body["slug"]) if body.get("slug") is not None else None
+    body = _object(request)
+    name = body.get("name") if isinstance(body.get("name"), str) else ""
+    slug = body.get("slug") if isinstance(body.get("slug"), str) else ""
+    if not name.strip() or not slug.strip():
+        raise bad_request("name and slug are required", "INVALID_BODY")
+    if len(name) > MAX_FIELD or len(slug) > MAX_FIELD:
+        raise bad_request(f"name and slug must not exceed {MAX_FIELD} characters", "INVALID_BODY")
     try:
         with console_scope():
-            tenant = api.create_tenant(name, slug)
+            tenant = api.create_tenant(name.strip(), slug.strip())
     except TenantError as exc:
         raise _error(exc) from exc
     return ConsoleResponse(status=201, body=tenant_json(tenant))
@@ -124,12 +144,19 @@ def create_tenant(request: ConsoleRequest) -> ConsoleResponse:
 
 def update_tenant(request: ConsoleRequest) -> ConsoleResponse:
     tenant_id = path_id(request)
-    body = json_body(request, ("name", "slug"))
-    name = _name(body["name"]) if body.get("name") is not None else None
-    slug = _slug(body["slug"]) if body.get("slug") is not None else None
+    body = _object(request)
+    changes: dict[str, str] = {}
+    for field in ("name", "slug"):
+        value = body.get(field)
+        if isinstance(value, str):
+            if len(value) > MAX_FIELD:
+                raise bad_request(f"{field} must not exceed {MAX_FIELD} characters", "INVALID_BODY")
+            changes[field] = value
+    if "name" in changes and not changes["name"].strip():
+        raise bad_request("name must not be empty", "INVALID_TENANT_NAME")
     try:
         with console_scope():
-            tenant = api.update_tenant(tenant_id, name=name, slug=slug)
+            tenant = api.update_tenant(tenant_id, **changes) if changes else _get(tenant_id)
     except TenantError as exc:
         raise _error(exc) from exc
     return ConsoleResponse(body=tenant_json(tenant))
@@ -140,6 +167,8 @@ def delete_tenant(request: ConsoleRequest) -> ConsoleResponse:
     try:
         with console_scope():
             api.delete_tenant(tenant_id)
+    except TenantNotFound:
+        pass
     except TenantError as exc:
         raise _error(exc) from exc
     return ConsoleResponse(status=204)
@@ -151,6 +180,7 @@ ENDPOINTS = (
     Endpoint("POST", "/tenants", create_tenant, "write"),
     Endpoint("PATCH", "/tenants/:id", update_tenant, "write"),
     Endpoint("DELETE", "/tenants/:id", delete_tenant, "admin"),
+    Endpoint("GET", "/stats", tenant_stats, "read"),
 )
 
 

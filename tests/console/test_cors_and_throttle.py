@@ -49,8 +49,8 @@ def test_preflight_from_an_allowed_origin(client):
     )
     assert response.status_code == 204
     assert response["Access-Control-Allow-Origin"] == "http://localhost:5173"
-    assert response["Access-Control-Allow-Methods"] == "GET, POST, PATCH, DELETE, PUT, OPTIONS"
-    assert response["Access-Control-Allow-Headers"] == "Content-Type, Authorization"
+    assert response["Access-Control-Allow-Methods"] == "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+    assert response["Access-Control-Allow-Headers"] == "Authorization, Content-Type"
     assert int(response["Access-Control-Max-Age"]) > 0
     assert response.content == b""
 
@@ -100,12 +100,12 @@ def test_throttling_counts_verify_and_claim(client, configure, magic_only):
         "sessionId"
     ]
     response = post(
-        client, "/console/session/verify", {"sessionId": session_id, "code": SENT[-1]["code"]}
+        client, "/console/session/verify", {"session_id": session_id, "code": SENT[-1]["code"]}
     )
     assert response.status_code == 200
-    assert post(client, "/console/session/claim", {"sessionId": session_id}).status_code == 429
+    assert post(client, "/console/session/claim", {"session_id": session_id}).status_code == 429
     # Polling has its own, larger budget.
-    assert get(client, f"/console/session/poll?sessionId={session_id}").status_code == 200
+    assert get(client, f"/console/session/poll?session_id={session_id}").status_code == 200
 
 
 def test_throttling_can_be_turned_off(client, configure):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from django.apps import apps
 from django.core import mail
 from django.utils import timezone
 
-from better_console.magic_link import CODE_ALPHABET, generate_code, hash_code
+from better_console.magic_link import CODE_ALPHABET, CODE_FORMAT, generate_code
 from better_console.models import ConsoleSession, MagicLink
 from better_console.registry import Endpoint, register_product, unregister_product
 from better_console.sessions import token_digest
@@ -36,15 +37,15 @@ def init(client, email="admin@example.com", **body):
 
 
 def verify(client, session_id, code):
-    return post(client, "/console/session/verify", {"sessionId": session_id, "code": code})
+    return post(client, "/console/session/verify", {"session_id": session_id, "code": code})
 
 
 def poll(client, session_id):
-    return get(client, f"/console/session/poll?sessionId={session_id}")
+    return get(client, f"/console/session/poll?session_id={session_id}")
 
 
 def claim(client, session_id):
-    return post(client, "/console/session/claim", {"sessionId": session_id})
+    return post(client, "/console/session/claim", {"session_id": session_id})
 
 
 def wrong(code: str) -> str:
@@ -54,9 +55,10 @@ def wrong(code: str) -> str:
 def test_three_step_handshake(client):
     response = post(client, "/console/session/init", {"email": "admin@example.com"})
     assert response.status_code == 200
-    assert set(response.json()) == {"sessionId"}
+    assert set(response.json()) == {"method", "sessionId"}
+    assert response.json()["method"] == "magic_link"
     session_id = response.json()["sessionId"]
-    assert session_id.startswith("sess_")
+    assert str(uuid.UUID(session_id)) == session_id
     [sent] = SENT
     assert sent["email"] == "admin@example.com" and sent["session_id"] == session_id
     assert poll(client, session_id).json() == {"status": "pending"}
@@ -69,9 +71,11 @@ def test_three_step_handshake(client):
     response = claim(client, session_id)
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"sessionToken", "expiresIn"}
+    assert set(body) == {"status", "sessionToken", "expiresIn"}
+    assert body["status"] == "claimed"
     assert 86390 <= body["expiresIn"] <= 86400
-    assert poll(client, session_id).json() == {"status": "claimed"}
+    # A claimed link still polls as verified, as the published servers answer.
+    assert poll(client, session_id).json() == {"status": "verified"}
 
     [session] = ConsoleSession.objects.all()
     assert session.session_id == session_id and session.email == "admin@example.com"
@@ -94,17 +98,23 @@ def test_the_code_is_stored_only_as_its_hash(client):
 
 def test_codes_use_an_alphabet_without_look_alikes():
     codes = {generate_code() for _ in range(300)}
-    assert all(len(code) == 6 for code in codes)
+    assert all(CODE_FORMAT.match(code) for code in codes)
     used = set("".join(codes))
     assert used <= set(CODE_ALPHABET)
-    assert not used & set("0O1IL")
+    assert not used & set("0O1I")
     assert len(codes) > 290
 
 
-def test_a_code_is_accepted_whatever_its_case(client):
+@pytest.mark.parametrize(
+    "mangle", [str.lower, lambda c: f" {c}", lambda c: c[:5], lambda c: c + "A"]
+)
+def test_a_code_outside_the_format_is_400_and_costs_no_attempt(client, mangle):
     session_id, code = init(client)
-    assert hash_code(f"  {code.lower()} ") == hash_code(code)
-    assert verify(client, session_id, code.lower()).json() == {"status": "verified"}
+    response = verify(client, session_id, mangle(code))
+    assert response.status_code == 400
+    assert response.json()["error"] == "Invalid code format"
+    assert MagicLink.objects.get(session_id=session_id).failed_attempts == 0
+    assert verify(client, session_id, code).json() == {"status": "verified"}
 
 
 def test_a_wrong_code_reports_the_remaining_attempts(client):
@@ -112,7 +122,7 @@ def test_a_wrong_code_reports_the_remaining_attempts(client):
     response = verify(client, session_id, wrong(code))
     assert response.status_code == 401
     body = response.json()
-    assert body["error"] == "ConsoleMagicLinkInvalidCodeError"
+    assert body["error"] == "Invalid code"
     assert body["remainingAttempts"] == 4
     assert verify(client, session_id, wrong(code)).json()["remainingAttempts"] == 3
     # The right code still works while attempts remain.
@@ -128,9 +138,10 @@ def test_brute_force_locks_the_link(client):
 
     response = verify(client, session_id, code)
     assert response.status_code == 429
-    assert response.json()["error"] == "ConsoleMagicLinkLockedError"
-    assert poll(client, session_id).json() == {"status": "locked"}
-    assert claim(client, session_id).status_code == 429
+    assert response.json()["error"] == "Too many failed attempts"
+    # Never verified: it polls as pending until it expires, and cannot be claimed.
+    assert poll(client, session_id).json() == {"status": "pending"}
+    assert claim(client, session_id).status_code == 409
     assert not ConsoleSession.objects.exists()
 
 
@@ -156,25 +167,41 @@ def test_an_expired_code_is_refused(client):
     )
     response = verify(client, session_id, code)
     assert response.status_code == 410
-    assert response.json()["error"] == "ConsoleMagicLinkExpiredError"
+    assert response.json()["error"] == "Magic link expired"
     assert response.json()["code"] == "MAGIC_LINK_EXPIRED"
     assert poll(client, session_id).json() == {"status": "expired"}
-    assert claim(client, session_id).status_code == 410
+    assert claim(client, session_id).status_code == 409
 
 
 def test_an_unknown_session_id_is_404(client):
-    assert verify(client, "sess_unknown", "ABCDEF").status_code == 404
-    assert poll(client, "sess_unknown").status_code == 404
-    response = claim(client, "sess_unknown")
+    unknown = str(uuid.uuid4())
+    assert verify(client, unknown, "ABCDEF").status_code == 404
+    assert poll(client, unknown).status_code == 404
+    response = claim(client, unknown)
     assert response.status_code == 404
-    assert response.json()["code"] == "SESSION_NOT_FOUND"
+    assert response.json()["error"] == "Magic link not found"
 
 
-def test_verify_and_claim_need_their_fields(client):
-    assert post(client, "/console/session/verify", {"sessionId": "sess_x"}).status_code == 400
-    assert post(client, "/console/session/claim", {}).status_code == 400
-    response = get(client, "/console/session/poll")
-    assert response.status_code == 400 and response.json()["code"] == "INVALID_REQUEST"
+def test_verify_poll_and_claim_check_their_fields(client):
+    unknown = str(uuid.uuid4())
+    cases = [
+        (
+            post(client, "/console/session/verify", {"session_id": unknown}),
+            "Missing code or session_id",
+        ),
+        (post(client, "/console/session/verify", {"code": "ABCDEF"}), "Missing code or session_id"),
+        (verify(client, "sess_x", "ABCDEF"), "Invalid session_id format"),
+        (post(client, "/console/session/claim", {}), "Missing session_id"),
+        (claim(client, "not-a-uuid"), "Invalid session_id format"),
+        (get(client, "/console/session/poll"), "Missing session_id"),
+        (poll(client, "1234"), "Invalid session_id format"),
+    ]
+    for response, error in cases:
+        assert response.status_code == 400
+        assert response.json()["error"] == error
+    # The camelCase spelling is not the protocol's: it is a missing field.
+    response = post(client, "/console/session/claim", {"sessionId": unknown})
+    assert response.json()["error"] == "Missing session_id"
 
 
 def test_init_without_email_is_400(client):
@@ -186,31 +213,52 @@ def test_init_without_email_is_400(client):
 def test_claim_before_verification_is_refused(client):
     session_id, _ = init(client)
     response = claim(client, session_id)
-    assert response.status_code == 403
-    assert response.json()["error"] == "ConsoleMagicLinkNotVerifiedError"
+    assert response.status_code == 409
+    assert response.json()["error"] == "Magic link not yet verified"
     assert not ConsoleSession.objects.exists()
 
 
-def test_a_repeated_claim_returns_the_same_token_and_one_session(client):
+def test_the_claim_is_single_use(client):
     session_id, code = init(client)
     verify(client, session_id, code)
-    first = claim(client, session_id).json()["sessionToken"]
+    first = claim(client, session_id).json()
+    assert first["status"] == "claimed"
     second = claim(client, session_id)
+    # Whoever reads the session id later (a log, a URL) gets nothing out of it.
     assert second.status_code == 200
-    assert second.json()["sessionToken"] == first
+    assert second.json() == {"status": "already_claimed"}
     assert ConsoleSession.objects.count() == 1
-    me = get(client, "/probe/me", HTTP_AUTHORIZATION=f"Bearer {second.json()['sessionToken']}")
+    me = get(client, "/probe/me", HTTP_AUTHORIZATION=f"Bearer {first['sessionToken']}")
     assert me.status_code == 200
 
 
-def test_a_repeated_claim_after_the_link_expired_is_refused(client):
+def test_a_second_verify_is_refused_as_used(client):
+    session_id, code = init(client)
+    assert verify(client, session_id, code).status_code == 200
+    response = verify(client, session_id, code)
+    assert response.status_code == 410
+    assert response.json()["error"] == "Magic link already used"
+
+
+def test_a_verified_link_may_be_claimed_a_minute_past_its_expiry(client):
+    session_id, code = init(client)
+    verify(client, session_id, code)
+    MagicLink.objects.filter(session_id=session_id).update(
+        expires_at=timezone.now() - timedelta(seconds=30)
+    )
+    assert claim(client, session_id).json()["status"] == "claimed"
+
+
+def test_a_claim_after_the_grace_minute_is_refused(client):
     session_id, code = init(client)
     verify(client, session_id, code)
     token = claim(client, session_id).json()["sessionToken"]
     MagicLink.objects.filter(session_id=session_id).update(
-        expires_at=timezone.now() - timedelta(seconds=1)
+        expires_at=timezone.now() - timedelta(seconds=61)
     )
-    assert claim(client, session_id).status_code == 410
+    response = claim(client, session_id)
+    assert response.status_code == 410
+    assert response.json()["error"] == "Magic link expired"
     # The session itself lives on for its own lifetime.
     assert get(client, "/probe/me", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
 
@@ -222,7 +270,7 @@ def test_an_expired_or_revoked_session_is_refused(client):
     ConsoleSession.objects.filter(token_hash=token_digest(token)).update(expires_at=timezone.now())
     response = get(client, "/probe/me", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 401
-    assert response.json() == {"error": "Invalid or expired session"}
+    assert response.json() == {"error": "Invalid or expired session", "code": "INVALID_TOKEN"}
 
 
 def test_a_deleted_session_is_refused(client):
@@ -235,11 +283,10 @@ def test_a_deleted_session_is_refused(client):
 
 def test_an_email_outside_the_allow_list_is_refused(client):
     response = post(client, "/console/session/init", {"email": "hacker@evil.com"})
-    assert response.status_code == 403
+    assert response.status_code == 400
     body = response.json()
-    assert body["error"] == "ConsoleEmailNotAllowedError"
     assert body["code"] == "EMAIL_NOT_ALLOWED"
-    assert "hacker@evil.com" in body["message"]
+    assert "hacker@evil.com" in body["error"]
     assert not MagicLink.objects.exists() and SENT == []
 
 
@@ -264,7 +311,7 @@ def test_allowed_emails_come_from_the_environment(client, configure, monkeypatch
     monkeypatch.setenv("BETTER_CONSOLE_ALLOWED_EMAILS", "ops@myapp.com, admin@myapp.com")
     configure(AUTO_APPROVE=False, MAGIC_LINK={"SEND_CODE": "tests.console.conftest.capture_code"})
     assert post(client, "/console/session/init", {"email": "admin@myapp.com"}).status_code == 200
-    assert post(client, "/console/session/init", {"email": "x@myapp.com"}).status_code == 403
+    assert post(client, "/console/session/init", {"email": "x@myapp.com"}).status_code == 400
 
 
 def wildcard(configure, **extra):
@@ -315,6 +362,9 @@ def test_the_code_is_mailed_through_better_mail(
     assert code not in message.subject
     assert "https://console.usebetter.dev/connect" in message.body
     session_id = response.json()["sessionId"]
+    # The one-click link leads to this server's own verify page, never to the caller's baseUrl.
+    link = f"http://testserver/.well-known/better/console/session/verify?session_id={session_id}"
+    assert f"{link}&amp;code={code}" in message.alternatives[0][0]
     assert verify(client, session_id, code).json() == {"status": "verified"}
 
 
@@ -340,6 +390,10 @@ def test_send_code_receives_the_context(client):
     [sent] = SENT
     assert sent["app_name"] == "Acme"
     assert sent["console_url"] == "http://localhost:5173/x"
+    assert sent["verify_url"] == (
+        "http://testserver/.well-known/better/console/session/verify"
+        f"?session_id={sent['session_id']}&code={sent['code']}"
+    )
     assert sent["request"] is not None and sent["expires_at"] > timezone.now()
 
 
@@ -384,3 +438,32 @@ def test_auto_approve_wins_when_both_methods_are_on(client, configure):
     configure(AUTO_APPROVE=True)
     body = post(client, "/console/session/init", {"email": "admin@example.com"}).json()
     assert "sessionToken" in body and SENT == []
+
+
+def open_link(client, session_id, code):
+    return get(client, f"/console/session/verify?session_id={session_id}&code={code}")
+
+
+def test_the_mailed_link_opens_a_page_that_verifies(client):
+    session_id, code = init(client)
+    response = open_link(client, session_id, code)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/html; charset=utf-8"
+    assert response["Cache-Control"] == "no-store"
+    assert b"Sign-in verified" in response.content
+    assert poll(client, session_id).json() == {"status": "verified"}
+    # Opening it again tells the link is used up, as a page too.
+    again = open_link(client, session_id, code)
+    assert again.status_code == 410
+    assert b"Magic link already used" in again.content
+
+
+def test_the_verify_page_counts_wrong_codes_and_escapes_what_it_is_sent(client):
+    session_id, code = init(client)
+    response = open_link(client, session_id, wrong(code))
+    assert response.status_code == 401 and b"Invalid code" in response.content
+    assert MagicLink.objects.get(session_id=session_id).failed_attempts == 1
+    response = get(client, f"/console/session/verify?session_id=<script>&code={code}")
+    assert response.status_code == 400
+    assert b"<script>" not in response.content
+    assert b"Invalid session_id format" in response.content

@@ -21,7 +21,8 @@ from tests.console.conftest import get
 
 pytestmark = pytest.mark.django_db
 
-INVALID = {"error": "Invalid or expired session"}
+INVALID = {"error": "Invalid or expired session", "code": "INVALID_TOKEN"}
+MISSING = {"error": "Missing session token", "code": "MISSING_TOKEN"}
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +44,8 @@ def claims(**overrides):
     base = {
         "sessionId": str(uuid.uuid4()),
         "email": "dev@localhost",
-        "permissions": ["read", "write", "admin"],
+        "permissions": "admin",
+        "expiresAt": now + 3600,
         "method": "auto_approve",
         "iat": now,
         "exp": now + 3600,
@@ -120,7 +122,8 @@ def test_an_expired_token_is_refused(client, secret):
 
 
 @pytest.mark.parametrize(
-    "missing", ["aud", "exp", "iat", "jti", "sessionId", "email", "permissions", "method"]
+    "missing",
+    ["aud", "exp", "iat", "jti", "sessionId", "email", "permissions", "expiresAt", "method"],
 )
 def test_every_claim_is_required(client, secret, missing):
     token = jwt.encode(claims(**{missing: None}), secret, algorithm="HS256")
@@ -133,18 +136,42 @@ def test_another_audience_is_refused(client, secret):
 
 
 def test_malformed_claims_are_refused(client, secret):
-    for bad in (claims(permissions="admin"), claims(email=42), claims(method="sso")):
+    for bad in (claims(permissions=["admin"]), claims(email=42), claims(method="sso")):
         assert call(client, jwt.encode(bad, secret, algorithm="HS256")).status_code == 401
 
 
 @pytest.mark.parametrize(
-    "header", [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer not-a-jwt"]
+    ("header", "body"),
+    [
+        (None, MISSING),
+        ("", MISSING),
+        ("Bearer", MISSING),
+        ("Bearer ", MISSING),
+        ("Basic dXNlcjpwYXNz", MISSING),
+        ("Bearer a b", MISSING),
+        ("Bearer not-a-jwt", INVALID),
+        ("bearer not-a-jwt", INVALID),
+    ],
 )
-def test_requests_without_a_usable_bearer_are_refused(client, header):
+def test_requests_without_a_usable_bearer_are_refused(client, header, body):
     extra = {} if header is None else {"HTTP_AUTHORIZATION": header}
     response = get(client, "/probe/me", **extra)
     assert response.status_code == 401
-    assert response.json() == INVALID
+    assert response.json() == body
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"permissions": ["read", "write", "admin"]},
+        {"permissions": "root"},
+        {"expiresAt": 1},
+        {"expiresAt": "soon"},
+    ],
+)
+def test_the_published_claims_must_hold_their_shape(client, secret, overrides):
+    response = call(client, jwt.encode(claims(**overrides), secret, algorithm="HS256"))
+    assert response.status_code == 401
 
 
 def test_stateless_tokens_die_with_auto_approve(client, configure):
@@ -188,6 +215,7 @@ def test_the_testing_helper_mints_stored_sessions(client):
 
 
 def test_allowed_actions_cap_the_permissions_of_a_token():
+    assert effective_permissions("write", ("read", "write", "admin")) == ("read", "write")
     assert effective_permissions(["admin"], ("read", "write", "admin")) == (
         "read",
         "write",
