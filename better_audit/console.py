@@ -23,11 +23,11 @@ it:
 An entry is camelCase (``tableName``, ``recordId``, ``actorId``, ``beforeData``, ...; ``diff`` is
 ``{"changedFields"}``); an empty column is left out, and the row snapshots keep their own column
 names. Beyond the published server: every read endpoint takes ``tenantId`` to read one tenant's
-trail (it runs as that tenant, so row-level security narrows it; ``DELETE /logs`` refuses it); entries carry ``correlationId`` and
-``tenantId``; ``since`` also takes a duration back from now (``24h``, ``7d``); ``operation`` takes
-a comma-separated list; an export is not capped and carries the trail's chain head in the
-``X-Audit-Chain-Head`` header; bad filters, cursors and ids answer 400 where the published server
-fails with a 500.
+trail (it runs as that tenant, so row-level security narrows it; ``DELETE /logs`` refuses it);
+entries carry ``correlationId`` and ``tenantId``; ``since`` also takes a duration back from now
+(``24h``, ``7d``); ``operation`` takes a comma-separated list; an export is not capped and carries
+the trail's chain head in the ``X-Audit-Chain-Head`` header; bad filters, cursors and ids answer 400
+where the published server fails with a 500.
 """
 
 from __future__ import annotations
@@ -51,12 +51,14 @@ from better_audit.sql import COLUMNS
 from better_audit.statistics import stats
 from better_console.exceptions import ConsoleError
 from better_console.products import (
+    MAX_LIMIT,
+    PAGE_LIMIT,
     bad_request,
-    bounded_int,
     camelize,
     console_scope,
     fields_json,
     parse_instant,
+    parse_limit,
     parse_uuid,
     path_id,
     tenant_param,
@@ -67,9 +69,6 @@ from better_core.durations import iso_millis, parse_since
 
 # Every column but the diff, whose keys are camelised on their own (see entry_json).
 FIELDS = tuple(column for column in COLUMNS if column != "diff")
-MAX_LIMIT = 1000
-# The most entries one page holds, whatever the limit asked (as the published server's storage).
-PAGE_LIMIT = 250
 MAX_PARAM = 1000
 LONG_CHECKED = (
     "tableName",
@@ -131,14 +130,7 @@ class Filters:
 
     def __init__(self, request: ConsoleRequest) -> None:
         q = self.query_params = _query(request)
-        self.limit: int | None = None
-        if q.get("limit") is not None:
-            self.limit = bounded_int(q["limit"], 1, MAX_LIMIT)
-            if self.limit is None:
-                raise bad_request(
-                    f"Invalid 'limit': must be a positive integer (max {MAX_LIMIT})",
-                    "INVALID_LIMIT",
-                )
+        self.limit: int | None = parse_limit(request, default=None)
         if q.get("recordId") is not None and q.get("tableName") is None:
             raise bad_request("'recordId' requires 'tableName'", "INVALID_FILTER")
         self.direction = q.get("direction")

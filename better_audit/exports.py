@@ -264,6 +264,7 @@ def _chunks(qs: Any, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
 
 _STRUCTURED = frozenset(FIELDS.index(name) for name in (*_JSONB, *_ARRAYS))
 _TIMESTAMP = FIELDS.index("timestamp")
+_DIFF = FIELDS.index("diff")
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
 _KEYS = [_dumps(name) + ":" for name in FIELDS]
 CAMEL_FIELDS = tuple(camel(name) for name in FIELDS)
@@ -279,7 +280,7 @@ def _json_row(row: tuple[Any, ...], camel: bool = False) -> str:
                 continue
             text = "null"
         elif index in _STRUCTURED:
-            text = value
+            text = _camel_diff(value) if camel and index == _DIFF else value
         elif index == _TIMESTAMP:
             text = '"' + (iso_millis(value) if camel else value.isoformat()) + '"'
         elif isinstance(value, bool):
@@ -299,9 +300,20 @@ def _csv_row(row: tuple[Any, ...], camel: bool = False) -> list[str]:
             cells.append(iso_millis(value) if camel else value.isoformat())
         elif isinstance(value, bool):
             cells.append("true" if value else "false")
+        elif camel and index == _DIFF:
+            cells.append(_camel_diff(value))
         else:
             cells.append(str(value))
     return cells
+
+
+def _camel_diff(text: str) -> str:
+    """The diff's JSON with its keys camelCased (``changedFields``), as the console shows it: its
+    keys are the suite's own, unlike the row snapshots' column names, which stay as they are."""
+    diff = json.loads(text)
+    if isinstance(diff, dict):
+        diff = {camel(str(key)): value for key, value in diff.items()}
+    return _dumps(diff)
 
 
 # --- transaction, scope and chain head ------------------------------------------------------------

@@ -4,8 +4,10 @@ Every product of the suite answers in the same shapes, so the console UI reads t
 
 - keys are camelCase (``createdAt``, ``tenantId``); stored data (a row snapshot, metadata) is
   passed through as it is;
-- a list is ``{"data": [...], "nextCursor": str | null}``: ``?limit=`` (1-200, default 50) and
-  ``?cursor=`` (the previous page's ``nextCursor``, unchanged);
+- a log-like list is ``{"entries": [...], "hasNextPage": bool, "nextCursor"?: str}``, as the
+  published audit log pages: ``?limit=`` (from 1, larger than 1000 capped, default 50; a page holds
+  at most 250) and ``?cursor=`` (the previous page's ``nextCursor``, unchanged); a short, fixed
+  list (a catalog, the templates) is a bare array;
 - handlers read across tenants (system mode), or as one tenant when ``?tenantId=`` is given, so
   row-level security itself narrows what they see;
 - bad input is a 400 ``{"error", "code"}`` (``INVALID_ID``, ``INVALID_LIMIT``, ``INVALID_CURSOR``,
@@ -33,7 +35,9 @@ from better_core.durations import UNITS_HELP, parse_since
 from better_core.tenancy import system_scope, tenancy_installed
 
 DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
+MAX_LIMIT = 1000
+# The most rows one page holds, whatever the limit asked (as the published audit storage pages).
+PAGE_LIMIT = 250
 ORDERS = ("asc", "desc")
 
 
@@ -137,18 +141,18 @@ def tenant_param(request: ConsoleRequest) -> uuid.UUID | None:
     return uuid_param(request, "tenantId")
 
 
-def parse_limit(request: ConsoleRequest, *, maximum: int = MAX_LIMIT) -> int:
-    """``?limit=``: a whole number from 1 to ``maximum`` (default ``DEFAULT_LIMIT``)."""
-    text = param(request, "limit")
+def parse_limit(request: ConsoleRequest, *, default: int | None = DEFAULT_LIMIT) -> Any:
+    """``?limit=`` as the published servers read it: a number of at least 1, larger than
+    MAX_LIMIT capped; ``default`` when absent, a 400 ``INVALID_LIMIT`` when not a number."""
+    text = (request.query or {}).get("limit")
     if text is None:
-        return min(DEFAULT_LIMIT, maximum)
-    if not text.isdigit() or not 1 <= int(text) <= maximum:
+        return default
+    limit = bounded_int(text, 1, MAX_LIMIT)
+    if limit is None:
         raise bad_request(
-            f"limit must be a whole number from 1 to {maximum}; got {text!r}. Page through "
-            "longer lists with nextCursor.",
-            "INVALID_LIMIT",
+            f"Invalid 'limit': must be a positive integer (max {MAX_LIMIT})", "INVALID_LIMIT"
         )
-    return int(text)
+    return limit
 
 
 def bounded_int(text: str, low: int, high: int) -> int | None:
@@ -292,12 +296,13 @@ def keyset_page(
     field: str = "created_at",
     descending: bool = True,
 ) -> dict[str, Any]:
-    """One page of ``queryset`` ordered by ``(field, pk)``: ``{"data", "nextCursor"}``.
+    """One page of ``queryset`` ordered by ``(field, pk)``: ``{"entries", "hasNextPage",
+    "nextCursor"?}``, the envelope of the published audit log.
 
     Keyset, not offset: a deep page costs what the first does and rows inserted meanwhile never
     shift a page. ``field`` is a non-null datetime column.
     """
-    limit = parse_limit(request)
+    limit = min(parse_limit(request), PAGE_LIMIT)
     order = "desc" if descending else "asc"
     qs = queryset.order_by(f"-{field}", "-pk") if descending else queryset.order_by(field, "pk")
     cursor = param(request, "cursor")
@@ -306,12 +311,11 @@ def keyset_page(
         op = "lt" if descending else "gt"
         qs = qs.filter(Q(**{f"{field}__{op}": moment}) | Q(**{field: moment, f"pk__{op}": last_pk}))
     rows = list(qs[: limit + 1])
-    next_cursor = None
+    page: dict[str, Any] = {"entries": serialize(rows[:limit]), "hasNextPage": len(rows) > limit}
     if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor(getattr(last, field), last.pk, order)
-    return {"data": serialize(rows), "nextCursor": next_cursor}
+        last = rows[limit - 1]
+        page["nextCursor"] = encode_cursor(getattr(last, field), last.pk, order)
+    return page
 
 
 def encode_cursor(moment: datetime, pk: Any, order: str) -> str:

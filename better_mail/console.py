@@ -10,7 +10,11 @@ Served at ``/.well-known/better/mail/`` by better_console, with these permission
   resend action does; 202 with the new mail, or 409 ``RESEND_REFUSED`` saying why not.
 - ``GET /stats`` (read): ``{"total", "byStatus": {status: n}}`` over ``since`` (default: all
   time), per ``template`` if given.
-- ``GET /templates`` (read): every registered template, its subject and declared variables.
+- ``GET /templates`` (read): every registered template, its subject and declared variables (a
+  bare array).
+
+Lists are paged as the published audit log is (``{"entries", "hasNextPage", "nextCursor"?}``, see
+``better_console.products``).
 
 ``?tenantId=`` narrows the log endpoints to one tenant's mails (the handler runs as it, so
 row-level security applies). Template variables are never stored, so no response holds them;
@@ -201,7 +205,7 @@ def _template_json(template: Any) -> dict[str, Any]:
 def list_templates(request: ConsoleRequest) -> ConsoleResponse:
     from better_mail.templates import registry
 
-    return ConsoleResponse(body={"data": [_template_json(t) for t in registry.all()]})
+    return ConsoleResponse(body=[_template_json(t) for t in registry.all()])
 
 
 ENDPOINTS = (

@@ -31,6 +31,7 @@ from better_console.products import (
     bounded_int,
     console_scope,
     param,
+    parse_limit,
     path_id,
 )
 from better_console.registry import ConsoleRequest, ConsoleResponse, Endpoint, register_product
@@ -47,8 +48,6 @@ from better_tenant.models import Tenant
 
 FIELDS = ("id", "name", "slug", "created_at")
 MAX_FIELD = 255
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 1000
 #: better_tenant's errors as (status, code), most specific first.
 ERRORS: tuple[tuple[type[TenantError], int, str], ...] = (
     (TenantNotFound, 404, "TENANT_NOT_FOUND"),
@@ -88,14 +87,7 @@ def _get(tenant_id: Any) -> Tenant:
 
 
 def _page_bounds(request: ConsoleRequest) -> tuple[int, int]:
-    limit, offset = DEFAULT_LIMIT, 0
-    text = (request.query or {}).get("limit")
-    if text is not None:
-        limit = bounded_int(text, 1, MAX_LIMIT)
-        if limit is None:
-            raise bad_request(
-                f"Invalid 'limit': must be a positive integer (max {MAX_LIMIT})", "INVALID_LIMIT"
-            )
+    limit, offset = parse_limit(request), 0
     text = (request.query or {}).get("offset")
     if text is not None:
         offset = bounded_int(text, 0, sys.maxsize)

@@ -2,7 +2,7 @@
 
 Served at ``/.well-known/better/webhooks/`` by better_console, with these permissions:
 
-- ``GET /events`` (read): the catalog, ``{"data": [{"name", "description", "schema"}]}``.
+- ``GET /events`` (read): the catalog, ``[{"name", "description", "schema"}]``.
 - ``GET /endpoints`` (read): newest first, ``?status=active|disabled``; ``limit``, ``cursor``.
 - ``GET /endpoints/:id`` (read).
 - ``POST /endpoints`` (write): ``{"url", "events", "description"?, "metadata"?, "tenantId"?}``;
@@ -17,9 +17,11 @@ Served at ``/.well-known/better/webhooks/`` by better_console, with these permis
 - ``POST /deliveries/:id/retry`` (write): queues a delivered or failed delivery again with a fresh
   set of attempts (``replay.retry_delivery``); 202, or 409 ``DELIVERY_IN_PROGRESS``.
 
-Endpoints and deliveries have the webhooks API's JSON shape (its serializers); signing secrets are
-never in a response, except the one a create returns. ``?tenantId=`` narrows every read to one
-tenant (the handler runs as it, so row-level security applies).
+Lists are paged as the published audit log is (``{"entries", "hasNextPage", "nextCursor"?}``, see
+``better_console.products``). Endpoints and deliveries have the webhooks API's JSON shape (its
+serializers); signing secrets are never in a response, except the one a create returns.
+``?tenantId=`` narrows every read to one tenant (the handler runs as it, so row-level security
+applies).
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def list_events(request: ConsoleRequest) -> ConsoleResponse:
         }
         for event in catalog()
     ]
-    return ConsoleResponse(body={"data": data})
+    return ConsoleResponse(body=data)
 
 
 # --- endpoints -----------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def test_the_product_declares_each_route_with_its_permission():
 
 
 def test_events_list_the_catalog_with_schemas():
-    data = ok(call("webhooks", "GET", "/events"))["data"]
+    data = ok(call("webhooks", "GET", "/events"))
     by_name = {event["name"]: event for event in data}
     assert by_name["order.created"] == {
         "name": "order.created",
@@ -94,31 +94,31 @@ def test_events_list_the_catalog_with_schemas():
 
 def test_endpoints_of_every_tenant_without_secrets(world, tenant, other_tenant):
     body = ok(call("webhooks", "GET", "/endpoints"))
-    assert {e["url"] for e in body["data"]} == {
+    assert {e["url"] for e in body["entries"]} == {
         f"https://{tenant.slug}.example.com/h",
         f"https://{other_tenant.slug}.example.com/h",
         "https://platform.example.com/h",
     }
-    first = body["data"][0]
+    first = body["entries"][0]
     assert first["url"] == "https://platform.example.com/h"  # newest first
     assert first["tenantId"] is None and first["status"] == "active"
     assert "secret" not in first and "secrets" not in first
-    assert body["nextCursor"] is None
+    assert body["hasNextPage"] is False and "nextCursor" not in body
 
 
 def test_tenant_id_narrows_endpoints_to_that_tenant(world, tenant):
-    data = ok(call("webhooks", "GET", "/endpoints", query={"tenantId": tenant.pk}))["data"]
+    data = ok(call("webhooks", "GET", "/endpoints", query={"tenantId": tenant.pk}))["entries"]
     assert [e["id"] for e in data] == [str(world[tenant.pk]["endpoint"].pk)]
 
 
 def test_endpoint_pages(world):
     first = ok(call("webhooks", "GET", "/endpoints", query={"limit": 2}))
-    assert len(first["data"]) == 2 and first["nextCursor"]
+    assert len(first["entries"]) == 2 and first["hasNextPage"] and first["nextCursor"]
     rest = ok(
         call("webhooks", "GET", "/endpoints", query={"limit": 2, "cursor": first["nextCursor"]})
     )
-    assert len(rest["data"]) == 1 and rest["nextCursor"] is None
-    ids = {e["id"] for e in first["data"] + rest["data"]}
+    assert len(rest["entries"]) == 1 and not rest["hasNextPage"] and "nextCursor" not in rest
+    ids = {e["id"] for e in first["entries"] + rest["entries"]}
     assert len(ids) == 3
 
 
@@ -237,21 +237,21 @@ def test_delete_removes_the_endpoint_and_its_deliveries(world, tenant, other_ten
 
 
 def test_deliveries_filters_and_tenant_narrowing(world, tenant, other_tenant):
-    every = ok(call("webhooks", "GET", "/deliveries"))["data"]
+    every = ok(call("webhooks", "GET", "/deliveries"))["entries"]
     assert len(every) == 4
     assert {d["eventName"] for d in every} == {"order.created", "order.paid"}
-    failed = ok(call("webhooks", "GET", "/deliveries", query={"status": "failed"}))["data"]
+    failed = ok(call("webhooks", "GET", "/deliveries", query={"status": "failed"}))["entries"]
     assert {d["id"] for d in failed} == {
         str(world[tenant.pk]["failed"].pk),
         str(world[other_tenant.pk]["failed"].pk),
     }
-    mine = ok(call("webhooks", "GET", "/deliveries", query={"tenantId": tenant.pk}))["data"]
+    mine = ok(call("webhooks", "GET", "/deliveries", query={"tenantId": tenant.pk}))["entries"]
     assert {d["tenantId"] for d in mine} == {str(tenant.pk)} and len(mine) == 2
-    by_event = ok(call("webhooks", "GET", "/deliveries", query={"eventType": "order.paid"}))["data"]
+    by_event = ok(call("webhooks", "GET", "/deliveries", query={"eventType": "order.paid"}))["entries"]
     assert {d["eventName"] for d in by_event} == {"order.paid"} and len(by_event) == 2
     endpoint = world[other_tenant.pk]["endpoint"]
     by_endpoint = ok(call("webhooks", "GET", "/deliveries", query={"endpointId": endpoint.pk}))[
-        "data"
+        "entries"
     ]
     assert {d["endpointId"] for d in by_endpoint} == {str(endpoint.pk)}
 
