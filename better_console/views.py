@@ -53,6 +53,13 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return response
 
 
+def empty_response(status: int) -> HttpResponse:
+    """A response without a body, and so without a Content-Type."""
+    response = HttpResponse(status=status)
+    del response["Content-Type"]
+    return response
+
+
 def error_response(error: ConsoleError) -> HttpResponseBase:
     headers = {}
     if error.status == 429 and "retryAfter" in error.extra:
@@ -94,7 +101,7 @@ def console_view(request: HttpRequest, path: str = "") -> HttpResponseBase:
             # A preflight of any route that exists, whatever the method it asks about.
             if not _exists(segments, config):
                 raise not_found()
-            return cors.apply(request, HttpResponse(status=204), origins, preflight=True)
+            return cors.apply(request, empty_response(204), origins, preflight=True)
         response = _route(request, segments, config)
     except ConsoleError as error:
         response = error_response(error)
@@ -319,7 +326,7 @@ def _to_response(result: Any) -> HttpResponseBase:
     if not isinstance(result, ConsoleResponse):
         result = ConsoleResponse(status=204 if result is None else 200, body=result)
     if result.body is None:
-        response: HttpResponseBase = HttpResponse(status=result.status)
+        response: HttpResponseBase = empty_response(result.status)
         for name, value in result.headers.items():
             response[name] = value
         return response

@@ -129,3 +129,42 @@ def test_throttling_behind_a_proxy_uses_the_forwarded_address(client, configure)
     second = post(client, "/console/session/init", HTTP_X_FORWARDED_FOR="198.51.100.2")
     again = post(client, "/console/session/init", HTTP_X_FORWARDED_FOR="198.51.100.1")
     assert [first.status_code, second.status_code, again.status_code] == [200, 200, 429]
+
+
+@pytest.mark.parametrize(
+    "origin", ["http://localhost:3000", "https://127.0.0.1", "http://localhost"]
+)
+def test_local_origins_are_allowed_only_while_developing_or_testing(client, origin, production):
+    # In production only the allow-list counts, local or not.
+    response = get(client, "/console/health", HTTP_ORIGIN=origin)
+    assert "Access-Control-Allow-Origin" not in response
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://localhost:3000",
+        "http://127.0.0.1:8080",
+        "https://localhost",
+    ],
+)
+def test_local_origins_are_allowed_in_a_test_run(client, origin):
+    response = get(client, "/console/health", HTTP_ORIGIN=origin)
+    assert response["Access-Control-Allow-Origin"] == origin
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://localhost.evil.example",
+        "http://evil.example#@localhost",
+        "http://user@localhost:3000",
+        "ftp://localhost",
+        "http://localhost:99999",
+        "http://localhost/path",
+        "http://[::1]:3000",
+    ],
+)
+def test_look_alikes_of_local_origins_are_not_local(client, origin):
+    response = get(client, "/console/health", HTTP_ORIGIN=origin)
+    assert "Access-Control-Allow-Origin" not in response
