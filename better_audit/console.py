@@ -16,7 +16,7 @@ it:
   ``until`` (exclusive), all time by default.
 - ``GET /enrichments`` (read): the enrichment rules, ``[{"table", "operation", "label"?, ...}]``.
 - ``GET /export`` (read): the filtered entries as a download, ``format`` ``csv`` (the default) or
-  ``json`` (an array), newest first unless ``order=asc``.
+  ``json`` (an array), newest first unless ``order=asc``, the first ``limit`` of them if given.
 - ``DELETE /logs`` (admin): ``{"before", "tableName"?}`` purges older entries through the trail's
   privileged path (sealed first, each batch anchored); answers ``{"deletedCount"}``.
 
@@ -25,9 +25,10 @@ An entry is camelCase (``tableName``, ``recordId``, ``actorId``, ``beforeData``,
 names. Beyond the published server: every read endpoint takes ``tenantId`` to read one tenant's
 trail (it runs as that tenant, so row-level security narrows it; ``DELETE /logs`` refuses it);
 entries carry ``correlationId`` and ``tenantId``; ``since`` also takes a duration back from now
-(``24h``, ``7d``); ``operation`` takes a comma-separated list; an export is not capped and carries
-the trail's chain head in the ``X-Audit-Chain-Head`` header; bad filters, cursors and ids answer 400
-where the published server fails with a 500.
+(``24h``, ``7d``); ``operation`` takes a comma-separated list; an export without ``limit`` holds
+every filtered entry (the published server stops at 1000) and carries the trail's chain head in the
+``X-Audit-Chain-Head`` header; bad filters, cursors and ids answer 400 where the published server
+fails with a 500.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncDate
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
@@ -84,8 +86,9 @@ LONG_CHECKED = (
     "order",
 )
 ENRICHMENT_OPTIONS = ("label", "severity", "compliance", "notify", "redact", "include")
-# Top actors and tables listed by /stats.
+# Top actors and tables listed by /stats, and the most days it lists.
 TOP = 10
+STATS_DAYS = 365
 
 
 def entry_json(entry: AuditLog) -> dict[str, Any]:
@@ -153,16 +156,18 @@ class Filters:
     def _filtered(self) -> AuditQuery:
         q, built = self.query_params, query()
         try:
-            if q.get("tableName") is not None:
-                built = built.resource(q["tableName"])
-            if q.get("recordId") is not None:
-                built = built.record(q["recordId"])
-            if operations := _csv(q.get("operation")):
-                built = built.operation(*operations)
+            # An empty table, record or tag is matched as a value, as the published server does.
+            if (table := q.get("tableName")) is not None:
+                built = built.resource(table) if table else built.where(Q(table_name=""))
+            if (record := q.get("recordId")) is not None:
+                built = built.record(record) if record else built.where(Q(record_id=""))
+            if q.get("operation") is not None:
+                # No operation at all is refused (the published server fails on it).
+                built = built.operation(*_csv(q["operation"]))
             if severities := _csv(q.get("severity")):
                 built = built.severity(*severities)
             if (tag := q.get("compliance")) is not None:
-                built = built.compliance(tag)
+                built = built.compliance(tag) if tag else built.where(Q(compliance__contains=[""]))
             if (text := q.get("search")) and text.strip():
                 built = built.search(text)
         except ValueError as exc:
@@ -305,18 +310,38 @@ def get_stats(request: ConsoleRequest) -> ConsoleResponse:
         raise bad_request("'since' must be before 'until'", "INVALID_FILTER")
     with console_scope(tenant_id):
         result = stats(days=None, top=TOP, since=since, until=until)
+        days = _days_with_entries(since, until)
     # Only what occurred: days, operations and severities without entries are left out.
     return ConsoleResponse(
         body={
             "totalLogs": result["total_logs"],
             "tablesAudited": result["tables_audited"],
-            "eventsPerDay": [day for day in result["events_per_day"] if day["count"]],
+            "eventsPerDay": days,
             "topActors": camelize(result["top_actors"]),
             "topTables": camelize(result["top_tables"]),
             "operationBreakdown": {k: n for k, n in result["operation_breakdown"].items() if n},
             "severityBreakdown": {k: n for k, n in result["severity_breakdown"].items() if n},
         }
     )
+
+
+def _days_with_entries(since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
+    """``[{"date", "count"}]`` of the UTC days with entries from ``since`` to before ``until``,
+    oldest first, at most STATS_DAYS of them, as the published storage lists them (however long
+    ago: stats() lists only the last year's days)."""
+    qs = AuditLog.objects.all()
+    if since is not None:
+        qs = qs.filter(timestamp__gte=since)
+    if until is not None:
+        qs = qs.filter(timestamp__lt=until)
+    rows = (
+        qs.annotate(day=TruncDate("timestamp", tzinfo=UTC))
+        .order_by()
+        .values("day")
+        .annotate(count=Count("*"))
+        .order_by("day")[:STATS_DAYS]
+    )
+    return [{"date": row["day"].isoformat(), "count": row["count"]} for row in rows]
 
 
 def enrichments(request: ConsoleRequest) -> ConsoleResponse:
@@ -344,7 +369,7 @@ def export(request: ConsoleRequest) -> StreamingHttpResponse:
     fmt = chosen or "csv"
     filename = f"audit-export-{timezone.now().date().isoformat()}"
     with console_scope(tenant_id):
-        response = export_response(fmt, q, filename, naming="camel")
+        response = export_response(fmt, q, filename, naming="camel", max_rows=filters.limit)
     response["Cache-Control"] = "no-cache"
     return response
 

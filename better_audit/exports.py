@@ -93,16 +93,17 @@ def export(
     chain_head: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     naming: str = "columns",
+    max_rows: int | None = None,
 ) -> str | ExportSummary:
-    """Export the entries of ``query`` (default: all, oldest first) as JSON or CSV.
+    """Export the entries of ``query`` (default: all, oldest first) as JSON or CSV; the first
+    ``max_rows`` of them when given.
 
     Returns the text when ``output`` is None; otherwise writes to ``output`` (a path, or a text or
     binary stream) and returns an ``ExportSummary``. See the module docstring for the shapes.
     """
-    style = _validate(format, json_style, naming)
-    plan = _Plan(
-        format, style, (query or AuditQuery()).ordered("asc"), chain_head, chunk_size, None, naming
-    )
+    style = _validate(format, json_style, naming, max_rows)
+    q = (query or AuditQuery()).ordered("asc")
+    plan = _Plan(format, style, q, chain_head, chunk_size, None, naming, max_rows)
     if output is None:
         buffer = io.StringIO()
         # A CSV string has nowhere to carry the head, so it is not computed.
@@ -129,13 +130,14 @@ def export_response(
     chain_head: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     naming: str = "columns",
+    max_rows: int | None = None,
 ) -> StreamingHttpResponse:
     """A download of the export, streamed: the right content type and an attachment filename.
 
     The body is produced while the response is sent, in the tenant scope that was current when
     this was called (a view's scope ends before streaming starts, so it is re-entered).
     """
-    style = _validate(format, json_style, naming)
+    style = _validate(format, json_style, naming, max_rows)
     q = (query or AuditQuery()).ordered("asc")
     scope = _capture_scope()
     extension = "csv" if format == "csv" else ("ndjson" if style == "ndjson" else "json")
@@ -146,7 +148,7 @@ def export_response(
             header_head = _chain_head()
     # In the console's shape the head travels in the header alone.
     in_body = chain_head and naming != "camel"
-    plan = _Plan(format, style, q, in_body, chunk_size, header_head, naming)
+    plan = _Plan(format, style, q, in_body, chunk_size, header_head, naming, max_rows)
 
     def body() -> Iterator[bytes]:
         # Snapshot first: REPEATABLE READ must be set before the scope's first statement.
@@ -192,6 +194,7 @@ class _Plan:
     # The chain head when it was taken already (for a CSV response's header), else None.
     head: dict[str, Any] | None = None
     naming: str = "columns"
+    max_rows: int | None = None
 
 
 def _write(stream: Any, plan: _Plan) -> ExportSummary:
@@ -217,7 +220,7 @@ def _run(stream: Any, plan: _Plan) -> Iterator[ExportSummary | None]:
         if plan.format == "csv":
             writer = csv.writer(stream, lineterminator="\n" if camel else "\r\n")
             writer.writerow(CAMEL_FIELDS if camel else FIELDS)
-            for chunk in _chunks(qs, plan.chunk_size):
+            for chunk in _chunks(qs, plan.chunk_size, plan.max_rows):
                 writer.writerows(_csv_row(row, camel) for row in chunk)
                 rows += len(chunk)
                 yield None
@@ -228,7 +231,7 @@ def _run(stream: Any, plan: _Plan) -> Iterator[ExportSummary | None]:
             if array:
                 stream.write("[")
             separator = "\n" if array else ""
-            for chunk in _chunks(qs, plan.chunk_size):
+            for chunk in _chunks(qs, plan.chunk_size, plan.max_rows):
                 if array:
                     stream.write(separator + ",\n".join(_json_row(row, camel) for row in chunk))
                     separator = ",\n"
@@ -245,7 +248,9 @@ def _run(stream: Any, plan: _Plan) -> Iterator[ExportSummary | None]:
     yield ExportSummary(rows=rows, chain_head=head if plan.chain_head else None)
 
 
-def _chunks(qs: Any, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
+def _chunks(
+    qs: Any, chunk_size: int, max_rows: int | None = None
+) -> Iterator[list[tuple[Any, ...]]]:
     annotations = {f"x_{name}": Cast(F(name), TextField()) for name in _JSONB}
     annotations.update(
         {f"x_{name}": Cast(Func(F(name), function="to_jsonb"), TextField()) for name in _ARRAYS}
@@ -253,7 +258,9 @@ def _chunks(qs: Any, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
     columns = [f"x_{name}" if name in _JSONB or name in _ARRAYS else name for name in FIELDS]
     rows = qs.annotate(**annotations).values_list(*columns).iterator(chunk_size=chunk_size)
     chunk: list[tuple[Any, ...]] = []
-    for row in rows:
+    for count, row in enumerate(rows):
+        if max_rows is not None and count >= max_rows:
+            break
         chunk.append(row)
         if len(chunk) >= chunk_size:
             yield chunk
@@ -300,11 +307,16 @@ def _csv_row(row: tuple[Any, ...], camel: bool = False) -> list[str]:
             cells.append(iso_millis(value) if camel else value.isoformat())
         elif isinstance(value, bool):
             cells.append("true" if value else "false")
-        elif camel and index == _DIFF:
-            cells.append(_camel_diff(value))
+        elif camel and index in _STRUCTURED:
+            # Compact, as JSON.stringify writes a cell (PostgreSQL's jsonb text has spaces).
+            cells.append(_compact(_camel_diff(value) if index == _DIFF else value))
         else:
             cells.append(str(value))
     return cells
+
+
+def _compact(text: str) -> str:
+    return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
 
 
 def _camel_diff(text: str) -> str:
@@ -382,7 +394,13 @@ def _entered(scope: tuple[str, Any]) -> Iterator[None]:
             yield
 
 
-def _validate(format: str, json_style: str, naming: str = "columns") -> str | None:
+def _validate(
+    format: str, json_style: str, naming: str = "columns", max_rows: int | None = None
+) -> str | None:
+    if max_rows is not None and (
+        isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1
+    ):
+        raise ValueError(f"max_rows must be a whole number of at least 1; got {max_rows!r}.")
     if naming not in NAMINGS:
         raise ValueError(f"naming must be one of {', '.join(NAMINGS)}; got {naming!r}.")
     if format not in FORMATS:

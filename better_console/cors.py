@@ -42,7 +42,8 @@ def is_local_origin(origin: str) -> bool:
 
 def origin_allowed(origin: str, origins: Iterable[str]) -> bool:
     """True when ``origin`` is on the allow-list, or local while development rules apply."""
-    if origin.rstrip("/").lower() in origins:
+    # Exactly as a browser sends it (lowercase, no path): the allow-list is kept in that form.
+    if origin in origins:
         return True
     from better_console.conf import relaxed_environment
 
@@ -50,7 +51,7 @@ def origin_allowed(origin: str, origins: Iterable[str]) -> bool:
 
 
 def allowed_origin(request: HttpRequest, origins: Iterable[str]) -> str | None:
-    """The request's Origin when it is allowed (compared without case), else None."""
+    """The request's Origin when it is allowed, else None."""
     origin = request.headers.get("Origin")
     if not origin or not origin.isprintable():
         return None

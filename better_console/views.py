@@ -43,7 +43,6 @@ from better_core.settings import SettingsError
 logger = logging.getLogger("better_console")
 
 UNDEFINED_TABLE = "42P01"
-_JSON_TYPES = ("application/json", "text/plain")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
@@ -356,8 +355,10 @@ def _raw_body(request: HttpRequest) -> bytes:
 def _body(request: HttpRequest) -> Any:
     """The parsed JSON body; None when empty or not JSON by its Content-Type."""
     content_type = (request.content_type or "").lower()
-    if content_type and not (content_type in _JSON_TYPES or content_type.endswith("+json")):
-        # Forms and uploads are left to the handler (ConsoleRequest.http_request).
+    if content_type != "application/json":
+        # As the published servers read bodies: JSON only when declared so. A text/plain body
+        # (which a browser sends cross-origin without a preflight) is no body at all; forms and
+        # uploads are left to the handler (ConsoleRequest.http_request).
         return None
     raw = _raw_body(request)
     if not raw.strip():

@@ -1,4 +1,4 @@
-"""Parallel requests: one token and session per claimed link, and no more wrong codes than MAX_ATTEMPTS."""
+"""Parallel requests: one token per claimed link, and no more wrong codes than MAX_ATTEMPTS."""
 
 from __future__ import annotations
 

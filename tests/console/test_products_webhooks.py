@@ -247,7 +247,9 @@ def test_deliveries_filters_and_tenant_narrowing(world, tenant, other_tenant):
     }
     mine = ok(call("webhooks", "GET", "/deliveries", query={"tenantId": tenant.pk}))["entries"]
     assert {d["tenantId"] for d in mine} == {str(tenant.pk)} and len(mine) == 2
-    by_event = ok(call("webhooks", "GET", "/deliveries", query={"eventType": "order.paid"}))["entries"]
+    by_event = ok(call("webhooks", "GET", "/deliveries", query={"eventType": "order.paid"}))[
+        "entries"
+    ]
     assert {d["eventName"] for d in by_event} == {"order.paid"} and len(by_event) == 2
     endpoint = world[other_tenant.pk]["endpoint"]
     by_endpoint = ok(call("webhooks", "GET", "/deliveries", query={"endpointId": endpoint.pk}))[

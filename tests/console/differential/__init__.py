@@ -1,0 +1,1 @@
+"""Differential tests: our console endpoints against the published reference server."""
