@@ -8,14 +8,15 @@ run). Each request asks for the first page of 50 tenants, oldest first:
 * ``magic``: ``GET /.well-known/better/tenant/tenants?limit=50`` with the session token of a magic
   link sign-in (HS256 verification, then the ``better_console_sessions`` row looked up by the
   token's sha256); the handler reads in system mode (a transaction under the system role) and
-  pages by keyset. The token comes from the handshake timed below.
+  answers a bare array paged by ``limit`` and ``offset`` (no count), as the published tenant
+  server does. The token comes from the handshake timed below.
 * ``stateless``: the same route with an auto-approve token (HS256 verification only). Such tokens
   are accepted only in development or a test run, so the script sets up Django's test
   environment (``setup_test_environment(debug=False)``), as a test runner does.
 * ``drf``: the baseline, the usual Django way: a DRF ``ListAPIView`` over the same tenants with
-  ``TokenAuthentication`` (``rest_framework.authtoken``) and ``IsAdminUser``, a
-  ``CursorPagination`` of 50 ordered by ``(created_at, id)`` (no count, as the console's keyset
-  page) and a ``ModelSerializer`` of ``id``, ``name``, ``slug`` and ``createdAt``.
+  ``TokenAuthentication`` (``rest_framework.authtoken``) and ``IsAdminUser``, a ``CursorPagination``
+  of 50 ordered by ``(created_at, id)`` (no count, as the console's page) and a ``ModelSerializer``
+  of ``id``, ``name``, ``slug`` and ``createdAt``.
 * ``drf_offset``: the same view with ``LimitOffsetPagination`` (``?limit=50``), which also counts
   the table; shown for reference.
 
@@ -89,7 +90,7 @@ DEFAULT_MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-# The codes SEND_CODE was handed, by sessionId (the handshake reads them back instead of a mailbox).
+# The codes SEND_CODE was handed, by session id (the handshake reads them back, not a mailbox).
 codes: dict[str, str] = {}
 
 
@@ -257,13 +258,13 @@ def handshake(handler: WSGIHandler) -> str:
     code = codes.pop(session_id)
     verified = json.loads(
         request(
-            handler, environ("POST", base + "verify", body={"sessionId": session_id, "code": code})
+            handler, environ("POST", base + "verify", body={"session_id": session_id, "code": code})
         )
     )
     if verified.get("status") != "verified":
         raise RuntimeError(f"session/verify answered {verified}")
     claimed = json.loads(
-        request(handler, environ("POST", base + "claim", body={"sessionId": session_id}))
+        request(handler, environ("POST", base + "claim", body={"session_id": session_id}))
     )
     return claimed["sessionToken"]
 
@@ -283,7 +284,7 @@ def time_handshakes(handler: WSGIHandler, count: int) -> tuple[float, float, str
 
 def tenant_ids(name: str, body: bytes) -> list[str]:
     answer = json.loads(body)
-    rows = answer["results"] if name.startswith("drf") else answer["data"]
+    rows = answer["results"] if name.startswith("drf") else answer
     return [row["id"] for row in rows]
 
 

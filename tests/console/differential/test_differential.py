@@ -1275,3 +1275,24 @@ def test_reference_answers(reference_servers: Callable[..., Any]) -> None:
     assert claim(magic, {"session_id": sid}).json() == {"status": "already_claimed"}
     stats = magic.call("GET", "/tenant/stats", auth=f"Bearer {claimed['sessionToken']}")
     assert stats.status == 200 and "tenantCount" in stats.json()
+
+
+def test_session_tokens_cross_over_one_way(servers: Callable[[str], Run]) -> None:
+    """Our session tokens carry the published claims, so the reference reads them; its tokens
+    lack our hardening claims (aud, exp, jti, ...), so ours refuses them."""
+    run = servers("auto")
+    ours = init(run.ours, {"email": "ops@example.com"}).json()["sessionToken"]
+    theirs = init(run.ref, {"email": "ops@example.com"}).json()["sessionToken"]
+
+    claims = jwt.decode(ours, options={"verify_signature": False})
+    assert claims["permissions"] == "admin" and claims["email"] == "ops@example.com"
+    assert claims["expiresAt"] == claims["exp"] and str(uuid.UUID(claims["sessionId"]))
+    read = run.ref.call("GET", "/tenant/stats", auth=f"Bearer {ours}")
+    assert read.status == 200 and "tenantCount" in read.json(), read
+    purge = run.ref.call(
+        "DELETE", L, body={"before": "2000-01-01T00:00:00Z"}, auth=f"Bearer {ours}"
+    )
+    assert purge.status == 200, purge
+
+    refused = run.ours.call("GET", "/tenant/stats", auth=f"Bearer {theirs}")
+    assert (refused.status, refused.get("error")) == (401, "Invalid or expired session"), refused
