@@ -191,14 +191,7 @@ class Registry:
         """Every rule as ``(table, operation, rule)``, tables as SQL names: grouped by table and
         operation in the order each pair first appeared (settings first), each group in the
         order its rules were given."""
-        from better_audit.tables import resolve_table_name
-
-        if self._settings is None:
-            self._settings = settings_rules()
-        groups: dict[tuple[str, str], list[Rule]] = {}
-        for table, operation, rule in [*self._settings, *self._runtime]:
-            name = table if table == WILDCARD else resolve_table_name(table)
-            groups.setdefault((name, operation), []).append(rule)
+        groups = self._index if self._index is not None else self._build_index()
         return [(table, op, rule) for (table, op), rules in groups.items() for rule in rules]
 
     def reload_settings(self) -> None:
@@ -215,6 +208,7 @@ class Registry:
         self._cache = {}
 
     def _build_index(self) -> dict[tuple[str, str], list[Rule]]:
+        """The rules by (SQL table name, operation), in the order each pair first appeared."""
         from better_audit.tables import resolve_table_name
 
         if self._settings is None:

@@ -60,7 +60,7 @@ class MagicLink(models.Model):
     """One init -> verify -> claim handshake: the hashed code, attempts and the claimed token."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # The correlation id the console UI holds ("sess_<random>").
+    # The correlation id the console UI holds (a UUID, written lowercase).
     session_id = models.CharField(max_length=64, unique=True)
     email = models.CharField(max_length=320)
     # sha256 hex of the emailed code.

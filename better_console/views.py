@@ -1,10 +1,12 @@
 """The one view behind ``/.well-known/better/``: console routes, product routes, CORS, errors.
 
-``console/health``, ``console/capabilities`` and ``console/session/*`` are unauthenticated (the
-handshake that opens a session); ``<product>/<path>`` routes of registered products always need
-``Authorization: Bearer <session token>`` with the endpoint's permission level. Every answer is
-JSON (product handlers may return their own ``HttpResponse``, e.g. a streamed export) and carries
-the CORS headers its ``Origin`` is entitled to.
+Routed as the published console servers route: ``console/health``, ``console/capabilities`` and
+``console/session/*`` are unauthenticated (the handshake that opens a session);
+``<product>/<path>`` routes of registered products always need ``Authorization: Bearer <session
+token>`` with the endpoint's permission level; a path and method that match no route are a 404,
+and a preflight of any existing route a 204. Every answer is JSON but the page a sign-in mail's
+link opens (product handlers may return their own ``HttpResponse``, e.g. a streamed export), and
+carries the CORS headers its ``Origin`` is entitled to.
 """
 
 from __future__ import annotations

@@ -875,28 +875,18 @@ def test_audit_purge(servers: Callable[[str], Run], seed: Seed) -> None:
     old = [(-2400, "purge_reference", "INSERT", "p-1", None, None, None, None, [])] * 2
     seed_logs(old, "purge-reference")
     seed_logs([(row[0], "purge_ours", *row[2:]) for row in old], "purge-ours")
-    run.step(
-        "purge one table",
-        lambda side: side.call(
-            "DELETE",
-            L,
-            body={"before": "2025-01-01T00:00:00Z", "tableName": f"purge_{side.name}"},
-            auth="admin",
-        ),
-        values=True,
-        exact_errors=True,
-    )
-    run.step(
-        "purge a table again",
-        lambda side: side.call(
-            "DELETE",
-            L,
-            body={"before": "2025-01-01T00:00:00Z", "tableName": f"purge_{side.name}"},
-            auth="admin",
-        ),
-        values=True,
-        exact_errors=True,
-    )
+    for label in ("purge one table", "purge a table again"):
+        run.step(
+            label,
+            lambda side: side.call(
+                "DELETE",
+                L,
+                body={"before": "2025-01-01T00:00:00Z", "tableName": f"purge_{side.name}"},
+                auth="admin",
+            ),
+            values=True,
+            exact_errors=True,
+        )
     run.check()
 
 
