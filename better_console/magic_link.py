@@ -8,9 +8,9 @@ The claim is single-use: it sets the link's ``token_hash`` with ``UPDATE ... WHE
 NULL``, so only the first claim gets a token and creates a session row; any later one is answered
 ``already_claimed`` and nothing else, so a session id read from a log or a URL opens nothing.
 
-Beyond the published servers: one address holds at most MAX_LINKS_PER_EMAIL live links, so that
-its codes cannot be guessed link after link from many clients, and a wrong code answers the
-``remainingAttempts``.
+Beyond the published servers: one address holds at most MAX_LINKS_PER_EMAIL live links awaiting
+their code, so that its codes cannot be guessed link after link from many clients, and a wrong code
+answers the ``remainingAttempts``.
 """
 
 from __future__ import annotations
@@ -222,14 +222,17 @@ def start(
 
 
 def _refuse_flooding(email: str, now: datetime) -> None:
-    """429 once ``email`` holds MAX_LINKS_PER_EMAIL links that have not expired.
+    """429 once ``email`` holds MAX_LINKS_PER_EMAIL links that await their code.
 
-    The per-IP throttle cannot bound the guesses at one address's codes when they come from
-    many addresses; this does, whatever the number of clients.
+    The per-IP throttle cannot bound the guesses at one address's codes (nor the mails sent to
+    it) when they come from many addresses; this does, whatever the number of clients. A link
+    verified by its owner can no longer be guessed at, so it does not count.
     """
     from better_console.models import MagicLink
 
-    live = MagicLink.objects.filter(expires_at__gt=now, email__iexact=email)
+    live = MagicLink.objects.filter(
+        expires_at__gt=now, email__iexact=email, verified_at__isnull=True
+    )
     expiries = list(
         live.order_by("expires_at").values_list("expires_at", flat=True)[:MAX_LINKS_PER_EMAIL]
     )

@@ -211,6 +211,26 @@ def test_guessing_across_many_links_is_capped_per_email(client, configure, magic
     assert init(client).status_code == 200
 
 
+def test_links_verified_by_their_owner_do_not_count_towards_the_cap(client, configure, magic_only):
+    configure(
+        THROTTLE=None,
+        AUTO_APPROVE=False,
+        MAGIC_LINK={
+            "ALLOWED_EMAILS": ["admin@example.com"],
+            "SEND_CODE": "tests.console.conftest.capture_code",
+        },
+    )
+    # An owner who signs in often is never held up: a verified link cannot be guessed at.
+    for _ in range(MAX_LINKS_PER_EMAIL + 2):
+        session_id = init(client).json()["sessionId"]
+        assert verify(client, session_id, SENT[-1]["code"]).status_code == 200
+        assert claim(client, session_id).json()["status"] == "claimed"
+    # Links left waiting for their code still count.
+    for _ in range(MAX_LINKS_PER_EMAIL):
+        assert init(client).status_code == 200
+    assert init(client).status_code == 429
+
+
 def test_a_used_code_mints_no_second_session(client, magic_only):
     session_id = init(client).json()["sessionId"]
     code = SENT[-1]["code"]
