@@ -6,11 +6,19 @@ import functools
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The entries open in the current thread or task, innermost last, as (scope, entry) pairs. In a
+# contextvar, not on the scope: one scope object entered from two threads or tasks at once must
+# leave each entry in the thread or task that made it, on its own connection.
+_ENTRIES: ContextVar[tuple[tuple[Scope, Scope], ...]] = ContextVar(
+    "better_scope_entries", default=()
+)
 
 
 class Scope(ABC):
@@ -41,22 +49,24 @@ class Scope(ABC):
 
     def _init_state(self) -> dict[str, Any]:
         """The constructor state that a fresh entry starts from."""
-        return {key: value for key, value in self.__dict__.items() if key != "_entries"}
+        return dict(self.__dict__)
 
     # context manager -----------------------------------------------------------------------
     def __enter__(self) -> Any:
         entry = self._copy()
-        stack = self.__dict__.setdefault("_entries", [])
-        stack.append(entry)
-        try:
-            return entry.enter()
-        except BaseException:
-            stack.pop()
-            raise
+        result = entry.enter()
+        _ENTRIES.set((*_ENTRIES.get(), (self, entry)))
+        return result
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        entry = self.__dict__["_entries"].pop()
-        entry.exit(exc)
+        stack = _ENTRIES.get()
+        # This scope's innermost entry in this thread or task.
+        mine = [i for i, (scope, _) in enumerate(stack) if scope is self]
+        if not mine:
+            raise RuntimeError("This scope is not entered in this thread or task.")
+        index = mine[-1]
+        _ENTRIES.set(stack[:index] + stack[index + 1 :])
+        stack[index][1].exit(exc)
 
     async def __aenter__(self) -> Any:
         if self.uses_database:
