@@ -81,6 +81,15 @@ def django_db_setup_with_roles(
 
                         cursor.execute(membership_sql(app_users[alias], admin_role()))
 
+    with django_db_blocker.unblock():
+        refusal = _bypassing_role()
+        if refusal and not keepdb:
+            with connected_as_owner():
+                teardown_databases(db_cfg, verbosity=request.config.option.verbose)
+    if refusal:
+        # One line instead of isolation tests failing (or, worse, passing) one by one.
+        pytest.exit(refusal, returncode=pytest.ExitCode.USAGE_ERROR)
+
     # Django empties tables between transactional tests with TRUNCATE, which the app role may
     # not do (TRUNCATE ignores RLS); run that cleanup as the owner.
     original_teardown = TransactionTestCase._fixture_teardown
@@ -95,6 +104,31 @@ def django_db_setup_with_roles(
     if not keepdb:
         with django_db_blocker.unblock(), connected_as_owner():
             teardown_databases(db_cfg, verbosity=request.config.option.verbose)
+
+
+def _bypassing_role() -> str | None:
+    """One line saying why the tests cannot run, when a connection's role ignores RLS."""
+    from django.db import connections
+
+    for alias in connections:
+        conn = connections[alias]
+        if conn.vendor != "postgresql":
+            continue
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_user, rolsuper, rolbypassrls FROM pg_roles "
+                "WHERE rolname = current_user"
+            )
+            user, superuser, bypass = cursor.fetchone()
+        conn.close()
+        if superuser or bypass:
+            what = "a superuser" if superuser else "a role with BYPASSRLS"
+            return (
+                f"The tests of database {alias!r} connect as {user}, {what}: row-level security "
+                "would not apply, so tenant isolation cannot be tested. Connect as an application "
+                "role without SUPERUSER and BYPASSRLS (DATABASES[alias]['USER'])."
+            )
+    return None
 
 
 # --- fixtures for tenant-aware tests ------------------------------------------------------------

@@ -81,20 +81,29 @@ def test_caught_database_error_inside_scope_does_not_leak_the_inner_tenant(tenan
 
 
 def test_system_mode_switches_role_and_back(tenant, other_tenant):
+    from django.db import connection
+
+    from better_tenant.conf import tenant_settings
+
+    # Whatever roles the suite runs as (DATABASE_URL, SYSTEM_ROLE), not fixed names.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT session_user")
+        app_role = cursor.fetchone()[0]
+    system_role = tenant_settings.SYSTEM_ROLE
     with run_as(tenant):
         Note.objects.create(title="a")
     with run_as(other_tenant):
         Note.objects.create(title="b")
     with run_as_system() as ctx:
         assert ctx.is_system
-        assert db_tenant()[1] == "better_tenant_system"
+        assert db_tenant()[1] == system_role
         assert Note.objects.count() == 2
         with run_as(tenant):
-            assert db_tenant()[1] == "better_app"
+            assert db_tenant()[1] == app_role
             assert Note.objects.count() == 1
-        assert db_tenant()[1] == "better_tenant_system"
+        assert db_tenant()[1] == system_role
         assert Note.objects.count() == 2
-    assert db_tenant()[1] == "better_app"
+    assert db_tenant()[1] == app_role
     assert Note.objects.count() == 0
 
 
