@@ -4,15 +4,17 @@ Three tables hold the same 1,000,000 rows of 1,000 tenants and the same indexes;
 how rows are scoped:
 
 - ``ours``: exactly ``better_tenant.sql.enable_table_sql`` (the tenant policy compares
-  ``tenant_id`` to ``NULLIF(current_setting(..), '')::uuid``, plus the system policy);
+  ``tenant_id`` to ``sql.CURRENT_TENANT``: the setting cast to uuid, honoured only beside the
+  current transaction's stamp; plus the system policy);
 - ``seed``: the seed's single policy that casts the column to text and ORs a bypass flag;
 - ``plain``: no RLS; the same queries carry an explicit ``WHERE tenant_id = $n``.
 
 Every query runs as the application role (no superuser, no BYPASSRLS, not the owner) inside a
-transaction that sets ``app.current_tenant`` with ``set_config(.., true)``, as prepared statements
-with server-side parameters for every variant. The variants are interleaved in random order on one
-connection and compared by their median latency (server time plus round trip). The last line printed
-is the result.
+transaction that sets ``app.current_tenant`` and the transaction's stamp with
+``set_config(.., true)`` (``better_tenant.sql.scope_settings_sql``, the statement every scope
+sends), as prepared statements with server-side parameters for every variant. The variants are
+interleaved in random order on one connection and compared by their median latency (server time
+plus round trip). The last line printed is the result.
 
 Run: ``.venv/bin/python benchmarks/rls_policy.py`` (embedded PostgreSQL, or DATABASE_URL plus
 DATABASE_OWNER_URL). The data is built once in the database ``bench_rls`` and reused.
@@ -40,6 +42,7 @@ from better_tenant.sql import (
     enable_table_sql,
     ensure_system_role_sql,
     qn,
+    scope_settings_sql,
     tenant_key_name,
     trigger_function_sql,
 )
@@ -62,7 +65,7 @@ SEED_POLICY_EXPR = (
     "(tenant_id)::text = current_setting('app.current_tenant', true) "
     "OR current_setting('app.bypass_rls', true) = 'true'"
 )
-SET_TENANT = "SELECT set_config('app.current_tenant', %s, true)"
+SET_TENANT = f"SELECT {scope_settings_sql('%s')}"
 
 
 @dataclass(frozen=True)

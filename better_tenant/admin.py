@@ -1,4 +1,4 @@
-"""Django admin for tenants: reads are open, every write runs in system mode."""
+"""Django admin for tenants: every view runs in system mode, as the admin has no tenant."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
+from better_core.admin import render_in_scope
 from better_tenant.api import validate_slug
 from better_tenant.context import run_as_system
 from better_tenant.exceptions import InvalidTenantSlug
@@ -47,8 +48,38 @@ class TenantAdmin(admin.ModelAdmin):
     readonly_fields = ("id", "created_at")
     fields = ("name", "slug", "id", "created_at")
 
-    # The tenants table is readable by every role; only the system role may write it, so each
-    # write (and the cascade it starts on tenant tables) runs inside run_as_system().
+    # Only the system role reads every row of tenants and only it may write them, so each view
+    # runs inside run_as_system(); the admin's own permissions decide who reaches the views. Each
+    # write (and the cascade it starts on tenant tables) also enters it, for callers other than
+    # the views.
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        with run_as_system():
+            return render_in_scope(super().changelist_view(request, extra_context))
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: Any = None,
+    ) -> HttpResponse:
+        with run_as_system():
+            return render_in_scope(
+                super().changeform_view(request, object_id, form_url, extra_context)
+            )
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        with run_as_system():
+            return render_in_scope(super().delete_view(request, object_id, extra_context))
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        with run_as_system():
+            return render_in_scope(super().history_view(request, object_id, extra_context))
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
         with run_as_system():

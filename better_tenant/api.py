@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from django.db import IntegrityError
 from django.utils.text import slugify
 
-from better_tenant.context import run_as_system, to_tenant_id
+from better_tenant.context import get_context, run_as_system, to_tenant_id
 from better_tenant.exceptions import DuplicateTenantSlug, InvalidTenantSlug, TenantNotFound
 from better_tenant.models import Tenant
 
@@ -59,9 +60,20 @@ def list_tenants(limit: int = 100, offset: int = 0) -> list[Tenant]:
         return list(Tenant.objects.order_by("created_at", "slug")[offset : offset + limit])
 
 
+def _system(own: uuid.UUID | None = None) -> AbstractContextManager[Any]:
+    # A tenant scope sees only its own row of tenants, so other reads need system mode; code
+    # already in it (update_tenant, delete_tenant) or reading its own tenant needs no savepoint.
+    context = get_context()
+    if context.is_system or (own is not None and context.tenant_id == own):
+        return nullcontext()
+    return run_as_system()
+
+
 def get_tenant(tenant_id: Any) -> Tenant:
     """The tenant with this id, or TenantNotFound."""
-    tenant = Tenant.objects.filter(pk=to_tenant_id(tenant_id)).first()
+    pk = to_tenant_id(tenant_id)
+    with _system(own=pk):
+        tenant = Tenant.objects.filter(pk=pk).first()
     if tenant is None:
         raise TenantNotFound(f"No tenant has the id {tenant_id}.")
     return tenant
@@ -71,7 +83,8 @@ def get_tenant_by_slug(slug: str) -> Tenant | None:
     """The tenant with this slug, or None."""
     if not isinstance(slug, str) or not SLUG_RE.match(slug) or len(slug) > MAX_SLUG:
         return None
-    return Tenant.objects.filter(slug=slug).first()
+    with _system():
+        return Tenant.objects.filter(slug=slug).first()
 
 
 def update_tenant(tenant_id: Any, *, name: str | None = None, slug: str | None = None) -> Tenant:

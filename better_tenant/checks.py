@@ -1,6 +1,6 @@
 """Django system checks of better_tenant: settings, tenant models and their RLS migrations.
 
-Ids are stable: errors ``better_tenant.E001``-``E012``, warnings ``better_tenant.W001``-``W007``.
+Ids are stable: errors ``better_tenant.E001``-``E013``, warnings ``better_tenant.W001``-``W008``.
 No check raises; a setting that cannot be read is reported, never propagated.
 """
 
@@ -98,6 +98,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
     messages += _check_callables(values)
+    messages += _check_authorize(values)
     messages += _check_values(values, wrong_type)
     return messages
 
@@ -148,6 +149,78 @@ def _check_callables(values: dict[str, Any]) -> list[CheckMessage]:
                 )
             )
     return messages
+
+
+def _check_authorize(values: dict[str, Any]) -> list[CheckMessage]:
+    """E013: an importable, callable AUTHORIZE that still cannot answer (request, tenant_id)."""
+    value = values.get("AUTHORIZE")
+    if value is None:
+        return []
+    try:
+        check = import_string(value) if isinstance(value, str) else value
+    except Exception:  # E006 reports it
+        return []
+    if not callable(check):
+        return []
+    from better_tenant.authorization import setting_problems
+
+    try:
+        problems = setting_problems(check)
+    except Exception as exc:  # the user's model registry or callable is broken
+        problems = [f"inspecting it raised {type(exc).__name__}: {exc}"]
+    return [
+        Error(
+            f"BETTER_TENANT['AUTHORIZE'] {value!r}: {problem}.",
+            hint="AUTHORIZE is called as check(request, tenant_id) and returns True to let the "
+            "request in. membership('app.Membership', user_field='user', tenant_field='tenant') "
+            "needs foreign keys to the user model and to better_tenant.Tenant.",
+            id=_id("E013"),
+        )
+        for problem in problems
+    ]
+
+
+# A judgement on how requests are trusted, not a broken setting or table: tagged security, where
+# Django lists its own such warnings, and left out of `better_tenant check`'s health report.
+@register(Tags.security)
+def check_request_trust(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W008: a verified JWT next to sources any client sets, with no AUTHORIZE behind them."""
+    try:
+        user = tenant_settings.user_settings
+    except SettingsError:  # E001 reports it
+        return []
+    values = {key: user.get(key, default) for key, default in DEFAULTS.items()}
+    if not values["JWT_CLAIM"] or values["JWT_KEY"] is None or values["AUTHORIZE"] is not None:
+        return []
+    header = values["HEADER"]
+    open_sources = [
+        label
+        for label, enabled in (
+            (f"the {header} header", isinstance(header, str) and header.strip()),
+            ("the path", values["PATH"]),
+            ("the subdomain", values["SUBDOMAIN"]),
+            ("the custom resolver", values["CUSTOM_RESOLVER"]),
+        )
+        if enabled
+    ]
+    if not open_sources:
+        return []
+    named = ", ".join(open_sources[:-1]) + " and " if len(open_sources) > 1 else ""
+    return [
+        Warning(
+            "BETTER_TENANT takes the tenant from a verified JWT and also from "
+            f"{named}{open_sources[-1]}, which any client can set. A request with a valid token "
+            "is held to the token's tenant (another tenant named elsewhere gets 403 "
+            "TENANT_MISMATCH), but a request without one may name any tenant there, and nothing "
+            "checks that the caller belongs to it.",
+            hint="If every client sends the token, turn those sources off (HEADER: None, PATH: "
+            "None, SUBDOMAIN: False, CUSTOM_RESOLVER: None). Otherwise set "
+            "BETTER_TENANT['AUTHORIZE'], e.g. "
+            "better_tenant.authorization.membership('app.Membership'), or, if every view "
+            "checks membership itself, silence this warning.",
+            id=_id("W008"),
+        )
+    ]
 
 
 def _check_values(values: dict[str, Any], wrong_type: set[str]) -> list[CheckMessage]:
@@ -413,19 +486,6 @@ def tenant_model_messages(model: type) -> list[CheckMessage]:
                     id=_id("E012"),
                 )
             )
-    for field in model._meta.local_many_to_many:
-        through = field.remote_field.through
-        if isinstance(through, type) and through._meta.auto_created:
-            messages.append(
-                Warning(
-                    f"{label}.{field.name} is a many-to-many field whose automatic join table "
-                    "has no tenant_id and no row-level security: every tenant can see and "
-                    "change its links.",
-                    hint="Give it an explicit `through` model that is a TenantModel.",
-                    obj=field,
-                    id=_id("W003"),
-                )
-            )
     return messages
 
 
@@ -481,7 +541,8 @@ def _shared_references(app_configs: Iterable[Any] | None) -> list[CheckMessage]:
 
 
 def shared_reference_messages(model: type) -> list[CheckMessage]:
-    """W004 for each foreign key from a model without tenant_id into a TenantModel."""
+    """W004 for each foreign key from a model without tenant_id into a TenantModel, W003 for each
+    automatic join table from it to one (only those of a TenantModel's fields are secured)."""
     from better_tenant.constraints import is_tenant_model
 
     if model._meta.proxy or model._meta.auto_created or is_tenant_model(model):
@@ -498,6 +559,27 @@ def shared_reference_messages(model: type) -> list[CheckMessage]:
                     hint=f"Make {model.__name__} a TenantModel.",
                     obj=field,
                     id=_id("W004"),
+                )
+            )
+    for field in model._meta.local_many_to_many:
+        remote, through = field.related_model, field.remote_field.through
+        if (
+            isinstance(remote, type)
+            and is_tenant_model(remote)
+            and isinstance(through, type)
+            and through._meta.auto_created
+        ):
+            messages.append(
+                Warning(
+                    f"{model._meta.label}.{field.name} links the tenant model "
+                    f"{remote._meta.label} through an automatic join table without row-level "
+                    f"security, since {model._meta.label} is not tenant-scoped: every tenant "
+                    "can see and change its links.",
+                    hint=f"Declare the many-to-many field on {remote.__name__} instead (its "
+                    "join table then only shows links to the tenant's own rows), or give it an "
+                    "explicit `through` model that is a TenantModel.",
+                    obj=field,
+                    id=_id("W003"),
                 )
             )
     return messages
@@ -528,8 +610,9 @@ def check_rls_migrations(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
 
 
 def rls_migration_messages(models: Iterable[type], state: Any) -> list[CheckMessage]:
-    """W001 for each model whose TenantRLS is missing from (or stale in) ``state``."""
-    from better_tenant.constraints import TenantRLS
+    """W001 for each model whose TenantRLS is missing from (or stale in) ``state``, W003 for each
+    TenantJoinRLS of its automatic join tables that is missing from it."""
+    from better_tenant.constraints import TenantJoinRLS, TenantRLS
 
     messages: list[CheckMessage] = []
     for model in models:
@@ -547,9 +630,20 @@ def rls_migration_messages(models: Iterable[type], state: Any) -> list[CheckMess
                 )
             )
             continue
-        migrated = {
-            c for c in model_state.options.get("constraints", []) if isinstance(c, TenantRLS)
-        }
+        in_state = model_state.options.get("constraints", [])
+        for join in meta.constraints:
+            if isinstance(join, TenantJoinRLS) and join not in in_state:
+                messages.append(
+                    Warning(
+                        f"The automatic join table of {meta.label}.{join.field} has no "
+                        "row-level security in the migrations yet: every tenant can see and "
+                        "change its links.",
+                        hint=hint,
+                        obj=model,
+                        id=_id("W003"),
+                    )
+                )
+        migrated = {c for c in in_state if isinstance(c, TenantRLS)}
         if not migrated:
             messages.append(
                 Warning(

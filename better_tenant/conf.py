@@ -20,6 +20,10 @@ DEFAULTS = {
     "JWT_AUDIENCE": None,  # expected "aud" of verified tokens; None rejects tokens carrying one
     "CUSTOM_RESOLVER": None,  # dotted path: callable(request) -> str | None
     "RESOLVE_TO_ID": None,  # dotted path: callable(identifier) -> UUID | str | None
+    # Who may use the tenant a request names: callable(request, tenant_id) -> bool (or a dotted
+    # path), sync or async, run before the view inside the tenant's scope. Resolving a tenant
+    # proves nothing about the caller; e.g. better_tenant.authorization.membership(...).
+    "AUTHORIZE": None,
     # Where the middleware applies.
     "PATH_PREFIXES": [],  # empty: every path that is not exempt
     "EXEMPT_PATHS": ["/admin/", "/static/", "/media/", "/favicon.ico"],
@@ -33,6 +37,6 @@ DEFAULTS = {
     "CELERY": True,
 }
 
-IMPORT_STRINGS = ("CUSTOM_RESOLVER", "RESOLVE_TO_ID", "ON_MISSING_TENANT")
+IMPORT_STRINGS = ("CUSTOM_RESOLVER", "RESOLVE_TO_ID", "ON_MISSING_TENANT", "AUTHORIZE")
 
 tenant_settings = AppSettings("BETTER_TENANT", DEFAULTS, IMPORT_STRINGS)

@@ -3,6 +3,9 @@
 Every scope opens ``transaction.atomic`` (a savepoint when nested) and sets the tenant with
 ``set_config(.., true)``: transaction-local, never session state, so PgBouncer in transaction mode,
 persistent connections and connection pools cannot carry a tenant from one request to the next.
+The same statement stamps the transaction (``sql.STAMP_SETTING``), and the policies honour the
+tenant only beside that stamp: a tenant that code set at session level reads as no tenant in every
+later transaction on the connection.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class TenantContext:
 
     @property
     def tenant(self) -> Tenant | None:
-        """The Tenant row (read once per scope; the tenants table is readable by every role)."""
+        """The Tenant row (read once per scope; a tenant scope sees its own row of tenants)."""
         if self.tenant_id is None:
             return None
         if "tenant" not in self._cache:
@@ -165,11 +168,11 @@ def apply_context(alias: str, target: TenantContext, current: TenantContext) -> 
         if not _begin_with_settings(conn, tenant, role):
             with conn.cursor() as cursor:
                 if role is None:
-                    cursor.execute("SELECT set_config(%s, %s, true)", [sql.SETTING, tenant])
+                    cursor.execute(f"SELECT {sql.scope_settings_sql('%s')}", [tenant])
                 else:
                     cursor.execute(
-                        "SELECT set_config(%s, %s, true), set_config('role', %s, true)",
-                        [sql.SETTING, tenant, role],
+                        f"SELECT {sql.scope_settings_sql('%s')}, set_config('role', %s, true)",
+                        [tenant, role],
                     )
     except DatabaseError as exc:
         if role and ("permission denied to set role" in str(exc) or "does not exist" in str(exc)):
@@ -194,7 +197,7 @@ def _begin_with_settings(conn: Any, tenant: str, role: str | None) -> bool:
     pgconn = conn.connection.pgconn
     if pgconn.transaction_status != _IDLE or conn.connection.autocommit:
         return False
-    settings = [f"set_config('{sql.SETTING}', {sql.literal(tenant)}, true)"]
+    settings = [sql.scope_settings_sql(sql.literal(tenant))]
     if role is not None:
         settings.append(f"set_config('role', {sql.literal(role)}, true)")
     with conn.wrap_database_errors:

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from asgiref.sync import iscoroutinefunction, sync_to_async
+from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
 from better_tenant.context import get_tenant_id
 from better_tenant.middleware import (
-    amissing_tenant_response,
+    aresolve_or_refuse,
     arun_in_scope,
     attach,
-    missing_tenant_response,
+    resolve_or_refuse,
     run_in_scope,
 )
-from better_tenant.resolvers import resolve_tenant_id
 
 V = TypeVar("V", bound=Callable[..., Any])
 
@@ -26,10 +26,10 @@ def tenant_required(view: V | None = None, *, status: int | None = None) -> Any:
     """Make a view need a tenant: ``@tenant_required`` or ``@tenant_required(status=401)``.
 
     Inside an active tenant scope (TenantMiddleware already resolved the request) the view runs
-    as is. Otherwise the tenant is resolved like the middleware does and the view runs inside
-    ``run_as(tenant_id)``; a request without a known tenant gets the JSON error with ``status``
-    (default ``MISSING_TENANT_STATUS``, or the ``ON_MISSING_TENANT`` handler when no status is
-    given). Works on sync and async views.
+    as is. Otherwise the tenant is resolved and authorized like the middleware does and the view
+    runs inside ``run_as(tenant_id)``; a request without a known tenant gets the JSON error with
+    ``status`` (default ``MISSING_TENANT_STATUS``, or the ``ON_MISSING_TENANT`` handler when no
+    status is given), a mismatched or refused one a 403. Works on sync and async views.
     """
     if status is not None and (not isinstance(status, int) or not 400 <= status <= 599):
         raise ValueError(
@@ -52,10 +52,10 @@ def tenant_required(view: V | None = None, *, status: int | None = None) -> Any:
                 if getattr(request, "tenant_id", None) != active:
                     attach(request, active)
                 return await view(request, *args, **kwargs)
-            tenant_id = await sync_to_async(resolve_tenant_id, thread_sensitive=True)(request)
-            if tenant_id is None:
-                return await amissing_tenant_response(request, status)
-            return await arun_in_scope(request, tenant_id, lambda: view(request, *args, **kwargs))
+            resolved = await aresolve_or_refuse(request, status)
+            if not isinstance(resolved, uuid.UUID):
+                return resolved
+            return await arun_in_scope(request, resolved, lambda: view(request, *args, **kwargs))
 
         return async_wrapper
 
@@ -66,9 +66,9 @@ def tenant_required(view: V | None = None, *, status: int | None = None) -> Any:
             if getattr(request, "tenant_id", None) != active:
                 attach(request, active)
             return view(request, *args, **kwargs)
-        tenant_id = resolve_tenant_id(request)
-        if tenant_id is None:
-            return missing_tenant_response(request, status)
-        return run_in_scope(request, tenant_id, lambda: view(request, *args, **kwargs))
+        resolved = resolve_or_refuse(request, status)
+        if not isinstance(resolved, uuid.UUID):
+            return resolved
+        return run_in_scope(request, resolved, lambda: view(request, *args, **kwargs))
 
     return wrapper

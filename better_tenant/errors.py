@@ -1,13 +1,30 @@
-"""Turn PostgreSQL's RLS refusals into errors that name the tenant in scope and the way out."""
+"""Errors of requests and writes: tenant mismatches, refused tenants, translated RLS refusals."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db import ProgrammingError
 from django.db.backends.signals import connection_created
 
 from better_tenant.exceptions import TenantError
+
+
+class TenantMismatch(TenantError, PermissionDenied):
+    """A verified token names one tenant and another source of the request a different one."""
+
+    code = "TENANT_MISMATCH"
+
+    def __init__(self, message: str, *, source: str = "") -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class TenantForbidden(TenantError, PermissionDenied):
+    """``BETTER_TENANT["AUTHORIZE"]`` refused the request the tenant it names."""
+
+    code = "TENANT_FORBIDDEN"
 
 
 class CrossTenantWrite(TenantError, ProgrammingError):

@@ -168,6 +168,74 @@ class TableFacts:
         )
 
 
+@dataclass(frozen=True)
+class GuardedTable:
+    """A table whose rows belong to tenants, with what decides who row-level security skips."""
+
+    oid: int
+    name: str
+    owner: str
+    rls_enabled: bool
+    rls_forced: bool
+    policies: tuple[PolicyFacts, ...] = ()
+
+
+@dataclass(frozen=True)
+class OwnerFacts:
+    """A role that owns a view or a function, as far as row-level security cares."""
+
+    name: str
+    superuser: bool = False
+    bypassrls: bool = False
+    member_of: frozenset[str] = frozenset()  # roles whose privileges it has, itself included
+
+
+@dataclass(frozen=True)
+class RelationFacts:
+    """A view or materialized view outside the system schemas."""
+
+    oid: int
+    name: str  # as regclass prints it: schema-qualified when off the search path
+    relname: str
+    materialized: bool
+    owner: str
+    security_invoker: bool
+    reads: tuple[int, ...]  # relations its rules read, from pg_depend
+    runtime_grantees: tuple[str, ...] = ()  # PUBLIC or roles through which the runtime reads it
+
+
+@dataclass(frozen=True)
+class FunctionFacts:
+    """A function or procedure outside the system schemas and extensions."""
+
+    oid: int
+    schema: str
+    name: str
+    signature: str  # as regprocedure prints it, e.g. lookup(text)
+    owner: str
+    security_definer: bool
+    language: str
+    source: str  # prosrc: the body as written (empty for a BEGIN ATOMIC body)
+    procedure: bool = False
+    reads: tuple[int, ...] = ()  # relations recorded in pg_depend (BEGIN ATOMIC bodies)
+    calls: tuple[int, ...] = ()  # functions recorded in pg_depend (BEGIN ATOMIC bodies)
+    runtime_grantees: tuple[str, ...] = ()  # PUBLIC or roles through which the runtime runs it
+
+
+@dataclass(frozen=True)
+class BypassFacts:
+    """Views, materialized views and functions, and the tenant tables they may read."""
+
+    tables: dict[int, GuardedTable]
+    relations: dict[int, RelationFacts]
+    functions: dict[int, FunctionFacts]
+    owners: dict[str, OwnerFacts]
+    server_version: int
+    # Where the suite's own migrations put their objects: the tenants table's schema and owner.
+    suite_schema: str = ""
+    suite_owner: str = ""
+
+
 # --- gathering -----------------------------------------------------------------------------------
 
 
@@ -217,6 +285,29 @@ def exempt_table(name: str) -> None:
     better_audit does for ``audit_logs``). Idempotent.
     """
     EXEMPT_TABLES.add(name)
+
+
+# SECURITY DEFINER functions installed on purpose (a slug-to-id lookup that must read past
+# row-level security, say): name -> why, shown in the report. Filled through exempt_function().
+EXEMPT_FUNCTIONS: dict[str, str] = {}
+
+
+def exempt_function(name: str, reason: str) -> None:
+    """Let ``better_tenant check`` accept the SECURITY DEFINER function ``name`` on purpose.
+
+    The exemption is narrow: it covers only a function of that name in the schema of the tenants
+    table and owned by the owner of the tenants table (the role that runs the migrations which
+    install it). The same name in another schema or under another owner is judged as usual, as
+    is every view. Apps call it from ``AppConfig.ready()``; ``reason`` is shown in the report.
+    """
+    EXEMPT_FUNCTIONS[name] = reason
+
+
+exempt_function(
+    sql.LOOKUP_FUNCTION,
+    "better_tenant's identifier lookup (better_tenant.lookup): it returns the id of the tenant "
+    "with exactly that slug or id, and nothing else",
+)
 
 
 def tenant_tables(cursor: Any) -> dict[str, str | None]:
@@ -303,32 +394,7 @@ def inspect_table(
     )
     columns = {name: type_ for name, type_ in cursor.fetchall()}
 
-    cursor.execute(
-        """
-        SELECT p.polname, p.polcmd::text, p.polpermissive,
-          ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END
-                FROM unnest(p.polroles) AS r)::text[],
-          pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid),
-          EXISTS (SELECT 1 FROM unnest(p.polroles) AS r
-                  WHERE r = 0 OR pg_has_role(%s::oid, r, 'USAGE')),
-          EXISTS (SELECT 1 FROM unnest(p.polroles) AS r WHERE r <> 0 AND r = %s::oid)
-        FROM pg_policy p WHERE p.polrelid = %s ORDER BY p.polname
-        """,
-        [role_oid, system_oid, oid],
-    )
-    policies = tuple(
-        PolicyFacts(
-            name=name,
-            command=_COMMANDS.get(cmd, cmd),
-            permissive=bool(permissive),
-            roles=tuple(roles),
-            using=using,
-            with_check=with_check,
-            applies_to_runtime=bool(runtime),
-            names_system_role=bool(system),
-        )
-        for name, cmd, permissive, roles, using, with_check, runtime, system in cursor.fetchall()
-    )
+    policies = _policies(cursor, [oid], role_oid, system_oid).get(oid, ())
 
     cursor.execute(
         "SELECT t.tgname, p.proname, t.tgenabled <> 'D' FROM pg_trigger t "
@@ -400,6 +466,40 @@ def inspect_table(
     )
 
 
+def _policies(
+    cursor: Any, table_oids: list[int], role_oid: int | None, system_oid: int | None
+) -> dict[int, tuple[PolicyFacts, ...]]:
+    """The policies of each of ``table_oids``, judged against the runtime and system roles."""
+    cursor.execute(
+        """
+        SELECT p.polrelid, p.polname, p.polcmd::text, p.polpermissive,
+          ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END
+                FROM unnest(p.polroles) AS r)::text[],
+          pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid),
+          EXISTS (SELECT 1 FROM unnest(p.polroles) AS r
+                  WHERE r = 0 OR pg_has_role(%s::oid, r, 'USAGE')),
+          EXISTS (SELECT 1 FROM unnest(p.polroles) AS r WHERE r <> 0 AND r = %s::oid)
+        FROM pg_policy p WHERE p.polrelid = ANY(%s::oid[]) ORDER BY p.polrelid, p.polname
+        """,
+        [role_oid, system_oid, table_oids],
+    )
+    found: dict[int, tuple[PolicyFacts, ...]] = {}
+    rows = cursor.fetchall()
+    for relid, name, cmd, permissive, roles, using, with_check, runtime, system in rows:
+        policy = PolicyFacts(
+            name=name,
+            command=_COMMANDS.get(cmd, cmd),
+            permissive=bool(permissive),
+            roles=tuple(roles),
+            using=using,
+            with_check=with_check,
+            applies_to_runtime=bool(runtime),
+            names_system_role=bool(system),
+        )
+        found[relid] = (*found.get(relid, ()), policy)
+    return found
+
+
 def _privileges(cursor: Any, role_oid: int | None, table_oid: int) -> frozenset[str]:
     if role_oid is None:
         return frozenset()
@@ -426,6 +526,180 @@ def shared_tables_referencing(cursor: Any, tables: Iterable[str]) -> list[tuple[
         [list(tables)],
     )
     return list(cursor.fetchall())
+
+
+# User schemas: neither information_schema nor pg_* (pg_catalog, pg_toast, pg_temp_N, ...).
+_USER_SCHEMA = "n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%%'"
+
+
+def _not_extension_member(classid: str, alias: str) -> str:
+    """A condition leaving out objects that an extension installed (the extension owns them)."""
+    return (
+        f"NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '{classid}'::regclass "
+        f"AND e.objid = {alias}.oid AND e.deptype = 'e')"
+    )
+
+
+def _grantees(acl: str, default: str, owner: str, privilege: str) -> str:
+    """The grantees through which the runtime role (first parameter) holds ``privilege``."""
+    return (
+        "ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' "
+        "ELSE pg_get_userbyid(a.grantee)::text END "
+        f"FROM aclexplode(COALESCE({acl}, acldefault('{default}', {owner}))) AS a "
+        f"WHERE a.privilege_type = '{privilege}' "
+        "AND (a.grantee = 0 OR pg_has_role(%s::oid, a.grantee, 'USAGE')))::text[]"
+    )
+
+
+def inspect_bypasses(
+    cursor: Any, tables: Iterable[str], system_role: str, role: str | None = None
+) -> BypassFacts:
+    """Read views, materialized views and functions, and the tables whose rows they may show.
+
+    Those tables are ``tables``, the tenants table and the tables left out through
+    ``exempt_table``, whose rows belong to tenants too.
+    """
+    if role is None:
+        cursor.execute("SELECT current_user")
+        role = cursor.fetchone()[0]
+    role_oid = _role_oid(cursor, role)
+    cursor.execute("SELECT current_setting('server_version_num')::int")
+    server_version = cursor.fetchone()[0]
+
+    # The tenants table too: a policy may hide other tenants' rows of it as well.
+    names = list(dict.fromkeys([*tables, _tenants_table(), *sorted(EXEMPT_TABLES)]))
+    cursor.execute(
+        """
+        SELECT c.oid, t.name, pg_get_userbyid(c.relowner), c.relrowsecurity,
+          c.relforcerowsecurity, n.nspname
+        FROM unnest(%s::text[], %s::text[]) AS t(name, quoted)
+        JOIN pg_class c ON c.oid = to_regclass(t.quoted) AND c.relkind IN ('r', 'p')
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        """,
+        [names, [sql.qn(name) for name in names]],
+    )
+    rows = cursor.fetchall()
+    suite_schema, suite_owner = next(
+        ((row[5], row[2]) for row in rows if row[1] == _tenants_table()), ("", "")
+    )
+    policies = _policies(cursor, [row[0] for row in rows], role_oid, _role_oid(cursor, system_role))
+    guarded = {
+        oid: GuardedTable(
+            oid=oid,
+            name=name,
+            owner=owner,
+            rls_enabled=bool(enabled),
+            rls_forced=bool(forced),
+            policies=policies.get(oid, ()),
+        )
+        for oid, name, owner, enabled, forced, _schema in rows
+    }
+
+    # pg_options_to_table yields security_invoker only on PostgreSQL 15+, where it exists.
+    cursor.execute(
+        f"""
+        SELECT c.oid, c.oid::regclass::text, c.relname, c.relkind = 'm',
+          pg_get_userbyid(c.relowner),
+          COALESCE((SELECT o.option_value::boolean FROM pg_options_to_table(c.reloptions) AS o
+                    WHERE o.option_name = 'security_invoker'), false),
+          ARRAY(SELECT DISTINCT d.refobjid FROM pg_rewrite rw
+                JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+                WHERE rw.ev_class = c.oid AND d.refclassid = 'pg_class'::regclass
+                  AND d.refobjid <> c.oid)::oid[],
+          CASE WHEN has_any_column_privilege(%s::oid, c.oid, 'SELECT')
+               THEN {_grantees("c.relacl", "r", "c.relowner", "SELECT")} END
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('v', 'm') AND {_USER_SCHEMA}
+          AND {_not_extension_member("pg_class", "c")}
+        ORDER BY 2
+        """,
+        [role_oid, role_oid],
+    )
+    relations = {
+        oid: RelationFacts(
+            oid=oid,
+            name=name,
+            relname=relname,
+            materialized=bool(materialized),
+            owner=owner,
+            security_invoker=bool(invoker),
+            reads=tuple(reads),
+            runtime_grantees=_held(grantees, role),
+        )
+        for oid, name, relname, materialized, owner, invoker, reads, grantees in cursor.fetchall()
+    }
+
+    # C and internal functions are left out: their source is a symbol name, not SQL.
+    cursor.execute(
+        f"""
+        SELECT p.oid, n.nspname, p.proname, p.oid::regprocedure::text,
+          pg_get_userbyid(p.proowner), p.prosecdef, l.lanname, COALESCE(p.prosrc, ''),
+          p.prokind = 'p',
+          ARRAY(SELECT DISTINCT d.refobjid FROM pg_depend d
+                WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                  AND d.refclassid = 'pg_class'::regclass)::oid[],
+          ARRAY(SELECT DISTINCT d.refobjid FROM pg_depend d
+                WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                  AND d.refclassid = 'pg_proc'::regclass AND d.refobjid <> p.oid)::oid[],
+          CASE WHEN has_function_privilege(%s::oid, p.oid, 'EXECUTE')
+               THEN {_grantees("p.proacl", "f", "p.proowner", "EXECUTE")} END
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        JOIN pg_language l ON l.oid = p.prolang
+        WHERE p.prokind IN ('f', 'p') AND l.lanname NOT IN ('c', 'internal') AND {_USER_SCHEMA}
+          AND {_not_extension_member("pg_proc", "p")}
+        ORDER BY 4
+        """,
+        [role_oid, role_oid],
+    )
+    functions = {
+        row[0]: FunctionFacts(
+            oid=row[0],
+            schema=row[1],
+            name=row[2],
+            signature=row[3],
+            owner=row[4],
+            security_definer=bool(row[5]),
+            language=row[6],
+            source=row[7],
+            procedure=bool(row[8]),
+            reads=tuple(row[9]),
+            calls=tuple(row[10]),
+            runtime_grantees=_held(row[11], role),
+        )
+        for row in cursor.fetchall()
+    }
+
+    owner_names = {role, *(r.owner for r in relations.values())}
+    owner_names |= {f.owner for f in functions.values()}
+    cursor.execute(
+        """
+        SELECT r.rolname, r.rolsuper, r.rolbypassrls,
+          ARRAY(SELECT g.rolname::text FROM pg_roles g WHERE pg_has_role(r.oid, g.oid, 'USAGE'))
+        FROM pg_roles r WHERE r.rolname = ANY(%s::text[])
+        """,
+        [sorted(owner_names)],
+    )
+    owners = {
+        name: OwnerFacts(name, bool(superuser), bool(bypassrls), frozenset(member_of))
+        for name, superuser, bypassrls, member_of in cursor.fetchall()
+    }
+
+    return BypassFacts(
+        tables=guarded,
+        relations=relations,
+        functions=functions,
+        owners=owners,
+        server_version=server_version,
+        suite_schema=suite_schema,
+        suite_owner=suite_owner,
+    )
+
+
+def _held(grantees: list[str] | None, role: str) -> tuple[str, ...]:
+    """Grantees of a privilege the runtime holds; its own name when only column grants give it."""
+    if grantees is None:
+        return ()
+    return tuple(grantees) or (role,)
 
 
 # --- judging -------------------------------------------------------------------------------------
@@ -965,6 +1239,363 @@ def evaluate_tenants_table(facts: TableFacts, role: str, system_role: str) -> li
     return found
 
 
+# --- views and functions that read tenant tables past row-level security ------------------------
+
+BYPASSES = "views and functions"
+CERTAIN = "certain: a dependency recorded in pg_depend"
+LIKELY = "likely: its source names it, a text match the catalogs cannot confirm"
+_DYNAMIC_RE = re.compile(r"\bEXECUTE\b", re.IGNORECASE)
+
+
+def rls_bypass_reason(owner: OwnerFacts, table: GuardedTable) -> str | None:
+    """Why row-level security lets ``owner`` read every tenant's rows of ``table``, or None.
+
+    PostgreSQL checks the tables of a view as the view's owner (unless the view is
+    ``security_invoker``) and runs a SECURITY DEFINER function as its owner, so whatever the owner
+    may read, every reader of the view or caller of the function reads too.
+    """
+    if not hides_rows_from_runtime(table):
+        return None  # nothing to bypass; the table's own finding says what is wrong
+    if owner.superuser:
+        return "is a superuser, which skips every policy"
+    if owner.bypassrls:
+        return "has BYPASSRLS, which skips every policy"
+    if table.owner in owner.member_of and not table.rls_forced:
+        owns = (
+            "owns it"
+            if table.owner == owner.name
+            else f"has the privileges of its owner {table.owner}"
+        )
+        return f"{owns}, and an owner skips its policies without FORCE ROW LEVEL SECURITY"
+    reads = [p for p in table.policies if p.command in ("ALL", "SELECT")]
+    if any(
+        not p.permissive
+        and _filters_by_tenant(p.using)
+        and ("public" in p.roles or owner.member_of.intersection(p.roles))
+        for p in reads
+    ):
+        return None  # a restrictive tenant policy filters the owner whatever else it is granted
+    for policy in (p for p in reads if p.permissive):
+        granted = sorted(owner.member_of.intersection(policy.roles))
+        if granted and not _filters_by_tenant(policy.using):
+            if owner.name in granted:
+                return f"is granted its policy {policy.name}, which does not filter by tenant"
+            return (
+                f"has the privileges of {granted[0]}, and its policy {policy.name} for "
+                f"{granted[0]} does not filter by tenant"
+            )
+    return None
+
+
+def _filters_by_tenant(expression: str | None) -> bool:
+    # Tenant tables compare tenant_id, the tenants table its id: both to the tenant setting.
+    return bool(expression) and sql.SETTING in expression
+
+
+def hides_rows_from_runtime(table: GuardedTable) -> bool:
+    """Whether row-level security keeps other tenants' rows of ``table`` from the runtime role.
+
+    Not when RLS is off, nor when a permissive read policy of the runtime role does not filter by
+    tenant (the tenants table read by everyone, say): then no view or function reveals more.
+    """
+    return table.rls_enabled and not any(
+        p.permissive
+        and p.applies_to_runtime
+        and p.command in ("ALL", "SELECT")
+        and not _filters_by_tenant(p.using)
+        for p in table.policies
+    )
+
+
+def _names_re(names: Iterable[str], suffix: str = "") -> re.Pattern[str] | None:
+    """A pattern for any of ``names`` as a whole identifier, quoted or not."""
+    alternatives = sorted({re.escape(n) for n in names}, key=len, reverse=True)
+    if not alternatives:
+        return None
+    return re.compile(
+        r'(?<![\w$])"?(' + "|".join(alternatives) + r')"?(?![\w$])' + suffix, re.IGNORECASE
+    )
+
+
+def _named(pattern: re.Pattern[str] | None, oids: dict[str, list[int]], source: str) -> list[int]:
+    """The oids of the objects whose names ``pattern`` finds in ``source``."""
+    if pattern is None:
+        return []
+    names = {match.group(1).lower() for match in pattern.finditer(source)}
+    return [oid for name in sorted(names) for oid in oids.get(name, ())]
+
+
+class _Exposures:
+    """What each view and function shows of tenant tables past row-level security."""
+
+    def __init__(self, facts: BypassFacts, exempt: dict[str, str]) -> None:
+        self.facts = facts
+        self.exempt = exempt
+        self._relations: dict[int, list[str]] = {}
+        self._functions: dict[int, list[tuple[str, str]]] = {}
+        # Function bodies are text: tables, views and functions are found in them by name.
+        self._relation_oids: dict[str, list[int]] = {}
+        for oid, table in facts.tables.items():
+            self._relation_oids.setdefault(table.name.lower(), []).append(oid)
+        for oid, relation in facts.relations.items():
+            self._relation_oids.setdefault(relation.relname.lower(), []).append(oid)
+        self._function_oids: dict[str, list[int]] = {}
+        for oid, function in facts.functions.items():
+            self._function_oids.setdefault(function.name.lower(), []).append(oid)
+        self._relation_re = _names_re(self._relation_oids)
+        self._call_re = _names_re(self._function_oids, r"\s*\(")
+
+    def owner(self, name: str) -> OwnerFacts:
+        return self.facts.owners.get(name, OwnerFacts(name, member_of=frozenset({name})))
+
+    def is_exempt(self, function: FunctionFacts) -> bool:
+        return (
+            function.security_definer
+            and function.name in self.exempt
+            and function.schema == self.facts.suite_schema
+            and function.owner == self.facts.suite_owner
+        )
+
+    def read_as(self, role: str, oids: Iterable[int], via: tuple[str, ...] = ()) -> list[str]:
+        """One clause per tenant table that ``role`` reads past row-level security via ``oids``."""
+        clauses = []
+        for oid in oids:
+            table = self.facts.tables.get(oid)
+            relation = self.facts.relations.get(oid)
+            if table is not None:
+                reason = rls_bypass_reason(self.owner(role), table)
+                if reason:
+                    through = f" (through {', '.join(via)})" if via else ""
+                    clauses.append(f"{table.name}{through} as {role}, who {reason}")
+            elif relation is not None and relation.security_invoker and not relation.materialized:
+                # A security_invoker view reads as whoever reads it: here, still ``role``.
+                if relation.name not in via:
+                    clauses += self.read_as(role, relation.reads, (*via, relation.name))
+            elif relation is not None and self.relation(relation):
+                clauses.append(
+                    f"{relation.name}, which shows every tenant's rows (see its finding)"
+                )
+        return clauses
+
+    def relation(self, relation: RelationFacts) -> list[str]:
+        """What ``relation`` exposes: table names for a materialized view, clauses for a view."""
+        if relation.oid not in self._relations:
+            self._relations[relation.oid] = []  # a guard against cycles while it is computed
+            if relation.materialized:
+                reached = self._tables_under(relation.reads, set())
+                found = sorted(self.facts.tables[oid].name for oid in reached)
+            elif relation.security_invoker:
+                found = []  # its readers' own row-level security applies
+            else:
+                found = self.read_as(relation.owner, relation.reads)
+            self._relations[relation.oid] = found
+        return self._relations[relation.oid]
+
+    def _tables_under(self, oids: Iterable[int], seen: set[int]) -> set[int]:
+        """Tenant tables that ``oids`` read, through views and materialized views of any kind."""
+        found: set[int] = set()
+        for oid in oids:
+            if oid in seen:
+                continue
+            seen.add(oid)
+            if oid in self.facts.tables:
+                if hides_rows_from_runtime(self.facts.tables[oid]):
+                    found.add(oid)
+            elif oid in self.facts.relations:
+                found |= self._tables_under(self.facts.relations[oid].reads, seen)
+        return found
+
+    def function(self, function: FunctionFacts) -> list[tuple[str, str]]:
+        """``(clause, certainty)`` for what the SECURITY DEFINER ``function`` reads past RLS."""
+        if function.oid not in self._functions:
+            self._functions[function.oid] = []
+            self._functions[function.oid] = self._body(function, function.owner, {function.oid})
+        return self._functions[function.oid]
+
+    def _body(self, function: FunctionFacts, role: str, seen: set[int]) -> list[tuple[str, str]]:
+        found = [(clause, CERTAIN) for clause in self.read_as(role, function.reads)]
+        named = _named(self._relation_re, self._relation_oids, function.source)
+        unrecorded = [oid for oid in named if oid not in function.reads]
+        found += [(clause, LIKELY) for clause in self.read_as(role, unrecorded)]
+        called = _named(self._call_re, self._function_oids, function.source)
+        calls = [(oid, CERTAIN) for oid in function.calls]
+        calls += [(oid, LIKELY) for oid in called if oid not in function.calls]
+        for oid, certainty in calls:
+            callee = self.facts.functions.get(oid)
+            if callee is None or oid in seen:
+                continue
+            seen.add(oid)
+            if callee.security_definer:
+                if not self.is_exempt(callee) and self.function(callee):
+                    clause = (
+                        f"{callee.signature}, which reads every tenant's rows (see its finding)"
+                    )
+                    found.append((clause, certainty))
+                continue
+            # A function that is not SECURITY DEFINER runs as its caller: here, ``role``.
+            for clause, inner in self._body(callee, role, seen):
+                weaker = CERTAIN if CERTAIN == certainty == inner else LIKELY
+                found.append((f"{clause}, inside {callee.signature}", weaker))
+        return found
+
+    def dynamic(self, function: FunctionFacts) -> tuple[str, list[str]] | None:
+        """For a function running SQL built at run time: what its owner could read past RLS."""
+        if function.language == "sql" or not _DYNAMIC_RE.search(function.source):
+            return None
+        owner = self.owner(function.owner)
+        open_: dict[str, str] = {}
+        for table in self.facts.tables.values():
+            reason = rls_bypass_reason(owner, table)
+            if reason:
+                open_[table.name] = reason
+        if not open_:
+            return None
+        names = sorted(open_)
+        return open_[names[0]], names
+
+
+def _grant_finding(
+    status: str, section: str, role: str, grantees: tuple[str, ...], privilege: str, target: str
+) -> list[Finding]:
+    if not grantees:
+        return []
+    names = ", ".join(g if g == "PUBLIC" else sql.qn(g) for g in grantees)
+    verb = "read" if privilege == "SELECT" else "call"
+    reach = "every tenant's rows" if status == ERROR else "whatever it reads"
+    return [
+        Finding(
+            status,
+            section,
+            "runtime_bypass_grant",
+            f"{role} may {verb} it ({privilege} granted to {', '.join(grantees)}), so the "
+            f"application reaches {reach} through it",
+            f"REVOKE {privilege} ON {target} FROM {names};",
+        )
+    ]
+
+
+def _view_hint(name: str, server_version: int) -> str:
+    if server_version >= 150000:
+        fix = (
+            f"`ALTER VIEW {name} SET (security_invoker = true);` so that its tables are read as "
+            "the querying role, under row-level security"
+        )
+    else:
+        fix = (
+            f"`ALTER VIEW {name} OWNER TO <a role without SUPERUSER or BYPASSRLS that owns no "
+            "tenant table>;` (security_invoker needs PostgreSQL 15)"
+        )
+    return f"{fix}, or `DROP VIEW {name};`"
+
+
+def evaluate_bypasses(
+    facts: BypassFacts, role: str, exempt: dict[str, str] | None = None
+) -> list[Finding]:
+    """Judge views, materialized views and SECURITY DEFINER functions over tenant tables.
+
+    ``exempt`` (default: those registered with ``exempt_function``) names the SECURITY DEFINER
+    functions installed on purpose.
+    """
+    exposures = _Exposures(facts, EXEMPT_FUNCTIONS if exempt is None else exempt)
+    found: list[Finding] = []
+    for relation in facts.relations.values():
+        found += _relation_findings(exposures, relation, role)
+    for function in facts.functions.values():
+        if function.security_definer:
+            found += _function_findings(exposures, function, role)
+    if not any(f.status != OK for f in found):
+        found.append(
+            Finding(
+                OK,
+                BYPASSES,
+                "no_rls_bypass",
+                "no view, materialized view or SECURITY DEFINER function reads tenant tables "
+                "past row-level security",
+            )
+        )
+    return found
+
+
+def _relation_findings(exposures: _Exposures, relation: RelationFacts, role: str) -> list[Finding]:
+    exposed = exposures.relation(relation)
+    if not exposed:
+        return []
+    if relation.materialized:
+        section = f"materialized view {relation.name}"
+        finding = Finding(
+            ERROR,
+            section,
+            "matview_bypasses_rls",
+            f"stores rows of {', '.join(exposed)}, and a materialized view applies no row-level "
+            "security when read: whoever may read it sees the rows of every tenant it holds",
+            f"`DROP MATERIALIZED VIEW {relation.name};` and read the rows through a view that "
+            "row-level security applies to (security_invoker = true on PostgreSQL 15+), or keep "
+            "them in a tenant table with row-level security of its own.",
+        )
+    else:
+        section = f"view {relation.name}"
+        finding = Finding(
+            ERROR,
+            section,
+            "view_bypasses_rls",
+            f"reads {'; '.join(exposed)}: whoever may read this view sees every tenant's rows",
+            _view_hint(relation.name, exposures.facts.server_version),
+        )
+    return [
+        finding,
+        *_grant_finding(ERROR, section, role, relation.runtime_grantees, "SELECT", relation.name),
+    ]
+
+
+def _function_findings(exposures: _Exposures, function: FunctionFacts, role: str) -> list[Finding]:
+    target = f"{'PROCEDURE' if function.procedure else 'FUNCTION'} {function.signature}"
+    if exposures.is_exempt(function):
+        reason = exposures.exempt[function.name]
+        return [
+            Finding(OK, BYPASSES, "bypass_exempt", f"SECURITY DEFINER {target} is exempt: {reason}")
+        ]
+    section = f"function {function.signature}"
+    hint = (
+        f"`ALTER {target} SECURITY INVOKER;` so that it reads as its caller, under row-level "
+        f"security, or `DROP {target};`. A narrow function that must read past row-level security "
+        "on purpose is declared with `better_tenant.inspection.exempt_function()`."
+    )
+    if reads := exposures.function(function):
+        by_certainty: dict[str, list[str]] = {}
+        for clause, certainty in reads:
+            if clause not in by_certainty.setdefault(certainty, []):
+                by_certainty[certainty].append(clause)
+        what = "; ".join(
+            f"{'; '.join(clauses)} ({certainty})" for certainty, clauses in by_certainty.items()
+        )
+        finding = Finding(
+            ERROR,
+            section,
+            "function_bypasses_rls",
+            f"SECURITY DEFINER, so it runs as its owner; it reads {what}: whoever may call it "
+            "sees every tenant's rows",
+            hint,
+        )
+    elif dynamic := exposures.dynamic(function):
+        reason, tables = dynamic
+        more = f" (and {len(tables) - 1} more tenant tables)" if len(tables) > 1 else ""
+        finding = Finding(
+            WARNING,
+            section,
+            "function_may_bypass_rls",
+            f"SECURITY DEFINER, so it runs as its owner {function.owner}, and it runs SQL built "
+            "at run time (EXECUTE), whose tables the catalogs cannot show (possible, not "
+            f"proven): should it read {tables[0]}{more}, {function.owner} {reason}",
+            hint,
+        )
+    else:
+        return []
+    grant = _grant_finding(
+        finding.status, section, role, function.runtime_grantees, "EXECUTE", target
+    )
+    return [finding, *grant]
+
+
 # --- the live smoke test -------------------------------------------------------------------------
 
 
@@ -1093,10 +1724,22 @@ def _smoke_body(using: str, present: set[str], found: list[Finding]) -> None:
     found.append(Finding(OK, SMOKE, "tenants_system_write", "run_as_system() created two tenants"))
 
     with run_as(second, using=using):
-        visible = tenants.filter(pk=first.pk).exists()
-    if visible:
+        own = tenants.filter(pk=second.pk).exists()
+        foreign = tenants.filter(pk=first.pk).exists()
+    if foreign:
         found.append(
-            Finding(OK, SMOKE, "tenants_readable", "tenants are readable in a tenant scope")
+            Finding(
+                ERROR,
+                SMOKE,
+                "tenants_visible",
+                "a tenant scope reads another tenant's row of the tenants table",
+                f"Run `manage.py migrate better_tenant`: {sql.TENANTS_READ_POLICY} then shows a "
+                "tenant its own row only.",
+            )
+        )
+    elif own:
+        found.append(
+            Finding(OK, SMOKE, "tenants_readable", "a tenant scope reads its own tenant row only")
         )
     else:
         found.append(
@@ -1104,9 +1747,30 @@ def _smoke_body(using: str, present: set[str], found: list[Finding]) -> None:
                 ERROR,
                 SMOKE,
                 "tenants_unreadable",
-                "the tenants table is not readable in a tenant scope, so slugs cannot resolve",
+                "a tenant scope cannot read its own row of the tenants table",
                 f"Restore the {sql.TENANTS_READ_POLICY} policy "
                 "(`manage.py migrate better_tenant`).",
+            )
+        )
+    # The middleware resolves slugs before any scope, through the lookup function.
+    try:
+        with transaction.atomic(using=using), connections[using].cursor() as cursor:
+            cursor.execute(f"SELECT {sql.LOOKUP_FUNCTION}(%s)", [first.slug])
+            resolved = cursor.fetchone()[0]
+    except DatabaseError as exc:
+        resolved = str(exc).strip().splitlines()[0]
+    if str(resolved) == str(first.pk):
+        found.append(Finding(OK, SMOKE, "tenant_lookup", f"{sql.LOOKUP_FUNCTION}() resolves slugs"))
+    else:
+        found.append(
+            Finding(
+                ERROR,
+                SMOKE,
+                "tenant_lookup",
+                f"{sql.LOOKUP_FUNCTION}() did not resolve a slug ({resolved}), so requests "
+                "naming a tenant by slug get 404",
+                "Run `manage.py migrate better_tenant` and `manage.py better_tenant init "
+                "--app-role <role>` as the owner (it grants EXECUTE on the function).",
             )
         )
 
@@ -1292,6 +1956,9 @@ def run_checks(using: str | None = None, *, smoke: bool = True) -> Report:
                     "e.g. an explicit TenantModel `through` for a many-to-many.",
                 )
             )
+
+        bypasses = inspect_bypasses(cursor, tables, system_role, role.name)
+        report.findings += evaluate_bypasses(bypasses, role.name)
 
     if not smoke:
         return report

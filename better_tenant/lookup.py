@@ -7,7 +7,9 @@ import uuid
 from typing import Any
 
 from django.core.cache import caches
+from django.db import connections
 
+from better_tenant import sql
 from better_tenant.conf import tenant_settings
 
 # Longer than any slug or UUID, or outside these characters: an unknown tenant without a query.
@@ -62,16 +64,28 @@ def _lookup(kind: str, value: str) -> uuid.UUID | None:
     cached = cache.get(key)
     if cached is not None:
         return None if cached == _MISS else uuid.UUID(cached)
-    from better_tenant.models import Tenant
-
-    field = "pk" if kind == "id" else "slug"
-    # The tenants table is readable by every role, so no system scope is needed here.
-    found = Tenant.objects.filter(**{field: value}).values_list("pk", flat=True).first()
+    found = _resolve(value)
     # Misses are cached briefly: an unknown tenant costs no query per request, and a new tenant
     # shows up within seconds even on caches that are not invalidated across processes.
     timeout = tenant_settings.CACHE_TIMEOUT if found else min(5, tenant_settings.CACHE_TIMEOUT)
     cache.set(key, str(found) if found else _MISS, timeout)
     return found
+
+
+def _resolve(value: str) -> uuid.UUID | None:
+    """Ask the database which tenant ``value`` (a canonical UUID or a slug) names.
+
+    A tenant scope sees only its own row of the tenants table and code outside any scope sees
+    none, so the answer comes from ``better_tenant_lookup()``, a function owned by the migration
+    role that returns an id and nothing else. One query, as a plain SELECT on the table was.
+    """
+    with connections[tenant_settings.DATABASE].cursor() as cursor:
+        cursor.execute(f"SELECT {sql.LOOKUP_FUNCTION}(%s)", [value])
+        row = cursor.fetchone()
+    found = row[0] if row else None
+    if found is None or isinstance(found, uuid.UUID):
+        return found
+    return uuid.UUID(str(found))
 
 
 def invalidate(tenant_id: Any = None, slugs: tuple[str, ...] = ()) -> None:

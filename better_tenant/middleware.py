@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,8 +16,15 @@ from better_core.http import HybridMiddleware, stream_in_scope
 from better_tenant import resolvers
 from better_tenant.conf import tenant_settings
 from better_tenant.context import get_context, run_as
+from better_tenant.errors import TenantForbidden, TenantMismatch
 
 ERROR_CODE = "TENANT_NOT_RESOLVED"
+MISMATCH_CODE = TenantMismatch.code
+FORBIDDEN_CODE = TenantForbidden.code
+FORBIDDEN_MESSAGE = (
+    "You may not use this tenant. Sign in as a member of the tenant, or name a tenant you "
+    "belong to."
+)
 _FAILED = "_better_tenant_failed"
 
 
@@ -46,9 +54,15 @@ def _load_tenant(tenant_id: uuid.UUID) -> Any:
     if context.tenant_id == tenant_id:
         # Inside the scope, share the row the scope caches for get_tenant().
         return context.tenant
-    from better_tenant.models import Tenant
+    # Outside the scope (an outer middleware, say) a tenant sees no tenants row: read it as the
+    # system does.
+    from better_tenant.api import get_tenant
+    from better_tenant.exceptions import TenantNotFound
 
-    return Tenant.objects.filter(pk=tenant_id).first()
+    try:
+        return get_tenant(tenant_id)
+    except TenantNotFound:
+        return None
 
 
 def attach(request: HttpRequest, tenant_id: uuid.UUID | None) -> None:
@@ -112,14 +126,108 @@ def _missing_json(status: int | None) -> JsonResponse:
     )
 
 
+def refusal_response(error: TenantMismatch | TenantForbidden) -> JsonResponse:
+    """403 ``{"error", "code"}`` for a tenant the request may not use."""
+    return JsonResponse({"error": str(error) or FORBIDDEN_MESSAGE, "code": error.code}, status=403)
+
+
+def resolve_or_refuse(
+    request: HttpRequest, status: int | None = None
+) -> uuid.UUID | HttpResponseBase:
+    """The id of the request's tenant, or the response refusing it (missing or mismatched)."""
+    try:
+        tenant_id = resolvers.resolve_tenant_id(request)
+    except TenantMismatch as mismatch:
+        return refusal_response(mismatch)
+    if tenant_id is None:
+        return missing_tenant_response(request, status)
+    return tenant_id
+
+
+async def aresolve_or_refuse(
+    request: HttpRequest, status: int | None = None
+) -> uuid.UUID | HttpResponseBase:
+    """``resolve_or_refuse`` for async code."""
+    # Slug lookups and custom resolvers may query the database and a cache.
+    resolve = sync_to_async(resolvers.resolve_tenant_id, thread_sensitive=True)
+    try:
+        tenant_id = await resolve(request)
+    except TenantMismatch as mismatch:
+        return refusal_response(mismatch)
+    if tenant_id is None:
+        return await amissing_tenant_response(request, status)
+    return tenant_id
+
+
+async def _awaited(value: Awaitable[Any]) -> Any:
+    return await value
+
+
+def _is_async(check: Callable[..., Any]) -> bool:
+    # A callable object with an async __call__ is async too, though not a coroutine function.
+    return iscoroutinefunction(check) or iscoroutinefunction(type(check).__call__)
+
+
+def _refused(allowed: Any) -> JsonResponse | None:
+    # Only True lets the request in: a forgotten return (None), a row or a queryset refuses.
+    return None if allowed is True else refusal_response(TenantForbidden(FORBIDDEN_MESSAGE))
+
+
+def authorization_refusal(request: HttpRequest, tenant_id: uuid.UUID) -> JsonResponse | None:
+    """Ask ``AUTHORIZE(request, tenant_id)``; None when it allows, else the 403 response.
+
+    Runs inside the tenant's scope, so the check reads the tenant's rows (a membership table
+    under row-level security included) and nothing of any other tenant.
+    """
+    check = resolvers.plan().authorize
+    if check is None:
+        return None
+    try:
+        if _is_async(check):
+            allowed = async_to_sync(check)(request, tenant_id)
+        else:
+            allowed = check(request, tenant_id)
+            if inspect.isawaitable(allowed):
+                # E.g. a functools.partial of an async function: await what it returned.
+                allowed = async_to_sync(_awaited)(allowed)
+    except TenantForbidden as refusal:
+        return refusal_response(refusal)
+    return _refused(allowed)
+
+
+async def aauthorization_refusal(request: HttpRequest, tenant_id: uuid.UUID) -> JsonResponse | None:
+    """``authorization_refusal`` for async code; a sync check runs in the scope's thread."""
+    check = resolvers.plan().authorize
+    if check is None:
+        return None
+    try:
+        if _is_async(check):
+            allowed = await check(request, tenant_id)
+        else:
+            allowed = await sync_to_async(check, thread_sensitive=True)(request, tenant_id)
+            if inspect.isawaitable(allowed):
+                allowed = await allowed
+    except TenantForbidden as refusal:
+        return refusal_response(refusal)
+    return _refused(allowed)
+
+
 def run_in_scope(
     request: HttpRequest, tenant_id: uuid.UUID, call: Callable[[], HttpResponseBase]
 ) -> HttpResponseBase:
-    """Run ``call`` as ``tenant_id`` in one transaction; roll back if the view raised."""
+    """Run ``call`` as ``tenant_id`` in one transaction if ``AUTHORIZE`` allows it.
+
+    The transaction rolls back if the view raised.
+    """
     attach(request, tenant_id)
     request.__dict__.pop(_FAILED, None)
     try:
         with run_as(tenant_id):
+            refusal = authorization_refusal(request, tenant_id)
+            if refusal is not None:
+                # Code after this middleware must not take the refused tenant for the request's.
+                attach(request, None)
+                return refusal
             response = call()
             if request.__dict__.get(_FAILED):
                 raise _Rollback(response)
@@ -136,6 +244,10 @@ async def arun_in_scope(
     request.__dict__.pop(_FAILED, None)
     try:
         async with run_as(tenant_id):
+            refusal = await aauthorization_refusal(request, tenant_id)
+            if refusal is not None:
+                attach(request, None)
+                return refusal
             response = await call()
             if request.__dict__.get(_FAILED):
                 raise _Rollback(response)
@@ -159,8 +271,10 @@ class TenantMiddleware(HybridMiddleware):
 
     Applies to paths under ``PATH_PREFIXES`` (all when empty) that are not under
     ``EXEMPT_PATHS``. A request naming no tenant, or an unknown one, is answered with
-    ``ON_MISSING_TENANT(request)`` or a JSON error with ``MISSING_TENANT_STATUS``. Otherwise the
-    view runs inside ``run_as(tenant_id)``: one transaction, rolled back if the view raises.
+    ``ON_MISSING_TENANT(request)`` or a JSON error with ``MISSING_TENANT_STATUS``; one whose
+    verified token and another source name different tenants gets a 403 ``TENANT_MISMATCH``; one
+    that ``AUTHORIZE`` refuses gets a 403 ``TENANT_FORBIDDEN``. Otherwise the view runs inside
+    ``run_as(tenant_id)``: one transaction, rolled back if the view raises.
 
     Under ASGI the scope lives on the thread Django's ASGIHandler gives each request for its
     database work, so concurrent requests never share a transaction. Django's test AsyncClient
@@ -178,21 +292,20 @@ class TenantMiddleware(HybridMiddleware):
         if not plan.applies_to(request.path_info):
             attach(request, None)
             return self.get_response(request)
-        tenant_id = resolvers.resolve_tenant_id(request)
-        if tenant_id is None:
-            return missing_tenant_response(request)
-        return run_in_scope(request, tenant_id, lambda: self.get_response(request))
+        resolved = resolve_or_refuse(request)
+        if not isinstance(resolved, uuid.UUID):
+            return resolved
+        return run_in_scope(request, resolved, lambda: self.get_response(request))
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         plan = resolvers.plan()
         if not plan.applies_to(request.path_info):
             attach(request, None)
             return await self.get_response(request)
-        # Slug lookups and custom resolvers may query the database and a cache.
-        tenant_id = await sync_to_async(resolvers.resolve_tenant_id, thread_sensitive=True)(request)
-        if tenant_id is None:
-            return await amissing_tenant_response(request)
-        return await arun_in_scope(request, tenant_id, lambda: self.get_response(request))
+        resolved = await aresolve_or_refuse(request)
+        if not isinstance(resolved, uuid.UUID):
+            return resolved
+        return await arun_in_scope(request, resolved, lambda: self.get_response(request))
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         _mark_failed(request=request)

@@ -78,19 +78,31 @@ def _attach_rls(sender: type[models.Model], **kwargs: Any) -> None:
         return
     if not any(f.name == "tenant" and isinstance(f, TenantField) for f in meta.local_fields):
         return
-    from better_tenant.constraints import TenantRLS
+    from better_tenant.constraints import TenantJoinRLS, TenantRLS
 
-    if any(isinstance(c, TenantRLS) for c in meta.constraints):
-        return
-    foreign_keys = tuple(
-        f.name
-        for f in meta.local_fields
-        if f.many_to_one and f.name != "tenant" and not isinstance(f, TenantField)
-    )
-    rls = TenantRLS(name=sql.short_name(meta.db_table, "rls"), foreign_keys=foreign_keys)
-    meta.constraints = [*meta.constraints, rls]
-    # ModelState reads options from original_attrs, so makemigrations sees the constraint.
-    meta.original_attrs["constraints"] = meta.constraints
+    added = []
+    if not any(isinstance(c, TenantRLS) for c in meta.constraints):
+        foreign_keys = tuple(
+            f.name
+            for f in meta.local_fields
+            if f.many_to_one and f.name != "tenant" and not isinstance(f, TenantField)
+        )
+        added.append(
+            TenantRLS(name=sql.short_name(meta.db_table, "rls"), foreign_keys=foreign_keys)
+        )
+    # Django's automatic join tables have no tenant_id: secure each through its own policy.
+    secured = {c.field for c in meta.constraints if isinstance(c, TenantJoinRLS)}
+    for field in meta.local_many_to_many:
+        through = field.remote_field.through
+        if field.name in secured or not isinstance(through, type):
+            continue
+        if through._meta.auto_created:
+            name = sql.short_name(through._meta.db_table, "rls")
+            added.append(TenantJoinRLS(name=name, field=field.name))
+    if added:
+        meta.constraints = [*meta.constraints, *added]
+        # ModelState reads options from original_attrs, so makemigrations sees the constraints.
+        meta.original_attrs["constraints"] = meta.constraints
 
 
 class_prepared.connect(_attach_rls, dispatch_uid="better_tenant.attach_rls")

@@ -6,7 +6,7 @@ import functools
 import ipaddress
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from django.http.request import split_domain_port
 
 from better_core.jwt import bearer_claims
 from better_tenant.conf import tenant_settings
+from better_tenant.errors import TenantMismatch
 from better_tenant.lookup import resolve_to_id
 
 # --- single strategies ---------------------------------------------------------------------------
@@ -137,6 +138,12 @@ class Plan:
     custom: Callable[[HttpRequest], Any] | None
     prefixes: tuple[str, ...]
     exempt: tuple[str, ...]
+    authorize: Callable[[HttpRequest, uuid.UUID], Any] | None = None
+
+    @property
+    def jwt_verified(self) -> bool:
+        """True when the JWT claim is read from tokens whose signature is checked."""
+        return self.jwt_claim is not None and self.jwt_key is not None
 
     def applies_to(self, path: str) -> bool:
         """True when ``path`` is under PATH_PREFIXES (or none are set) and not exempt."""
@@ -146,27 +153,77 @@ class Plan:
 
     def identifier(self, request: HttpRequest) -> str | None:
         """The first non-empty identifier of header, path, subdomain, JWT claim, custom."""
+        for _source, value in self._named(request, with_jwt=True):
+            return value
+        return None
+
+    def _jwt_claim(self, request: HttpRequest) -> str | None:
+        if self.jwt_claim is None:
+            return None
+        return from_jwt(
+            request, self.jwt_claim, self.jwt_key, list(self.jwt_algorithms), self.jwt_audience
+        )
+
+    def _named(self, request: HttpRequest, *, with_jwt: bool) -> Iterator[tuple[str, str]]:
+        """``(source, identifier)`` of each strategy that names a tenant, in resolution order.
+
+        Lazy, so that first-match resolution stops at the first source (no token decoding, no
+        custom resolver call when the header already names a tenant).
+        """
         if self.header_key is not None:
             value = _text(request.META.get(self.header_key))
             if value:
-                return value
+                yield f"the {tenant_settings.HEADER} header", value
         if self.path_pattern is not None:
             value = from_path(request, self.path_pattern)
             if value:
-                return value
+                yield "the path", value
         if self.subdomain:
             value = from_subdomain(request)
             if value:
-                return value
-        if self.jwt_claim is not None:
-            value = from_jwt(
-                request, self.jwt_claim, self.jwt_key, list(self.jwt_algorithms), self.jwt_audience
-            )
+                yield "the subdomain", value
+        if with_jwt and self.jwt_claim is not None:
+            value = self._jwt_claim(request)
             if value:
-                return value
+                yield f"the {self.jwt_claim!r} claim of the bearer token", value
         if self.custom is not None:
-            return _text(self.custom(request))
+            value = _text(self.custom(request))
+            if value:
+                yield "the custom resolver", value
+
+    def resolve(self, request: HttpRequest) -> uuid.UUID | None:
+        """The id of the tenant the request names, or None when it names none or an unknown one.
+
+        A verified JWT claim binds the request to the token's tenant: every other source that
+        names a tenant must name the same one (compared by id, so a slug and an id of one tenant
+        agree), or ``TenantMismatch`` is raised. A token whose signature, expiry or audience does
+        not verify counts as absent, so it can neither name nor block a tenant; the other sources
+        then resolve first-match, as they do without a verified JWT (and as they do when
+        ``JWT_KEY`` is None: an unverified token is just one more source a client controls).
+        """
+        if self.jwt_verified:
+            claimed = self._jwt_claim(request)
+            if claimed is not None:
+                return self._bound_to(request, claimed)
+        for _source, value in self._named(request, with_jwt=not self.jwt_verified):
+            return resolve_to_id(value)
         return None
+
+    def _bound_to(self, request: HttpRequest, claimed: str) -> uuid.UUID | None:
+        tenant_id = resolve_to_id(claimed)
+        if tenant_id is None:
+            # The token is authentic but its tenant is gone: no other source may stand in for it.
+            return None
+        for source, value in self._named(request, with_jwt=False):
+            # An unknown identifier elsewhere is a disagreement too: it is not the token's tenant.
+            if value != claimed and resolve_to_id(value) != tenant_id:
+                raise TenantMismatch(
+                    f"The bearer token belongs to one tenant and {source} names another. A "
+                    "request may only act in the tenant its token was issued for: send the "
+                    f"token alone, or make {source} name the token's tenant.",
+                    source=source,
+                )
+        return tenant_id
 
     def describe(self) -> str:
         """How a client names its tenant under this configuration, for error messages."""
@@ -212,6 +269,12 @@ def plan() -> Plan:
             "BETTER_TENANT['CUSTOM_RESOLVER'] must be a callable(request) -> str | None or a "
             "dotted path to one."
         )
+    authorize = tenant_settings.AUTHORIZE
+    if authorize is not None and not callable(authorize):
+        raise ImproperlyConfigured(
+            "BETTER_TENANT['AUTHORIZE'] must be a callable(request, tenant_id) -> bool or a "
+            "dotted path to one, e.g. better_tenant.authorization.membership('app.Membership')."
+        )
     return Plan(
         header_key=header_meta_key(header) if header else None,
         path_pattern=path or None,
@@ -225,6 +288,7 @@ def plan() -> Plan:
         # The console protocol authenticates on its own and is never tenant-scoped.
         exempt=_prefixes("EXEMPT_PATHS")
         + (("/.well-known/better/",) if apps.is_installed("better_console") else ()),
+        authorize=authorize,
     )
 
 
@@ -237,5 +301,9 @@ setting_changed.connect(_on_setting_changed, dispatch_uid="better_tenant.resolve
 
 
 def resolve_tenant_id(request: HttpRequest) -> uuid.UUID | None:
-    """The id of the tenant the request names, or None when it names none or an unknown one."""
-    return resolve_to_id(plan().identifier(request))
+    """The id of the tenant the request names, or None when it names none or an unknown one.
+
+    Raises ``TenantMismatch`` (a ``PermissionDenied``) when a verified JWT and another source
+    name different tenants.
+    """
+    return plan().resolve(request)

@@ -2,7 +2,9 @@
 
 Policy design (measured in ``benchmarks/rls_policy.py``): the tenant policy compares the bare
 column to the setting cast once to uuid, ``tenant_id = NULLIF(current_setting(..), '')::uuid``, so
-the planner uses an index led by ``tenant_id`` exactly as for an explicit ``WHERE``. System mode is
+the planner uses an index led by ``tenant_id`` exactly as for an explicit ``WHERE``. That value
+only counts while a second setting holds the current transaction's stamp (``CURRENT_TENANT``), so a
+tenant left in the session by a session-level ``set_config`` reads as no tenant. System mode is
 not an ``OR`` in that policy: it is a second permissive policy granted ``TO`` the system role, which
 ``run_as_system`` enters with ``SET LOCAL ROLE``. PostgreSQL only applies a policy to roles that
 hold the privileges of its target role, so the application role is a NOINHERIT member of the system
@@ -17,14 +19,28 @@ from dataclasses import dataclass, field
 from better_core.roles import (  # noqa: F401 - re-exported for the apps and commands
     bootstrap_roles_sql,
     ensure_role_sql,
-    grant_privileges_sql,
     literal,
     membership_sql,
     qn,
 )
+from better_core.roles import grant_privileges_sql as grant_table_privileges_sql
 
 SETTING = "app.current_tenant"
-CURRENT_TENANT = f"NULLIF(current_setting('{SETTING}', true), '')::uuid"
+# Set beside the tenant, in the same statement and also transaction-local: the start time of the
+# transaction, which no later transaction on the connection shares. Printed from float8 so that
+# neither TimeZone nor DateStyle changes it.
+STAMP_SETTING = "app.current_tenant_xact"
+TRANSACTION_STAMP = "date_part('epoch', now())::text"
+# Up to migration 0002: the setting alone, which a session-level set_config(.., false) carries past
+# its transaction into later unscoped work on the connection (and, behind PgBouncer, other clients).
+CURRENT_TENANT_V1 = f"NULLIF(current_setting('{SETTING}', true), '')::uuid"
+# The tenant only while the stamp names the current transaction; every function in it is stable,
+# so the planner still treats it as one parameter and uses the tenant_id index.
+CURRENT_TENANT_V2 = (
+    f"CASE WHEN current_setting('{STAMP_SETTING}', true) = {TRANSACTION_STAMP} "
+    f"THEN {CURRENT_TENANT_V1} END"
+)
+CURRENT_TENANT = CURRENT_TENANT_V2
 TRIGGER_FUNCTION = "set_tenant_id"
 TRIGGER_NAME = "set_tenant_id_trigger"
 TENANTS_TABLE = "tenants"
@@ -131,25 +147,51 @@ class TableSpec:
     foreign_keys: tuple[ForeignKeySpec, ...] = field(default_factory=tuple)
 
 
-def _rls_sql(table: str, system_role: str, check: str, trigger: str, function: str) -> list[str]:
-    """RLS on, the tenant and system policies, the insert trigger and the system role's grants."""
+def _rls_sql(
+    table: str,
+    system_role: str,
+    check: str,
+    trigger: str | None,
+    function: str | None,
+    using: str | None = None,
+) -> list[str]:
+    """RLS on, the tenant and system policies, the insert trigger (if any) and the system role's
+    grants. ``using`` defaults to the tenant comparison on ``tenant_id``."""
     name = qn(table)
-    return [
+    parts = [
         f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY;",
         f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY;",
         f"CREATE POLICY {qn(tenant_policy_name(table))} ON {name} FOR ALL TO PUBLIC\n"
-        f"  USING (tenant_id = {CURRENT_TENANT})\n  WITH CHECK ({check});",
+        f"  USING ({using or f'tenant_id = {CURRENT_TENANT}'})\n  WITH CHECK ({check});",
         f"CREATE POLICY {qn(system_policy_name(table))} ON {name} FOR ALL "
         f"TO {qn(system_role)}\n  USING (true) WITH CHECK (true);",
-        f"CREATE TRIGGER {qn(trigger)} BEFORE INSERT ON {name}\n"
-        f"  FOR EACH ROW EXECUTE FUNCTION {function}();",
+    ]
+    if trigger:
+        parts.append(
+            f"CREATE TRIGGER {qn(trigger)} BEFORE INSERT ON {name}\n"
+            f"  FOR EACH ROW EXECUTE FUNCTION {function}();"
+        )
+    return [
+        *parts,
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {name} TO {qn(system_role)};",
         _grant_owned_sequences_sql(table, system_role),
     ]
 
 
+def _drop_rls_sql(table: str, trigger: str | None) -> list[str]:
+    """The reverse of ``_rls_sql`` (grants stay: they go with the table)."""
+    name = qn(table)
+    parts = [f"DROP TRIGGER IF EXISTS {qn(trigger)} ON {name};"] if trigger else []
+    return [
+        *parts,
+        f"DROP POLICY IF EXISTS {qn(system_policy_name(table))} ON {name};",
+        f"DROP POLICY IF EXISTS {qn(tenant_policy_name(table))} ON {name};",
+        f"ALTER TABLE {name} NO FORCE ROW LEVEL SECURITY;",
+        f"ALTER TABLE {name} DISABLE ROW LEVEL SECURITY;",
+    ]
+
+
 def enable_table_sql(spec: TableSpec) -> str:
-    table = qn(spec.table)
     parts = _rls_sql(
         spec.table,
         spec.system_role,
@@ -158,40 +200,67 @@ def enable_table_sql(spec: TableSpec) -> str:
         TRIGGER_FUNCTION,
     )
     if spec.pk_column:
-        # The target of composite foreign keys; also the index led by tenant_id.
-        parts.append(
-            f"ALTER TABLE {table} ADD CONSTRAINT {qn(tenant_key_name(spec.table))} "
-            f"UNIQUE (tenant_id, {qn(spec.pk_column)});"
-        )
-    for fk in spec.foreign_keys:
-        parts.append(
-            f"ALTER TABLE {table} ADD CONSTRAINT {qn(composite_fk_name(spec.table, fk.column))} "
-            f"FOREIGN KEY (tenant_id, {qn(fk.column)}) "
-            f"REFERENCES {qn(fk.to_table)} (tenant_id, {qn(fk.to_column)}) "
-            "DEFERRABLE INITIALLY DEFERRED;"
-        )
+        parts.append(tenant_key_sql(spec.table, spec.pk_column))
+    parts += [composite_fk_sql(spec.table, fk) for fk in spec.foreign_keys]
     return "\n".join(parts)
+
+
+def tenant_key_sql(table: str, pk_column: str) -> str:
+    """The target of composite foreign keys; also the index led by tenant_id."""
+    return (
+        f"ALTER TABLE {qn(table)} ADD CONSTRAINT {qn(tenant_key_name(table))} "
+        f"UNIQUE (tenant_id, {qn(pk_column)});"
+    )
+
+
+def composite_fk_sql(table: str, fk: ForeignKeySpec) -> str:
+    """``(tenant_id, column) -> to_table (tenant_id, to_column)``: needs to_table's tenant key."""
+    return (
+        f"ALTER TABLE {qn(table)} ADD CONSTRAINT {qn(composite_fk_name(table, fk.column))} "
+        f"FOREIGN KEY (tenant_id, {qn(fk.column)}) "
+        f"REFERENCES {qn(fk.to_table)} (tenant_id, {qn(fk.to_column)}) "
+        "DEFERRABLE INITIALLY DEFERRED;"
+    )
+
+
+def guarded_composite_fk_sql(table: str, fk: ForeignKeySpec) -> str:
+    """``composite_fk_sql`` between two tables, run only where the database can take it.
+
+    It needs the tenant key of ``to_table`` and both columns of ``table``. Migration state cannot
+    promise them: when Django reverts migrations, it computes the state of other apps' tables
+    from the order of its plan, not from what is applied, and reverting the split deletion of a
+    model restores its tenant column without the key. Where they are missing, the key is left
+    out (a later TenantRLS of either table adds it), and where it exists, it is kept.
+    """
+    source = literal(qn(table))
+    return f"""DO $better$
+BEGIN
+  IF to_regclass({literal(qn(tenant_key_name(fk.to_table)))}) IS NOT NULL
+     AND (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass({source})
+          AND attname IN ('tenant_id', {literal(fk.column)}) AND NOT attisdropped) = 2
+     AND NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = to_regclass({source})
+                     AND conname = {literal(composite_fk_name(table, fk.column))}) THEN
+    {composite_fk_sql(table, fk)}
+  END IF;
+END
+$better$;"""
+
+
+def drop_composite_fk_sql(table: str, column: str) -> str:
+    name = qn(composite_fk_name(table, column))
+    return f"ALTER TABLE {qn(table)} DROP CONSTRAINT IF EXISTS {name};"
 
 
 def disable_table_sql(spec: TableSpec) -> str:
     table = qn(spec.table)
-    parts = [
-        f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS "
-        f"{qn(composite_fk_name(spec.table, fk.column))};"
-        for fk in spec.foreign_keys
-    ]
+    parts = [drop_composite_fk_sql(spec.table, fk.column) for fk in spec.foreign_keys]
     if spec.pk_column:
+        # CASCADE: with the composite keys that reference it, whichever table's TenantRLS made them.
         parts.append(
-            f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {qn(tenant_key_name(spec.table))};"
+            f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {qn(tenant_key_name(spec.table))} "
+            "CASCADE;"
         )
-    parts += [
-        f"DROP TRIGGER IF EXISTS {qn(TRIGGER_NAME)} ON {table};",
-        f"DROP POLICY IF EXISTS {qn(system_policy_name(spec.table))} ON {table};",
-        f"DROP POLICY IF EXISTS {qn(tenant_policy_name(spec.table))} ON {table};",
-        f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY;",
-        f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY;",
-    ]
-    return "\n".join(parts)
+    return "\n".join(parts + _drop_rls_sql(spec.table, TRIGGER_NAME))
 
 
 def _grant_owned_sequences_sql(table: str, role: str) -> str:
@@ -246,13 +315,241 @@ def enable_optional_table_sql(table: str, system_role: str, untenanted_writes: b
 
 
 def disable_optional_table_sql(table: str) -> str:
+    return "\n".join(_drop_rls_sql(table, OPTIONAL_TRIGGER_NAME))
+
+
+# --- automatic many-to-many join tables ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JoinTableSpec:
+    """A join table without tenant_id; ``references`` are its foreign keys to tenant tables."""
+
+    table: str
+    system_role: str
+    references: tuple[ForeignKeySpec, ...]
+
+
+def join_visibility_sql(spec: JoinTableSpec) -> str:
+    """True when every tenant row the link references is visible: their own policies decide.
+
+    The subqueries run under the referenced tables' row-level security, so a tenant sees (and may
+    write) only links between rows it can see itself, and system mode sees every link.
+    """
+    table = qn(spec.table)
+    return "\n    AND ".join(
+        f"EXISTS (SELECT 1 FROM {qn(ref.to_table)} r "
+        f"WHERE r.{qn(ref.to_column)} = {table}.{qn(ref.column)})"
+        for ref in spec.references
+    )
+
+
+def enable_join_table_sql(spec: JoinTableSpec) -> str:
+    visible = join_visibility_sql(spec)
+    return "\n".join(_rls_sql(spec.table, spec.system_role, visible, None, None, using=visible))
+
+
+def disable_join_table_sql(table: str) -> str:
+    return "\n".join(_drop_rls_sql(table, None))
+
+
+# --- the scope's settings ----------------------------------------------------------------------
+
+
+def scope_settings_sql(tenant: str) -> str:
+    """The select list that sets the tenant (an SQL expression) and the transaction's stamp.
+
+    One statement, both transaction-local: the stamp costs no round trip of its own.
+    """
+    return (
+        f"set_config('{SETTING}', {tenant}, true), "
+        f"set_config('{STAMP_SETTING}', {TRANSACTION_STAMP}, true)"
+    )
+
+
+def rewrite_current_tenant_sql(old: str, new: str) -> str:
+    """Make every policy and column default that reads the tenant through ``old`` use ``new``.
+
+    Covers the schemas on the search path, whichever app created the policy (TenantModel tables,
+    EnableTenantRLS and OptionalTenantRLS tables, the audit log). PostgreSQL prints ``old`` itself
+    (as a scratch table's column default), so the text searched for is exactly how this server
+    prints it inside a policy (less the line breaks its pretty-printer puts around a CASE, whose
+    preceding space it also drops, hence the space and parentheses around the replacement). When
+    ``new`` wraps ``old``, parts already written with ``new`` are left alone, so running it twice
+    changes nothing.
+    """
+    replacement = literal(f" ({new})")
+    schemas = "SELECT n.oid FROM pg_namespace n WHERE n.nspname = ANY (current_schemas(false))"
+    return f"""DO $rewrite$
+DECLARE
+  old_text text;
+  new_text text;
+  done text := chr(1);
+  item record;
+  qual text;
+  checked text;
+BEGIN
+  CREATE TEMP TABLE better_tenant_expression (old uuid DEFAULT {old}, new uuid DEFAULT {new});
+  SELECT btrim(max(pg_get_expr(d.adbin, d.adrelid)) FILTER (WHERE d.adnum = 1), E' \\n'),
+         btrim(max(pg_get_expr(d.adbin, d.adrelid)) FILTER (WHERE d.adnum = 2), E' \\n')
+    INTO old_text, new_text
+    FROM pg_attrdef d WHERE d.adrelid = 'pg_temp.better_tenant_expression'::regclass;
+  DROP TABLE pg_temp.better_tenant_expression;
+  IF strpos(new_text, old_text) = 0 THEN
+    done := NULL;
+  END IF;
+  FOR item IN
+    SELECT p.polname, p.polrelid::regclass AS tbl,
+           pg_get_expr(p.polqual, p.polrelid) AS qual,
+           pg_get_expr(p.polwithcheck, p.polrelid) AS checked
+    FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+    WHERE c.relnamespace IN ({schemas})
+  LOOP
+    qual := item.qual;
+    checked := item.checked;
+    IF done IS NOT NULL THEN
+      qual := replace(qual, new_text, done);
+      checked := replace(checked, new_text, done);
+    END IF;
+    CONTINUE WHEN strpos(coalesce(qual, ''), old_text) = 0
+              AND strpos(coalesce(checked, ''), old_text) = 0;
+    qual := replace(qual, old_text, {replacement});
+    checked := replace(checked, old_text, {replacement});
+    IF done IS NOT NULL THEN
+      qual := replace(qual, done, new_text);
+      checked := replace(checked, done, new_text);
+    END IF;
+    EXECUTE format('ALTER POLICY %I ON %s', item.polname, item.tbl)
+            || coalesce(' USING (' || qual || ')', '')
+            || coalesce(' WITH CHECK (' || checked || ')', '');
+  END LOOP;
+  FOR item IN
+    SELECT d.adrelid::regclass AS tbl, a.attname, pg_get_expr(d.adbin, d.adrelid) AS qual
+    FROM pg_attrdef d
+    JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+    JOIN pg_class c ON c.oid = d.adrelid
+    WHERE a.attgenerated = '' AND c.relnamespace IN ({schemas})
+  LOOP
+    qual := item.qual;
+    IF done IS NOT NULL THEN
+      qual := replace(qual, new_text, done);
+    END IF;
+    CONTINUE WHEN strpos(qual, old_text) = 0;
+    qual := replace(qual, old_text, {replacement});
+    IF done IS NOT NULL THEN
+      qual := replace(qual, done, new_text);
+    END IF;
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT ', item.tbl, item.attname) || qual;
+  END LOOP;
+END
+$rewrite$;"""
+
+
+def trigger_functions_sql(current_tenant: str) -> str:
+    """``set_tenant_id()`` and, where installed, ``set_tenant_id_if_scoped()`` reading the tenant
+    through ``current_tenant``."""
+    required = trigger_function_sql().replace(CURRENT_TENANT, current_tenant)
+    optional = optional_trigger_function_sql().replace(CURRENT_TENANT, current_tenant)
+    return f"""{required}
+DO $optional$
+BEGIN
+  IF to_regprocedure({literal(OPTIONAL_TRIGGER_FUNCTION + "()")}) IS NOT NULL THEN
+    EXECUTE {literal(optional)};
+  END IF;
+END
+$optional$;"""
+
+
+# --- the tenants table: one's own row, and an identifier lookup for the middleware ------------
+
+TENANTS_OWNER_POLICY = "rls_tenants_owner"
+LOOKUP_FUNCTION = "better_tenant_lookup"
+LOOKUP_SIGNATURE = f"{LOOKUP_FUNCTION}(text)"
+# A canonical UUID (what better_tenant.lookup passes for an id) names a tenant by id.
+_UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+def tenants_visibility_sql(table: str = TENANTS_TABLE) -> str:
+    """A tenant reads only its own row of ``table``; ids are resolved by ``better_tenant_lookup``.
+
+    The function runs as its owner, the role running this migration, which FORCE ROW LEVEL
+    SECURITY subjects to the policies too: the owner policy lets it (and only it) read every row.
+    Its search_path is fixed to pg_catalog and the table is named with its schema, so nothing the
+    caller creates is looked up; identifiers are compared with ``=`` only, never as patterns, and
+    only the id comes back. EXECUTE is revoked from PUBLIC and granted to the roles that may read
+    the table today; ``better_tenant init`` grants it to the application role.
+    """
     name = qn(table)
+    return f"""CREATE POLICY {qn(TENANTS_OWNER_POLICY)} ON {name} FOR SELECT TO CURRENT_USER
+  USING (true);
+ALTER POLICY {qn(TENANTS_READ_POLICY)} ON {name} USING (id = {CURRENT_TENANT});
+DO $lookup$
+DECLARE
+  target text := (SELECT format('%I.%I', n.nspname, c.relname)
+                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.oid = {literal(name)}::regclass);
+BEGIN
+  EXECUTE format($create$
+CREATE FUNCTION {LOOKUP_FUNCTION}(identifier text) RETURNS uuid
+LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $body$
+BEGIN
+  IF identifier ~ '{_UUID_PATTERN}' THEN
+    RETURN (SELECT t.id FROM %1$s AS t WHERE t.id = identifier::uuid);
+  END IF;
+  RETURN (SELECT t.id FROM %1$s AS t WHERE t.slug = identifier);
+END
+$body$$create$, target);
+END
+$lookup$;
+REVOKE ALL ON FUNCTION {LOOKUP_SIGNATURE} FROM PUBLIC;
+DO $lookup$
+DECLARE
+  grantee text;
+BEGIN
+  FOR grantee IN
+    SELECT DISTINCT quote_ident(pg_get_userbyid(a.grantee))
+    FROM pg_class c, aclexplode(c.relacl) a
+    WHERE c.oid = {literal(name)}::regclass AND a.privilege_type = 'SELECT'
+      AND a.grantee NOT IN (0, c.relowner)
+  LOOP
+    EXECUTE 'GRANT EXECUTE ON FUNCTION {LOOKUP_SIGNATURE} TO ' || grantee;
+  END LOOP;
+END
+$lookup$;"""
+
+
+def drop_tenants_visibility_sql(table: str = TENANTS_TABLE) -> str:
+    """Every role reads every tenant again, as before migration 0002."""
+    name = qn(table)
+    return f"""DROP FUNCTION IF EXISTS {LOOKUP_SIGNATURE};
+ALTER POLICY {qn(TENANTS_READ_POLICY)} ON {name} USING (true);
+DROP POLICY IF EXISTS {qn(TENANTS_OWNER_POLICY)} ON {name};"""
+
+
+def grant_lookup_sql(schema: str, *roles: str) -> str:
+    """EXECUTE on the lookup function for ``roles``, once a migration has created it."""
+    function = literal(f"{qn(schema)}.{LOOKUP_SIGNATURE}")
+    targets = ", ".join(qn(role) for role in roles)
+    return f"""DO $lookup$
+BEGIN
+  IF to_regprocedure({function}) IS NOT NULL THEN
+    EXECUTE 'GRANT EXECUTE ON FUNCTION ' || to_regprocedure({function})::text
+            || ' TO ' || {literal(targets)};
+  END IF;
+END
+$lookup$;"""
+
+
+def grant_privileges_sql(
+    owner: str | None, app: str, system_role: str, schema: str = "public"
+) -> str:
+    """Table DML (never TRUNCATE) and sequence use for the app and system roles, and EXECUTE on
+    the tenant lookup function (see ``better_core.roles.grant_privileges_sql``)."""
     return "\n".join(
         [
-            f"DROP TRIGGER IF EXISTS {qn(OPTIONAL_TRIGGER_NAME)} ON {name};",
-            f"DROP POLICY IF EXISTS {qn(system_policy_name(table))} ON {name};",
-            f"DROP POLICY IF EXISTS {qn(tenant_policy_name(table))} ON {name};",
-            f"ALTER TABLE {name} NO FORCE ROW LEVEL SECURITY;",
-            f"ALTER TABLE {name} DISABLE ROW LEVEL SECURITY;",
+            grant_table_privileges_sql(owner, app, system_role, schema),
+            grant_lookup_sql(schema, app, system_role),
         ]
     )

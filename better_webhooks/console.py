@@ -125,7 +125,9 @@ def _tenant_exists(tenant_id: uuid.UUID) -> bool:
         return True
     from better_tenant.models import Tenant
 
-    return Tenant.objects.filter(pk=tenant_id).exists()
+    # Only system mode reads every row of tenants.
+    with db.system_scope():
+        return Tenant.objects.using(db.alias()).filter(pk=tenant_id).exists()
 
 
 # --- catalog -------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from django.utils import timezone
 import better_audit as audit
 import better_mail
 import better_webhooks as webhooks
-from better_tenant import run_as
+from better_tenant import get_tenant, run_as
 from better_tenant.api import create_tenant
 from better_tenant.exceptions import DuplicateTenantSlug, InvalidTenantSlug
 from better_tenant.lookup import resolve_to_id
@@ -172,10 +172,15 @@ def _join_by_invite(email: str, password: str, token: str, app_url: str) -> Sign
         raise ServiceError("This invite has expired; ask for a new one.", "INVITE_EXPIRED") from exc
     except signing.BadSignature as exc:
         raise ServiceError("This invite is not valid.", "INVALID_INVITE") from exc
-    tenant = Tenant.objects.filter(pk=claims.get("tenant")).first()
-    if tenant is None:
-        raise ServiceError("The tenant of this invite no longer exists.", "INVALID_INVITE")
-    with run_as(tenant):
+    gone = ServiceError("The tenant of this invite no longer exists.", "INVALID_INVITE")
+    tenant_id = resolve_to_id(claims.get("tenant"))
+    if tenant_id is None:
+        raise gone
+    with run_as(tenant_id):
+        # A tenant scope reads its own row of tenants, and only that one.
+        tenant = get_tenant()
+        if tenant is None:
+            raise gone
         invite = Invite.objects.select_for_update().filter(pk=claims.get("invite")).first()
         if invite is None:
             raise ServiceError("This invite was withdrawn.", "INVALID_INVITE")
@@ -252,11 +257,12 @@ def obtain_token(email: str, password: str, tenant: str) -> Issued:
         raise ServiceError("Wrong email or password.", "INVALID_CREDENTIALS", 401)
     not_member = ServiceError(f"{user.email} is not a member of {tenant!r}.", "NOT_A_MEMBER", 403)
     tenant_id = resolve_to_id(tenant)
-    row = Tenant.objects.filter(pk=tenant_id).first() if tenant_id is not None else None
-    if row is None:
+    if tenant_id is None:
         raise not_member
-    with run_as(row):
+    with run_as(tenant_id):
+        # A tenant scope reads its own row of tenants, and only that one.
+        row = get_tenant()
         membership = Membership.objects.filter(user=user).first()
-    if membership is None:
+    if row is None or membership is None:
         raise not_member
     return Issued(issue_token(user, row, membership.role), user, row, membership)

@@ -150,8 +150,8 @@ def test_the_app_role_cannot_write_tenants_outside_system_mode(data):
             )
         assert raw("UPDATE tenants SET name = 'pwned' RETURNING id") == []
         assert raw("DELETE FROM tenants RETURNING id") == []
-        # Reading tenants stays open: the middleware resolves slugs without system mode.
-        assert len(raw("SELECT id FROM tenants")) >= 2
+        # A tenant reads its own row of tenants and no other.
+        assert raw("SELECT id FROM tenants") == [(data["a"].pk,)]
 
 
 def test_truncate_is_not_granted(data):

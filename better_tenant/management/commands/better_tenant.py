@@ -82,8 +82,10 @@ class Command(SubcommandCommand):
             "check",
             help="Verify roles, policies, triggers and isolation; exit 1 on any error.",
             description=(
-                "Inspects the database as the runtime role, then proves isolation with two "
-                "throwaway tenants inside a transaction that is rolled back."
+                "Inspects the database as the runtime role, including views, materialized views "
+                "and SECURITY DEFINER functions that read tenant tables past row-level security, "
+                "then proves isolation with two throwaway tenants inside a transaction that is "
+                "rolled back."
             ),
         )
         check.add_argument("--json", action="store_true", help="print the report as JSON")
