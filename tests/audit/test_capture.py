@@ -373,6 +373,9 @@ def test_the_audit_migration_reverses_and_reapplies():
     from better_tenant.conf import tenant_settings
     from better_tenant.sql import grant_privileges_sql
 
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT session_user")
+        app_role = cursor.fetchone()[0]
     with connected_as_owner():
         call_command("migrate", "better_audit", "zero", verbosity=0)
         with connection.cursor() as cursor:
@@ -380,7 +383,7 @@ def test_the_audit_migration_reverses_and_reapplies():
             assert cursor.fetchone() == (None,)
         call_command("migrate", "better_audit", verbosity=0)
         with connection.cursor() as cursor:
-            cursor.execute(grant_privileges_sql(None, "better_app", tenant_settings.SYSTEM_ROLE))
+            cursor.execute(grant_privileges_sql(None, app_role, tenant_settings.SYSTEM_ROLE))
     assert [name for name, _ in audit_policies()] == [
         "rls_audit_admin_delete",
         "rls_audit_admin_read",

@@ -40,6 +40,27 @@ def fetch(query, params=()):
         return cursor.fetchall()
 
 
+def app_role() -> str:
+    """The role the suite connects as, whatever DATABASE_URL names."""
+    return fetch("SELECT session_user")[0][0]
+
+
+def owner_role() -> str:
+    return connection.settings_dict["TEST"]["OWNER"]["USER"]
+
+
+def system_role() -> str:
+    from better_tenant.conf import tenant_settings
+
+    return tenant_settings.SYSTEM_ROLE
+
+
+def audit_admin_role() -> str:
+    from better_audit.integrity import admin_role
+
+    return admin_role()
+
+
 # --- seed ----------------------------------------------------------------------------------------
 
 
@@ -101,9 +122,10 @@ def test_seed_rejects_a_blank_name():
 
 @pytest.mark.django_db(transaction=True)
 def test_init_dry_run_prints_the_sql_and_changes_nothing():
+    app = app_role()
     with connected_as_owner():
-        out, _ = run("init", "--app-role", "better_app", "--dry-run")
-    assert out.startswith("-- better_tenant init: run as better_owner")
+        out, _ = run("init", "--app-role", app, "--dry-run")
+    assert out.startswith(f"-- better_tenant init: run as {owner_role()}")
     assert 'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "public"' in out
     assert "TRUNCATE" not in out
     assert "WITH INHERIT FALSE, SET TRUE" in out  # the NOINHERIT membership
@@ -116,11 +138,14 @@ def test_init_dry_run_prints_the_sql_and_changes_nothing():
         ("bad role", r"--app-role: 'bad role' is not a role name"),
         ("x;DROP", r"--app-role: 'x;DROP' is not a role name"),
         ("no_such_role_here", r"--app-role: the role 'no_such_role_here' does not exist"),
-        ("better_tenant_system", r"--app-role: better_tenant_system is the system role"),
-        ("better_app", r"--app-role: better_app is the role running init"),
+        (system_role, "--app-role: {} is the system role"),
+        (app_role, "--app-role: {} is the role running init"),
     ],
 )
 def test_init_rejects_bad_app_roles_naming_the_flag(role, message):
+    if callable(role):
+        role = role()
+        message = message.format(role)
     with pytest.raises(CommandError, match=message):
         run("init", "--app-role", role)
 
@@ -146,36 +171,35 @@ def test_init_needs_the_app_role_when_it_cannot_tell():
 @pytest.mark.django_db(transaction=True)
 def test_init_as_owner_grants_dml_but_never_truncate():
     table = f"init_probe_{uuid.uuid4().hex[:8]}"
+    app, system = app_role(), system_role()
     as_owner(
         f'CREATE TABLE "{table}" (id bigserial PRIMARY KEY)',
-        f'REVOKE ALL ON "{table}" FROM better_app, better_tenant_system',
+        f'REVOKE ALL ON "{table}" FROM "{app}", "{system}"',
     )
     try:
         privileges = (
             "SELECT has_table_privilege(%s, %s, 'SELECT'), has_table_privilege(%s, %s, 'DELETE'),"
             " has_table_privilege(%s, %s, 'TRUNCATE')"
         )
-        args = ["better_app", table] * 3
+        args = [app, table] * 3
         assert fetch(privileges, args) == [(False, False, False)]
         with connected_as_owner():
-            out, _ = run("init", "--app-role", "better_app")
-        assert "✓ better_app may SET ROLE better_tenant_system" in out
+            out, _ = run("init", "--app-role", app)
+        assert f"✓ {app} may SET ROLE {system}" in out
         assert fetch(privileges, args) == [(True, True, False)]
-        assert fetch(privileges, ["better_tenant_system", table] * 3) == [(True, True, False)]
+        assert fetch(privileges, [system, table] * 3) == [(True, True, False)]
         # Run twice: init is idempotent.
         with connected_as_owner():
-            run("init", "--app-role", "better_app")
-        assert fetch("SELECT pg_has_role('better_app', 'better_tenant_system', 'USAGE')") == [
-            (False,)
-        ]
+            run("init", "--app-role", app)
+        assert fetch("SELECT pg_has_role(%s, %s, 'USAGE')", [app, system]) == [(False,)]
     finally:
         as_owner(f'DROP TABLE IF EXISTS "{table}"')
 
 
 @pytest.mark.django_db(transaction=True)
 def test_init_makes_the_app_role_a_noinherit_member_of_the_audit_admin_role(settings):
-    # Fresh roles, created by the owner, so that init really grants (better_app is a member of
-    # the usual roles already) and the owner may drop them afterwards.
+    # Fresh roles, created by the owner, so that init really grants (the suite's app role is a
+    # member of the usual roles already) and the owner may drop them afterwards.
     suffix = uuid.uuid4().hex[:8]
     app, system, admin = (f"init_{kind}_{suffix}" for kind in ("app", "system", "admin"))
     settings.BETTER_TENANT = {"SYSTEM_ROLE": system}
@@ -208,8 +232,9 @@ def test_init_makes_the_app_role_a_noinherit_member_of_the_audit_admin_role(sett
 
 @pytest.mark.django_db
 def test_init_refuses_the_audit_admin_role_as_app_role():
-    with pytest.raises(CommandError, match=r"--app-role: better_audit_admin is better_audit's"):
-        run("init", "--app-role", "better_audit_admin")
+    admin = audit_admin_role()
+    with pytest.raises(CommandError, match=rf"--app-role: {admin} is better_audit's"):
+        run("init", "--app-role", admin)
 
 
 # --- migrate / add-table -------------------------------------------------------------------------
@@ -352,7 +377,7 @@ def test_migration_directory_is_matched_to_its_app():
 def test_check_passes_on_the_healthy_database():
     out, _ = run("check")
     lines = out.splitlines()
-    assert "✓ role better_app: 2 checks passed" in lines
+    assert f"✓ role {app_role()}: 2 checks passed" in lines
     assert any(line.startswith("✓ table test_notes:") for line in lines)
     assert any(line.startswith("✓ smoke test:") for line in lines)
     assert "✗" not in out
@@ -413,7 +438,7 @@ def broken_tables(transactional_db):
         f'ALTER TABLE "{seed}" ENABLE ROW LEVEL SECURITY',
         f'ALTER TABLE "{seed}" FORCE ROW LEVEL SECURITY',
         f'CREATE POLICY seed_policy ON "{seed}" FOR ALL USING {seed_expr} WITH CHECK {seed_expr}',
-        f'GRANT TRUNCATE ON "{seed}" TO better_app',
+        f'GRANT TRUNCATE ON "{seed}" TO "{app_role()}"',
         # Correct RLS, but a plain foreign key into another tenant table.
         f'CREATE TABLE "{child}" (id bigserial PRIMARY KEY, '
         "tenant_id uuid NOT NULL REFERENCES tenants(id), "
@@ -525,10 +550,10 @@ def test_a_well_set_up_role_passes():
 @pytest.mark.django_db
 def test_role_facts_come_from_the_catalogs():
     with connection.cursor() as cursor:
-        app = inspection.inspect_role(cursor, "better_tenant_system")
-        superuser = inspection.inspect_role(cursor, "better_tenant_system", role=superuser_name())
+        app = inspection.inspect_role(cursor, system_role())
+        superuser = inspection.inspect_role(cursor, system_role(), role=superuser_name())
     assert (app.name, app.superuser, app.can_set_system_role, app.inherits_system_role) == (
-        "better_app",
+        app_role(),
         False,
         True,
         False,
@@ -539,20 +564,21 @@ def test_role_facts_come_from_the_catalogs():
 
 @pytest.mark.django_db
 def test_table_owned_by_the_runtime_role_is_a_warning():
+    app, system = app_role(), system_role()
     with connection.cursor() as cursor:
-        facts = inspection.inspect_table(cursor, "test_notes", "better_tenant_system")
-    assert facts.owner == "better_owner"
-    healthy = inspection.evaluate_table(facts, "better_app", "better_tenant_system", ["test_notes"])
+        facts = inspection.inspect_table(cursor, "test_notes", system)
+    assert facts.owner == owner_role()
+    healthy = inspection.evaluate_table(facts, app, system, ["test_notes"])
     assert {f.status for f in healthy} == {"ok"}
-    owned = dataclasses.replace(facts, owner="better_app")
-    found = inspection.evaluate_table(owned, "better_app", "better_tenant_system", ["test_notes"])
+    owned = dataclasses.replace(facts, owner=app)
+    found = inspection.evaluate_table(owned, app, system, ["test_notes"])
     assert status_by_code(found)["runtime_owns_table"] == "warning"
 
 
 @pytest.mark.django_db
 def test_the_installed_policy_has_none_of_the_slow_shapes():
     with connection.cursor() as cursor:
-        facts = inspection.inspect_table(cursor, "test_notes", "better_tenant_system")
+        facts = inspection.inspect_table(cursor, "test_notes", system_role())
     tenant_policy = next(p for p in facts.policies if p.applies_to_runtime)
     assert "tenant_id" in tenant_policy.using
     assert inspection.policy_problems(tenant_policy.using) == []
