@@ -528,6 +528,21 @@ def shared_tables_referencing(cursor: Any, tables: Iterable[str]) -> list[tuple[
     return list(cursor.fetchall())
 
 
+def _secured_join_table(cursor: Any, table: str) -> bool:
+    """True for a many-to-many join table under its join policy (TenantJoinRLS): its links are
+    confined by the tenant rows they join, so it is not shared."""
+    cursor.execute(
+        """
+        SELECT c.relrowsecurity AND c.relforcerowsecurity AND EXISTS (
+            SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = %s)
+        FROM pg_class c WHERE c.oid = to_regclass(%s)
+        """,
+        [sql.tenant_policy_name(table), sql.qn(table)],
+    )
+    row = cursor.fetchone()
+    return bool(row and row[0])
+
+
 # User schemas: neither information_schema nor pg_* (pg_catalog, pg_toast, pg_temp_N, ...).
 _USER_SCHEMA = "n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%%'"
 
@@ -1943,7 +1958,7 @@ def run_checks(using: str | None = None, *, smoke: bool = True) -> Report:
             report.findings += evaluate_table(facts, role.name, system_role, tables)
 
         for source, constraint, target in shared_tables_referencing(cursor, tables):
-            if source in tables or source == tenants.name:
+            if source in tables or source == tenants.name or _secured_join_table(cursor, source):
                 continue
             report.findings.append(
                 Finding(

@@ -207,3 +207,14 @@ def test_w003_names_join_tables_left_without_row_level_security():
     assert "makemigrations testapp" in missing.hint
     state.add_model(ModelState.from_model(Post))
     assert checks.rls_migration_messages([Post], state) == []
+
+
+@pytest.mark.django_db
+def test_check_treats_a_secured_join_table_as_confined(tables):
+    from better_tenant.inspection import _secured_join_table
+
+    with connection.cursor() as cursor:
+        # The join table of two tenant models is confined by its policy; a plain table is not.
+        assert _secured_join_table(cursor, TaskLabel._meta.db_table) is True
+        assert _secured_join_table(cursor, Country._meta.db_table) is False
+        assert _secured_join_table(cursor, "no_such_table") is False

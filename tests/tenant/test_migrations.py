@@ -20,6 +20,13 @@ from better_tenant.testing import connected_as_owner
 from tests.testapp.models import Comment, Note
 
 
+def app_role() -> str:
+    """The role the suite connects as, whatever DATABASE_URL names (ask before switching)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT session_user")
+        return cursor.fetchone()[0]
+
+
 def policies(table):
     with connection.cursor() as cursor:
         cursor.execute(
@@ -74,6 +81,7 @@ def test_sqlmigrate_shows_policies_trigger_and_composite_key():
 @pytest.mark.django_db(transaction=True)
 def test_migrating_backwards_removes_the_policies_and_forwards_restores_them():
     assert policies("test_notes") == ["rls_system_test_notes", "rls_tenant_test_notes"]
+    app = app_role()
     with connected_as_owner():
         call_command("migrate", "testapp", "zero", verbosity=0)
         with connection.cursor() as cursor:
@@ -84,21 +92,22 @@ def test_migrating_backwards_removes_the_policies_and_forwards_restores_them():
         from better_tenant.sql import grant_privileges_sql
 
         with connection.cursor() as cursor:
-            cursor.execute(grant_privileges_sql(None, "better_app", tenant_settings.SYSTEM_ROLE))
+            cursor.execute(grant_privileges_sql(None, app, tenant_settings.SYSTEM_ROLE))
     assert policies("test_notes") == ["rls_system_test_notes", "rls_tenant_test_notes"]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_enable_tenant_rls_operation_on_an_existing_table(tenant, other_tenant):
     op = EnableTenantRLS("legacy_items", foreign_keys=[["note_id", "test_notes"]])
+    app = app_role()
     with connected_as_owner():
         with connection.cursor() as cursor:
             cursor.execute(
                 "CREATE TABLE legacy_items (id bigserial PRIMARY KEY, tenant_id uuid NOT NULL "
                 "REFERENCES tenants(id), note_id bigint, label text)"
             )
-            cursor.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON legacy_items TO better_app")
-            cursor.execute("GRANT USAGE ON SEQUENCE legacy_items_id_seq TO better_app")
+            cursor.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON legacy_items TO "{app}"')
+            cursor.execute(f'GRANT USAGE ON SEQUENCE legacy_items_id_seq TO "{app}"')
         with connection.schema_editor() as editor:
             op.database_forwards("testapp", editor, ProjectState(), ProjectState())
     try:
