@@ -50,8 +50,9 @@ def _translate(execute: Any, sql: str, params: Any, many: bool, context: dict) -
         )
         raise CrossTenantWrite(
             f"{message.strip()} (better_tenant: the code runs as {scope}; a row can only be "
-            "written into the tenant in scope. Leave tenant_id unset so it defaults to the current "
-            "tenant, or write inside run_as(<the row's tenant>).)"
+            "written into the tenant in scope, and a many-to-many link only between rows that "
+            "scope can see. Leave tenant_id unset so it defaults to the current tenant, or write "
+            "inside run_as(<the row's tenant>).)"
         ) from exc
 
 
