@@ -109,6 +109,45 @@ def render_in_scope(response: HttpResponse) -> HttpResponse:
     return response
 
 
+class ScopedViewsMixin:
+    """Every view of a ModelAdmin runs, and renders, inside ``view_scope(request)``.
+
+    The default scope is ``admin_scope`` (system mode for superusers); override ``view_scope``
+    for another one. Rendering happens inside the scope because templates read lazily.
+    """
+
+    def view_scope(self, request: HttpRequest) -> contextlib.AbstractContextManager[Any]:
+        return admin_scope(request)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        with self.view_scope(request):
+            return render_in_scope(super().changelist_view(request, extra_context))
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: Any = None,
+    ) -> HttpResponse:
+        with self.view_scope(request):
+            return render_in_scope(
+                super().changeform_view(request, object_id, form_url, extra_context)
+            )
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        with self.view_scope(request):
+            return render_in_scope(super().delete_view(request, object_id, extra_context))
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        with self.view_scope(request):
+            return render_in_scope(super().history_view(request, object_id, extra_context))
+
+
 def distinct_values(table: str, column: str, using: str = "default") -> list[str]:
     """Distinct non-null values of ``column``, by a loose scan of an index that leads with it."""
     connection = connections[using]

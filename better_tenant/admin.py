@@ -8,9 +8,9 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 
-from better_core.admin import render_in_scope
+from better_core.admin import ScopedViewsMixin
 from better_tenant.api import validate_slug
 from better_tenant.context import run_as_system
 from better_tenant.exceptions import InvalidTenantSlug
@@ -39,7 +39,7 @@ class TenantAdminForm(forms.ModelForm):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(ScopedViewsMixin, admin.ModelAdmin):
     form = TenantAdminForm
     list_display = ("name", "slug", "created_at")
     search_fields = ("name", "slug")
@@ -53,33 +53,8 @@ class TenantAdmin(admin.ModelAdmin):
     # write (and the cascade it starts on tenant tables) also enters it, for callers other than
     # the views.
 
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        with run_as_system():
-            return render_in_scope(super().changelist_view(request, extra_context))
-
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: Any = None,
-    ) -> HttpResponse:
-        with run_as_system():
-            return render_in_scope(
-                super().changeform_view(request, object_id, form_url, extra_context)
-            )
-
-    def delete_view(
-        self, request: HttpRequest, object_id: str, extra_context: Any = None
-    ) -> HttpResponse:
-        with run_as_system():
-            return render_in_scope(super().delete_view(request, object_id, extra_context))
-
-    def history_view(
-        self, request: HttpRequest, object_id: str, extra_context: Any = None
-    ) -> HttpResponse:
-        with run_as_system():
-            return render_in_scope(super().history_view(request, object_id, extra_context))
+    def view_scope(self, request: HttpRequest) -> Any:
+        return run_as_system()
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
         with run_as_system():

@@ -13,7 +13,47 @@ from django.db.models.constraints import BaseConstraint
 from better_tenant import sql
 
 
-class TenantRLS(BaseConstraint):
+class _PolicyConstraint(BaseConstraint):
+    """A constraint that stands for SQL policies: PostgreSQL enforces it, Python checks nothing.
+
+    ``identity`` names the keyword arguments that, with the name, make two such constraints equal
+    (and that ``deconstruct`` writes into migrations when they are set).
+    """
+
+    identity: tuple[str, ...] = ()
+
+    def validate(self, *args: Any, **kwargs: Any) -> None:
+        # Enforced by PostgreSQL on every statement; nothing to check in Python.
+        return None
+
+    def _identity(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.identity)
+
+    def deconstruct(self) -> tuple[str, tuple, dict]:
+        _, args, kwargs = super().deconstruct()
+        kwargs.pop("violation_error_message", None)
+        kwargs.pop("violation_error_code", None)
+        for name, value in zip(self.identity, self._identity(), strict=True):
+            if value:
+                kwargs[name] = list(value) if isinstance(value, tuple) else value
+        return f"better_tenant.constraints.{type(self).__name__}", args, kwargs
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is type(self):
+            return self.name == other.name and self._identity() == other._identity()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.name, *self._identity()))
+
+    def __repr__(self) -> str:
+        fields = " ".join(
+            f"{name}={value!r}" for name, value in zip(self.identity, self._identity(), strict=True)
+        )
+        return f"<{type(self).__name__}: name={self.name!r} {fields}>"
+
+
+class TenantRLS(_PolicyConstraint):
     """Row-level security for one tenant-scoped table.
 
     Attached automatically to every concrete ``TenantModel``; ``makemigrations`` then emits it as
@@ -31,6 +71,8 @@ class TenantRLS(BaseConstraint):
     other apps that follows its plan rather than what is applied, the statement only runs where
     the database has the key and the columns.
     """
+
+    identity = ("foreign_keys",)
 
     def __init__(self, *, name: str, foreign_keys: tuple[str, ...] | list[str] = ()) -> None:
         super().__init__(name=name)
@@ -120,32 +162,8 @@ class TenantRLS(BaseConstraint):
                 note = ""
         return statements
 
-    def validate(self, *args: Any, **kwargs: Any) -> None:
-        # Enforced by PostgreSQL on every statement; nothing to check in Python.
-        return None
 
-    # identity ----------------------------------------------------------------------------------
-    def deconstruct(self) -> tuple[str, tuple, dict]:
-        _, args, kwargs = super().deconstruct()
-        kwargs.pop("violation_error_message", None)
-        kwargs.pop("violation_error_code", None)
-        if self.foreign_keys:
-            kwargs["foreign_keys"] = list(self.foreign_keys)
-        return "better_tenant.constraints.TenantRLS", args, kwargs
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, TenantRLS):
-            return self.name == other.name and self.foreign_keys == other.foreign_keys
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash((self.name, self.foreign_keys))
-
-    def __repr__(self) -> str:
-        return f"<TenantRLS: name={self.name!r} foreign_keys={self.foreign_keys!r}>"
-
-
-class TenantJoinRLS(BaseConstraint):
+class TenantJoinRLS(_PolicyConstraint):
     """Row-level security for the automatic join table of a TenantModel's many-to-many ``field``.
 
     The join table has no tenant_id of its own. Its policy lets a link be read or written only
@@ -154,6 +172,8 @@ class TenantJoinRLS(BaseConstraint):
     model constrains nothing, and system mode sees every link. Attached automatically for each
     many-to-many field of a ``TenantModel`` that has no explicit ``through`` model.
     """
+
+    identity = ("field",)
 
     def __init__(self, *, name: str, field: str) -> None:
         super().__init__(name=name)
@@ -200,29 +220,6 @@ class TenantJoinRLS(BaseConstraint):
             return ""
         _cancel(schema_editor, spec.table)
         return sql.disable_join_table_sql(spec.table)
-
-    def validate(self, *args: Any, **kwargs: Any) -> None:
-        # Enforced by PostgreSQL on every statement; nothing to check in Python.
-        return None
-
-    # identity ----------------------------------------------------------------------------------
-    def deconstruct(self) -> tuple[str, tuple, dict]:
-        _, args, kwargs = super().deconstruct()
-        kwargs.pop("violation_error_message", None)
-        kwargs.pop("violation_error_code", None)
-        kwargs["field"] = self.field
-        return "better_tenant.constraints.TenantJoinRLS", args, kwargs
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, TenantJoinRLS):
-            return self.name == other.name and self.field == other.field
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash((self.name, self.field))
-
-    def __repr__(self) -> str:
-        return f"<TenantJoinRLS: name={self.name!r} field={self.field!r}>"
 
 
 def is_tenant_model(model: Any) -> bool:

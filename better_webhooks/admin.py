@@ -19,52 +19,25 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.utils.safestring import SafeString
 
 from better_core.admin import (
     EstimatedCountPaginator,
     ReadOnlyAdminMixin,
-    admin_scope,
+    ScopedViewsMixin,
     console_allows,
     distinct_value_filter,
     distinct_values,
     pretty_json,
-    render_in_scope,
 )
 from better_webhooks.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 
 # --- shared ------------------------------------------------------------------------------------
 
 
-class ScopedAdmin(admin.ModelAdmin):
+class ScopedAdmin(ScopedViewsMixin, admin.ModelAdmin):
     """Every admin view of the model runs in ``admin_scope``."""
-
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        with admin_scope(request):
-            return render_in_scope(super().changelist_view(request, extra_context))
-
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: Any = None,
-    ) -> HttpResponse:
-        with admin_scope(request):
-            return render_in_scope(
-                super().changeform_view(request, object_id, form_url, extra_context)
-            )
-
-    def delete_view(
-        self, request: HttpRequest, object_id: str, extra_context: Any = None
-    ) -> HttpResponse:
-        with admin_scope(request):
-            return render_in_scope(super().delete_view(request, object_id, extra_context))
-
-    def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
-        with admin_scope(request):
-            return render_in_scope(super().history_view(request, object_id, extra_context))
 
 
 # --- endpoints ---------------------------------------------------------------------------------

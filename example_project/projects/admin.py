@@ -7,9 +7,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 
-from better_core.admin import admin_scope, render_in_scope
+from better_core.admin import ScopedViewsMixin
 from example_project.projects.models import (
     Invite,
     Membership,
@@ -20,7 +20,7 @@ from example_project.projects.models import (
 )
 
 
-class ScopedAdmin(admin.ModelAdmin):
+class ScopedAdmin(ScopedViewsMixin, admin.ModelAdmin):
     """Runs each admin view in ``admin_scope``: system mode for superusers, no tenant otherwise.
 
     Tenant rows are written with an explicit tenant (system mode has no tenant to default to), so
@@ -32,30 +32,6 @@ class ScopedAdmin(admin.ModelAdmin):
         if "tenant" in form.base_fields:
             form.base_fields["tenant"].required = True
         return form
-
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        with admin_scope(request):
-            return render_in_scope(super().changelist_view(request, extra_context))
-
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: Any = None,
-    ) -> HttpResponse:
-        with admin_scope(request):
-            return render_in_scope(
-                super().changeform_view(request, object_id, form_url, extra_context)
-            )
-
-    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
-        with admin_scope(request):
-            return render_in_scope(super().delete_view(request, object_id, extra_context))
-
-    def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
-        with admin_scope(request):
-            return render_in_scope(super().history_view(request, object_id, extra_context))
 
 
 class TaskInlineFormSet(forms.BaseInlineFormSet):
