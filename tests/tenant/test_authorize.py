@@ -15,7 +15,6 @@ from django.http import HttpRequest
 from django.test import AsyncClient, Client, override_settings
 
 from better_tenant import checks, get_tenant_id, run_as
-from better_tenant.api import create_tenant
 from better_tenant.authorization import Membership, membership
 from better_tenant.errors import TenantForbidden
 from better_tenant.middleware import TenantMiddleware
@@ -115,15 +114,6 @@ def configure_tenant(settings, **changes):
     settings.BETTER_TENANT = {**BASE, **changes}
 
 
-def make(name: str, *titles: str):
-    suffix = uuid.uuid4().hex[:8]
-    tenant = create_tenant(f"{name} {suffix}", f"{name.lower()}-{suffix}")
-    with run_as(tenant):
-        for title in titles:
-            Note.objects.create(title=title)
-    return tenant
-
-
 def user(name: str, *tenants, active: bool = True):
     account = get_user_model().objects.create_user(
         f"{name}-{uuid.uuid4().hex[:6]}", f"{name}@example.com", "pw", is_active=active
@@ -132,16 +122,6 @@ def user(name: str, *tenants, active: bool = True):
         with run_as(tenant):
             MembershipRow.objects.create(user=account)
     return account
-
-
-@pytest.fixture
-def acme():
-    return make("Acme", "acme-1", "acme-2")
-
-
-@pytest.fixture
-def globex():
-    return make("Globex", "globex-1")
 
 
 @pytest.fixture

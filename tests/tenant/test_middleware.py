@@ -14,8 +14,9 @@ from django.http import HttpRequest, JsonResponse
 from django.test import AsyncClient, Client
 
 from better_tenant import run_as, run_as_system, tenant_required
-from better_tenant.api import create_tenant, update_tenant
+from better_tenant.api import update_tenant
 from better_tenant.middleware import TenantMiddleware
+from tests.tenant.conftest import make
 from tests.testapp.models import Note
 
 pytestmark = [pytest.mark.urls("tests.testapp.urls"), pytest.mark.django_db]
@@ -58,25 +59,6 @@ def configure(settings):
 
 def configure_tenant(settings, **changes):
     settings.BETTER_TENANT = {**BASE, **changes}
-
-
-def make(name: str, *titles: str):
-    suffix = uuid.uuid4().hex[:8]
-    tenant = create_tenant(f"{name} {suffix}", f"{name.lower()}-{suffix}")
-    with run_as(tenant):
-        for title in titles:
-            Note.objects.create(title=title)
-    return tenant
-
-
-@pytest.fixture
-def acme():
-    return make("Acme", "acme-1", "acme-2")
-
-
-@pytest.fixture
-def globex():
-    return make("Globex", "globex-1")
 
 
 def token(claims: dict, key: str = SECRET, algorithm: str = "HS256") -> str:

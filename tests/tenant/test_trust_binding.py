@@ -13,7 +13,6 @@ from django.http import HttpRequest
 from django.test import AsyncClient, override_settings
 
 from better_tenant import checks, run_as
-from better_tenant.api import create_tenant
 from better_tenant.errors import TenantMismatch
 from better_tenant.resolvers import resolve_tenant_id
 from tests.testapp.models import Note
@@ -49,25 +48,6 @@ def configure(settings):
 
 def configure_tenant(settings, **changes):
     settings.BETTER_TENANT = {**BASE, **changes}
-
-
-def make(name: str, *titles: str):
-    suffix = uuid.uuid4().hex[:8]
-    tenant = create_tenant(f"{name} {suffix}", f"{name.lower()}-{suffix}")
-    with run_as(tenant):
-        for title in titles:
-            Note.objects.create(title=title)
-    return tenant
-
-
-@pytest.fixture
-def acme():
-    return make("Acme", "acme-1", "acme-2")
-
-
-@pytest.fixture
-def globex():
-    return make("Globex", "globex-1")
 
 
 def token(claims: dict, key: str = SECRET) -> str:
