@@ -280,7 +280,7 @@ def _product_route(
     with _storage():
         session = sessions.verify(token, config)
     if not session.has_permission(endpoint.required_permission):
-        raise ConsoleError("Insufficient permissions", status=403)
+        raise ConsoleError("Insufficient permissions", status=403, code="FORBIDDEN")
     console_request = ConsoleRequest(
         method=method,
         path="/" + "/".join(segments),
@@ -301,7 +301,7 @@ def _product_route(
     except Http404:
         raise not_found() from None
     except PermissionDenied:
-        raise ConsoleError("Insufficient permissions", status=403) from None
+        raise ConsoleError("Insufficient permissions", status=403, code="FORBIDDEN") from None
     except Exception as exc:
         _report(exc, config, console_request)
         return json_response({"error": "Internal server error", "code": "INTERNAL_ERROR"}, 500)

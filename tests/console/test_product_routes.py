@@ -143,7 +143,7 @@ def test_permission_levels_are_hierarchical(client, console_auth, level, read, w
     response = call(client, "delete", "/items/1", auth)
     assert response.status_code == admin
     if admin == 403:
-        assert response.json() == {"error": "Insufficient permissions"}
+        assert response.json() == {"error": "Insufficient permissions", "code": "FORBIDDEN"}
 
 
 def test_allowed_actions_cap_existing_sessions(client, configure, console_auth):

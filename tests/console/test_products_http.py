@@ -98,7 +98,7 @@ def test_tenants_read_create_and_delete_by_level(client, as_level):
     body = {"name": "Globex", "slug": "globex"}
     refused = send_json(client, "post", "/tenant/tenants", body, as_level("read"))
     assert refused.status_code == 403
-    assert refused.json() == {"error": "Insufficient permissions"}
+    assert refused.json() == {"error": "Insufficient permissions", "code": "FORBIDDEN"}
     with run_as_system():
         assert not Tenant.objects.filter(slug="globex").exists()
 
@@ -213,7 +213,10 @@ def test_audit_purge_needs_admin(client, as_level, tenant):
     body = {"before": (timezone.now() - timedelta(days=30)).isoformat()}
     for level in ("read", "write"):
         refused = send_json(client, "delete", "/audit/logs", body, as_level(level))
-        assert (refused.status_code, refused.json()) == (403, {"error": "Insufficient permissions"})
+        assert (refused.status_code, refused.json()) == (
+            403,
+            {"error": "Insufficient permissions", "code": "FORBIDDEN"},
+        )
     with run_as_system():
         assert AuditLog.objects.count() == 2
     purged = send_json(client, "delete", "/audit/logs", body, as_level("admin"))
