@@ -21,7 +21,7 @@ class ConsoleSession(models.Model):
     """A session opened by claiming a verified magic link; its token is known only by its hash.
 
     The row holds every claim of the session token (``id`` is its ``jti``, ``created_at`` its
-    ``iat``, ``expires_at`` its ``exp``), so that a repeated claim re-signs the very same token.
+    ``iat``, ``expires_at`` its ``exp``); revoking or expiring the row ends the token at once.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

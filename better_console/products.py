@@ -213,12 +213,6 @@ def parse_choice(
     return value
 
 
-def parse_list(request: ConsoleRequest, name: str) -> list[str]:
-    """``?<name>=a,b``: the comma-separated values, empty items dropped."""
-    text = param(request, name)
-    return [item.strip() for item in text.split(",") if item.strip()] if text else []
-
-
 def parse_moment(request: ConsoleRequest, name: str) -> datetime | None:
     """``?<name>=``: a duration back from now (``24h``, ``7d``) or an ISO 8601 date or time."""
     text = param(request, name)
