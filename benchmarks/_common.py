@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import statistics
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
-EMBEDDED_DATA_DIR = ROOT / ".data" / "pg"
 
 
 @dataclass(frozen=True)
@@ -41,19 +39,17 @@ def bench_database(name: str) -> BenchDatabase:
 
     With DATABASE_URL set, the application role is its user and the owner is DATABASE_OWNER_URL's
     user (or the same role when that is unset); the owner needs CREATEDB, or the database must
-    exist already. Without DATABASE_URL the embedded PostgreSQL in ``.data/pg`` is used, with its
-    better_owner and better_app roles. Nothing is ever dropped here.
+    exist already. Without DATABASE_URL the embedded PostgreSQL in ``.data/pg<major>`` is used,
+    with its better_owner and better_app roles. Nothing is ever dropped here.
     """
     url = os.environ.get("DATABASE_URL", "")
     if url:
         owner_url = os.environ.get("DATABASE_OWNER_URL", "") or url
         base_owner, base_app, source = _to_conninfo(owner_url), _to_conninfo(url), "DATABASE_URL"
     else:
-        # platformdirs warns about XDG_RUNTIME_DIR on servers; pgserver does not need it.
-        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        from better_core.embedded import start_postgres
+        from better_core.embedded import embedded_pgdata, start_postgres
 
-        server = start_postgres(EMBEDDED_DATA_DIR)
+        server = start_postgres(embedded_pgdata(ROOT))
         where = {"host": server.socket_dir, "dbname": server.database}
         base_owner = make_conninfo(**where, user=server.owner)
         base_app = make_conninfo(**where, user=server.app)

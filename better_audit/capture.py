@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import inspect
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -73,7 +72,7 @@ from django.db.models.signals import post_save, pre_save
 from django.db.models.sql import DeleteQuery, InsertQuery, UpdateQuery
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, NO_RESULTS
 
-from better_audit import sql, tables, writer
+from better_audit import seams, sql, tables, writer
 from better_audit.writer import Change, record
 
 logger = logging.getLogger("better_audit")
@@ -95,19 +94,6 @@ _connected: list[type[models.Model]] = []
 _FOLDED_UPDATE = False
 # True once Model._do_insert is wrapped, so an INSERT can carry its audit row.
 _FOLDED_INSERT = False
-# The signatures the wrappers of Model._do_insert and Model._do_update were written for.
-_DO_INSERT_PARAMETERS = ["self", "manager", "using", "fields", "returning_fields", "raw"]
-_DO_UPDATE_PARAMETERS = [
-    "self",
-    "base_qs",
-    "using",
-    "pk_val",
-    "values",
-    "update_fields",
-    "forced_update",
-]
-
-
 # --- single rows: save signals ----------------------------------------------------------------
 
 
@@ -146,27 +132,33 @@ def _do_update(
     values: list[tuple],
     update_fields: Iterable[str] | None,
     forced_update: bool,
-) -> bool:
+    *returning: Any,
+) -> Any:
     """Django's UPDATE of one row, run together with the read of its before-state.
 
     ``WITH b AS (SELECT .. FOR UPDATE) UPDATE t SET .. FROM b WHERE t.pk = b.pk RETURNING
     b.image, to_jsonb(t.*)``: one statement locks the row, returns it as it was and as it is.
+    ``returning`` is Django 6.0+'s ``returning_fields`` (``seams.Seams.update_returns_rows``): the
+    columns the UPDATE must also return, answered as rows instead of a bool.
     """
     original = _originals["_do_update"]
+    args = (self, base_qs, using, pk_val, values, update_fields, forced_update, *returning)
     specs = tables.SAVE_SPECS.get(self.__class__)
     spec = tables.QUERY_SPECS.get(base_qs.model) if specs else None
     if spec is None or spec not in specs or not _FOLDED_UPDATE:
-        return original(self, base_qs, using, pk_val, values, update_fields, forced_update)
+        return original(*args)
     values = list(values)
-    args = (self, base_qs, using, pk_val, values, update_fields, forced_update)
+    args = (self, base_qs, using, pk_val, values, update_fields, forced_update, *returning)
     stash = self.__dict__.setdefault(STASH_KEY, {})
     if not values:
         return original(*args)  # no UPDATE statement at all
+    wanted = list(returning[0] or ()) if returning else []
     folding = FOLD_KEY in self.__dict__ and not base_qs.query.where
     plan = _plan(spec, "UPDATE") if folding else None
     if plan is not None:
         statement, params = _update_sql(base_qs.model, values, using)
-        return _folded_update(spec, statement, params, pk_val, using, plan, stash)
+        rows = _folded_update(spec, statement, params, pk_val, using, plan, stash, wanted)
+        return _update_result(base_qs.model, wanted, rows, using, returning)
     if spec.skip_before:
         return original(*args)  # no before-state wanted
     if base_qs.query.where or (self._meta.select_on_save and not forced_update):
@@ -179,14 +171,37 @@ def _do_update(
             f"WITH b AS (SELECT {spec.qtable}.{spec.qpk} AS k, {spec.image_sql} AS image "
             f"FROM {spec.qtable} WHERE {spec.qtable}.{spec.qpk} = %s FOR UPDATE) "
             f"{statement} FROM b WHERE {spec.qtable}.{spec.qpk} = b.k "
-            f"RETURNING b.image, {spec.image_sql}",
+            f"RETURNING b.image, {spec.image_sql}{_returned_columns(spec, wanted)}",
             [spec.prep_pk(pk_val, using), *params],
         )
         row = cursor.fetchone()
-    if row is None:
-        return False
-    stash[spec.table] = (tables.load_image(row[0]), tables.load_image(row[1]))
-    return True
+    if row is not None:
+        stash[spec.table] = (tables.load_image(row[0]), tables.load_image(row[1]))
+    rows = [] if row is None else [tuple(row[2:])]
+    return _update_result(base_qs.model, wanted, rows, using, returning)
+
+
+def _returned_columns(spec: tables.AuditedTable, fields: list[Any]) -> str:
+    """``, t.col AS r0, ..``: the columns Django asked an UPDATE to return, under aliases."""
+    return "".join(f", {spec.qtable}.{sql.qn(f.column)} AS r{n}" for n, f in enumerate(fields))
+
+
+def _update_result(
+    model: type[models.Model], fields: list[Any], rows: list[tuple], using: str, returning: tuple
+) -> Any:
+    """What ``_do_update`` answers: a bool before Django 6.0, then the rows it returned.
+
+    The returned values go through the fields' converters, as Django's own
+    ``execute_returning_sql`` does; a row updated with nothing to return is ``()``.
+    """
+    if not returning:
+        return bool(rows)
+    if fields and rows:
+        compiler = UpdateQuery(model).get_compiler(using)
+        converters = compiler.get_converters([f.get_col(model._meta.db_table) for f in fields])
+        if converters:
+            rows = compiler.apply_converters(rows, converters)
+    return [tuple(row) for row in rows]
 
 
 def _plan(spec: tables.AuditedTable, operation: str) -> writer.FoldPlan | None:
@@ -217,36 +232,45 @@ def _folded_update(
     using: str,
     plan: writer.FoldPlan,
     stash: dict[str, Any],
-) -> bool:
-    """Django's UPDATE of one row and its audit row in one statement; True if the row exists.
+    wanted: list[Any],
+) -> list[tuple]:
+    """Django's UPDATE of one row and its audit row in one statement; the row's ``wanted`` columns.
 
     ``WITH b AS (SELECT .. FOR UPDATE), src AS (UPDATE .. FROM b RETURNING b.image, to_jsonb(t.*))
     INSERT INTO audit_logs .. SELECT .. FROM src``; without before-state the UPDATE runs alone in
-    ``src``. Either way the INSERT's row count is the number of rows updated.
+    ``src``. Either way the INSERT's row count is the number of rows updated. When Django asks for
+    columns back, the INSERT moves into a CTE of its own and the statement selects them from
+    ``src``. The answer is one row (empty when nothing is wanted), or none if the row is gone.
     """
     t, pk = spec.qtable, f"{spec.qtable}.{spec.qpk}"
     tenant = spec.tenant_sql(t)
     key = spec.prep_pk(pk_val, using)
+    returned = _returned_columns(spec, wanted)
     if spec.skip_before:
         folded = (
             f"WITH src AS ({statement} WHERE {pk} = %s RETURNING {pk} AS k, {tenant} AS tenant, "
-            f"NULL::jsonb AS before, {spec.image_sql} AS after) {plan.sql}"
+            f"NULL::jsonb AS before, {spec.image_sql} AS after{returned})"
         )
-        arguments = [*params, key, *plan.params]
+        arguments = [*params, key]
     else:
         folded = (
             f"WITH b AS (SELECT {pk} AS k, {spec.image_sql} AS image FROM {t} "
             f"WHERE {pk} = %s FOR UPDATE), "
             f"src AS ({statement} FROM b WHERE {pk} = b.k RETURNING b.k AS k, {tenant} AS tenant, "
-            f"b.image AS before, {spec.image_sql} AS after) {plan.sql}"
+            f"b.image AS before, {spec.image_sql} AS after{returned})"
         )
-        arguments = [key, *params, *plan.params]
+        arguments = [key, *params]
+    if wanted:
+        columns = ", ".join(f"src.r{n}" for n in range(len(wanted)))
+        folded = f"{folded}, a AS ({plan.sql}) SELECT {columns} FROM src"
+    else:
+        folded = f"{folded} {plan.sql}"
     with connections[using].cursor() as cursor:
-        cursor.execute(folded, arguments)
-        updated = cursor.rowcount
-    if updated:
+        cursor.execute(folded, [*arguments, *plan.params])
+        rows = [tuple(row) for row in cursor.fetchall()] if wanted else [()] * cursor.rowcount
+    if rows:
         stash[spec.table] = FOLDED
-    return updated > 0
+    return rows
 
 
 def _folded_insert(
@@ -891,30 +915,33 @@ def _bulk_upsert(
 
 
 def install() -> None:
-    """Wrap Django's write methods once (idempotent)."""
+    """Wrap Django's write methods once (idempotent).
+
+    Each wrapper is written for the methods of the Django releases in ``seams.VERIFIED``; a method
+    whose parameters differ is left alone (a system check, ``better_audit.E012``, then reports
+    it), and the single-row saves fold their audit rows only when both save methods are wrapped.
+    """
     global _FOLDED_INSERT, _FOLDED_UPDATE
     if _originals:
         return
     targets = [
-        (models.Model, "save_base", _save_base),
-        (DeleteQuery, "delete_batch", _delete_batch),
-        (QuerySet, "_raw_delete", _raw_delete),
-        (QuerySet, "update", _update),
-        (UpdateQuery, "update_batch", _update_batch),
-        (QuerySet, "bulk_create", _bulk_create),
-        (QuerySet, "_insert", _insert),
+        (models.Model, "Model.save_base", _save_base),
+        (models.Model, "Model._do_update", _do_update),
+        (models.Model, "Model._do_insert", _do_insert),
+        (DeleteQuery, "DeleteQuery.delete_batch", _delete_batch),
+        (QuerySet, "QuerySet._raw_delete", _raw_delete),
+        (QuerySet, "QuerySet.update", _update),
+        (UpdateQuery, "UpdateQuery.update_batch", _update_batch),
+        (QuerySet, "QuerySet.bulk_create", _bulk_create),
+        (QuerySet, "QuerySet._insert", _insert),
     ]
-    # A private method: folded only when its signature is the one this wrapper knows; otherwise
-    # the pre_save receiver reads the before-state with a SELECT of its own.
-    do_update = models.Model.__dict__["_do_update"]
-    if list(inspect.signature(do_update).parameters) == _DO_UPDATE_PARAMETERS:
-        targets.append((models.Model, "_do_update", _do_update))
-        _FOLDED_UPDATE = True
-    do_insert = models.Model.__dict__["_do_insert"]
-    if list(inspect.signature(do_insert).parameters) == _DO_INSERT_PARAMETERS:
-        targets.append((models.Model, "_do_insert", _do_insert))
-        _FOLDED_INSERT = True
-    for owner, name, wrapper in targets:
+    for owner, qualified, wrapper in targets:
+        if not seams.matches(qualified):
+            logger.error(
+                "better_audit: %s is not the method capture wraps; not wrapped.", qualified
+            )
+            continue
+        name = qualified.split(".")[1]
         original = owner.__dict__[name]
         _originals[name] = original
         wrapper.__wrapped__ = original
@@ -923,6 +950,8 @@ def install() -> None:
             if hasattr(original, attribute):
                 setattr(wrapper, attribute, getattr(original, attribute))
         setattr(owner, name, wrapper)
+    _FOLDED_UPDATE = "_do_update" in _originals
+    _FOLDED_INSERT = "_do_insert" in _originals
 
 
 def connect_signals() -> None:

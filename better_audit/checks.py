@@ -81,6 +81,28 @@ def check_query_and_retention(app_configs: Any = None, **kwargs: Any) -> list[ch
     return messages
 
 
+@checks.register("better_audit")
+def check_django_release(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``better_audit.E012``: a Django release, or a changed method, capture was not verified on.
+
+    Capture wraps Django's write internals (``better_audit.seams``); on a release it was not
+    verified on it could miss changes or lose its single-statement path without a sound, so it
+    says so here instead.
+    """
+    from better_audit import seams
+
+    return [
+        checks.Error(
+            problem,
+            hint="Use a Django release better_audit supports (see the README's matrix), or "
+            "upgrade better-django. Silence better_audit.E012 only after running the audit "
+            "suite on this release.",
+            id="better_audit.E012",
+        )
+        for problem in seams.problems()
+    ]
+
+
 def retention_problems(value: Any) -> list[str]:
     """What is wrong with a RETENTION value, as sentence tails (empty when it is usable)."""
     if value is None:

@@ -15,7 +15,7 @@ Life of a mail:
 3. Delivery claims rows with one ``WITH c AS MATERIALIZED (SELECT ... FOR UPDATE SKIP LOCKED)``
    ``UPDATE``
    (queued -> sending) in a short transaction, so two workers never send one mail twice, then
-   sends them outside any lock through Django's ``EMAIL_BACKEND`` (one connection per batch)
+   sends them outside any lock through Django's default mailer (one connection per batch)
    and records the outcome: ``sent`` with the provider's ids, ``queued`` again with a later
    ``send_at`` after a transient error, or ``failed``.
 
@@ -28,6 +28,7 @@ import base64
 import contextlib
 import dataclasses
 import email
+import email.policy
 import functools
 import importlib.util
 import json
@@ -36,13 +37,16 @@ import smtplib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from email.message import MIMEPart
 from email.mime.base import MIMEBase
 from email.utils import parseaddr
 from typing import Any
 
+import django
 from django.conf import settings
+from django.core import mail as django_mail
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
 from django.db import IntegrityError, router, transaction
 from django.utils import timezone
@@ -99,8 +103,9 @@ def send(
     nothing is written.
 
     ``attachments``: ``(filename, content, mimetype)`` tuples (content ``bytes`` or ``str``) or
-    ``MIMEBase`` parts. ``send_at``: not sent before this aware datetime. ``async_``: None
-    follows ``BETTER_MAIL['ASYNC']``; True sends through Celery (when installed), False in
+    MIME parts (``email.message.MIMEPart``, or ``MIMEBase`` as before Django 6.0).
+    ``send_at``: not sent before this aware datetime. ``async_``: None follows
+    ``BETTER_MAIL['ASYNC']``; True sends through Celery (when installed), False in
     process after commit. ``idempotency_key``: a second send() with the same key returns the
     first mail's log and sends nothing (keys are unique across the whole table).
     """
@@ -281,13 +286,13 @@ def celery_available() -> bool:
 
 
 def _encode_attachment(item: Any) -> dict[str, Any]:
-    if isinstance(item, MIMEBase):
+    if isinstance(item, (MIMEBase, MIMEPart)):
         return {"mime": base64.b64encode(item.as_bytes()).decode("ascii")}
     try:
         filename, content, mimetype = item
     except (TypeError, ValueError):
         raise TypeError(
-            f"Attachment {item!r} is not a (filename, content, mimetype) tuple or a MIMEBase part."
+            f"Attachment {item!r} is not a (filename, content, mimetype) tuple or a MIME part."
         ) from None
     if isinstance(content, str):
         return {"filename": filename, "text": content, "mimetype": mimetype}
@@ -300,6 +305,11 @@ def _encode_attachment(item: Any) -> dict[str, Any]:
 
 def _decode_attachment(data: Mapping[str, Any]) -> Any:
     if "mime" in data:
+        if django.VERSION >= (6, 0):
+            # Django 6.0 attaches email.message.MIMEPart and deprecates MIMEBase parts.
+            return email.message_from_bytes(
+                base64.b64decode(data["mime"]), _class=MIMEPart, policy=email.policy.default
+            )
         parsed = email.message_from_bytes(base64.b64decode(data["mime"]))
         maintype, _, subtype = parsed.get_content_type().partition("/")
         part = MIMEBase(maintype, subtype)
@@ -535,7 +545,7 @@ def build_message(log: Any) -> EmailMultiAlternatives:
     message.attach_alternative(payload.get("html", ""), "text/html")
     for item in payload.get("attachments") or ():
         decoded = _decode_attachment(item)
-        if isinstance(decoded, MIMEBase):
+        if isinstance(decoded, (MIMEBase, MIMEPart)):
             message.attach(decoded)
         else:
             message.attach(*decoded)
@@ -551,6 +561,18 @@ def send_claimed(log: Any) -> Outcome:
     return send_claimed_many([log])[0]
 
 
+def mail_backend() -> Any:
+    """A new connection of the default mailer.
+
+    ``MAILERS["default"]`` on Django 6.1+ (which falls back to EMAIL_BACKEND where MAILERS is not
+    set; ``get_connection()`` is deprecated there), EMAIL_BACKEND before.
+    """
+    mailers = getattr(django_mail, "mailers", None)
+    if mailers is not None:
+        return mailers.default
+    return django_mail.get_connection(fail_silently=False)
+
+
 def send_claimed_many(logs: Sequence[Any]) -> list[Outcome]:
     """Send claimed mails over one backend connection; successes are recorded in one UPDATE."""
     from better_mail.models import MailStatus
@@ -560,7 +582,7 @@ def send_claimed_many(logs: Sequence[Any]) -> list[Outcome]:
     outcomes: list[Outcome] = []
     sent: list[tuple[Any, Any]] = []
     try:
-        connection = get_connection(fail_silently=False)
+        connection = mail_backend()
         # One connection for the batch (one SMTP session); each message is sent on its own so
         # that each gets its own outcome.
         connection.open()

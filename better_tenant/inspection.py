@@ -1852,7 +1852,7 @@ def _sqlstate(exc: BaseException | None) -> str | None:
 
 def _undone(using: str, write: Any) -> Any:
     """Run ``write`` in a savepoint that is rolled back; return what it returned."""
-    sid = transaction.savepoint(using=using)
+    sid = connections[using].savepoint()
     try:
         return write()
     finally:

@@ -202,7 +202,7 @@ def assert_tenant_isolated(
         return model.objects.create(**(create or {}))
 
     with transaction.atomic():
-        sid = transaction.savepoint()
+        sid = connection.savepoint()
         try:
             if tenants is None:
                 suffix = uuid.uuid4().hex[:8]

@@ -217,7 +217,10 @@ def _services() -> tuple[str, str]:
         port = database.get("PORT") or 5432
         postgres = f"DATABASE_URL ({host}:{port}/{database['NAME']}, as {database['USER']})"
     else:
-        postgres = f"embedded, data in .data/pg (database {database['NAME']})"
+        from better_core.embedded import embedded_pgdata
+
+        folder = embedded_pgdata(ROOT).relative_to(ROOT)
+        postgres = f"embedded, data in {folder} (database {database['NAME']})"
     redis = "REDIS_URL" if os.environ.get("REDIS_URL") else "embedded, data in .data/redis"
     return postgres, redis
 
@@ -454,12 +457,21 @@ def _service_pid(pid_file: Path, name: str, *markers: str) -> int | None:
 
 
 def stop_services(data_dir: Path = ROOT / ".data") -> int:
-    """Stop the embedded PostgreSQL (fast shutdown) and Redis that run from ``data_dir``."""
+    """Stop the embedded PostgreSQL servers (fast shutdown) and Redis that run from ``data_dir``."""
     redis_dir = (data_dir / "redis").resolve()
     # The short socket name better_core.embedded.start_redis uses when the folder's path is long.
     short_socket = f"better-redis-{hashlib.sha256(str(redis_dir).encode()).hexdigest()[:12]}"
+    # One folder per PostgreSQL major (.data/pg18, .data/pg16), and .data/pg of older checkouts.
+    folders = sorted(data_dir.glob("pg*")) or [data_dir / "pg"]
     targets = [
-        ("PostgreSQL", _service_pid(data_dir / "pg" / "postmaster.pid", "postgres"), signal.SIGINT),
+        *(
+            (
+                f"PostgreSQL ({folder.name})",
+                _service_pid(folder / "postmaster.pid", "postgres"),
+                signal.SIGINT,
+            )
+            for folder in folders
+        ),
         (
             "Redis",
             _service_pid(redis_dir / "redis.pid", "redis-server", short_socket),

@@ -9,6 +9,7 @@ owner automatically; everything else, runserver included, runs as the app role.
 import sys
 from pathlib import Path
 
+import django
 import environ
 
 from better_core.embedded import configure_databases, configure_redis
@@ -160,8 +161,19 @@ BETTER_WEBHOOKS = {
 }
 
 # Mails go to files in .data/mail unless EMAIL_BACKEND names another backend (SMTP, anymail).
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
-EMAIL_FILE_PATH = BASE_DIR / ".data" / "mail"
+_MAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
+_MAIL_FILES = BASE_DIR / ".data" / "mail"
+if django.VERSION >= (6, 1):
+    # Django 6.1 configures mail through MAILERS; EMAIL_BACKEND and EMAIL_FILE_PATH are deprecated.
+    MAILERS = {
+        "default": {
+            "BACKEND": _MAIL_BACKEND,
+            "OPTIONS": {"file_path": str(_MAIL_FILES)} if "filebased" in _MAIL_BACKEND else {},
+        }
+    }
+else:
+    EMAIL_BACKEND = _MAIL_BACKEND
+    EMAIL_FILE_PATH = _MAIL_FILES
 
 # better_console: auto-approve while developing; in production, magic link codes to the addresses
 # in BETTER_CONSOLE_ALLOWED_EMAILS. The fixed hash below signs development sessions only.

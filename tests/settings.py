@@ -2,6 +2,8 @@
 
 import os
 
+import django
+
 from example_project.settings import *  # noqa: F403
 from example_project.settings import DATABASE_OWNER, DATABASES, INSTALLED_APPS
 
@@ -46,8 +48,12 @@ BETTER_WEBHOOKS = {
     "CELERY": False,
 }
 
-# better_mail: mails stay in django.core.mail.outbox (tests switch to anymail's test backend).
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# better_mail: mails stay in django.core.mail.outbox (tests switch backends with
+# tests.mail.backends.use_backend).
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 # better_console: a fixed signing hash, both sign-in methods (tests switch with override_settings).
 BETTER_CONSOLE = {

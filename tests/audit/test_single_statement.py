@@ -16,7 +16,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 import better_audit as audit
-from better_audit import capture, writer
+from better_audit import capture, seams, writer
 from better_audit.models import AuditLog
 from better_tenant import no_tenant, run_as, run_as_system
 from tests.audit.conftest import logs
@@ -388,6 +388,26 @@ def test_django_gets_the_values_it_asked_the_insert_for(tenant):
     assert Label.objects.get(pk=label.pk).name == "uuid key"
     [invoice_row] = logs(table_name="test_invoices")
     assert invoice_row.record_id == str(invoice.pk)
+
+
+@pytest.mark.parametrize("folded", [True, False], ids=["one statement", "other path"])
+def test_a_saved_expression_gives_django_the_values_it_asked_the_update_for(tenant, folded):
+    def scenario() -> None:
+        with run_as(tenant):
+            invoice = new_invoice(id=920001, number="A", amount=decimal.Decimal("1.50"))
+            invoice.amount = F("amount") + 1
+            invoice.save()
+            stored = Invoice.objects.get(pk=invoice.pk).amount
+        assert stored == decimal.Decimal("2.50")
+        if seams.current().update_returns_rows:
+            # Django 6.0+ has the UPDATE return the value and sets it on the instance.
+            assert invoice.amount == decimal.Decimal("2.50")
+        else:
+            assert hasattr(invoice.amount, "resolve_expression")
+        [_, update] = logs()
+        assert (update.before_data["amount"], update.after_data["amount"]) == (1.5, 2.5)
+
+    run(scenario, folded=folded)
 
 
 def test_save_of_a_missing_row_falls_through_to_an_insert(tenant):

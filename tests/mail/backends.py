@@ -7,7 +7,16 @@ import time
 from collections import Counter
 from typing import Any
 
+from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
+
+
+def use_backend(settings: Any, path: str) -> None:
+    """Send through the backend at ``path``: MAILERS on Django 6.1+, EMAIL_BACKEND before."""
+    if hasattr(mail, "mailers"):
+        settings.MAILERS = {"default": {"BACKEND": path}}
+    else:
+        settings.EMAIL_BACKEND = path
 
 
 class ScriptedBackend(BaseEmailBackend):

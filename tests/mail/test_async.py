@@ -24,7 +24,7 @@ from better_mail.models import MailLog, MailStatus
 from better_mail.templates import MailTemplate
 from better_tenant import run_as, run_as_system
 from example_project.celery import app
-from tests.mail.backends import CountingBackend, ScriptedBackend
+from tests.mail.backends import CountingBackend, ScriptedBackend, use_backend
 from tests.support.concurrency import run_threads
 
 SCRIPTED = "tests.mail.backends.ScriptedBackend"
@@ -42,7 +42,7 @@ class Ping(MailTemplate):
 def eager_celery(settings):
     """Tasks run in-process (the worker path is the same task body)."""
     settings.BETTER_MAIL = {"ASYNC": True, "RETRY_BACKOFF": 30, "MAX_ATTEMPTS": 3}
-    settings.EMAIL_BACKEND = SCRIPTED
+    use_backend(settings, SCRIPTED)
     ScriptedBackend.reset()
     saved = app.conf.task_always_eager
     app.conf.task_always_eager = True
@@ -297,7 +297,7 @@ def test_the_worker_works_in_system_mode_for_tenant_mails(
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_workers_never_send_a_mail_twice(settings):
     """Four threads (each its own connection) race for the same 24 mails: every mail once."""
-    settings.EMAIL_BACKEND = "tests.mail.backends.CountingBackend"
+    use_backend(settings, "tests.mail.backends.CountingBackend")
     CountingBackend.counts.clear()
     logs = [queue(n) for n in range(24)]
     ids = [str(log.pk) for log in logs]
@@ -324,7 +324,7 @@ def test_two_concurrent_workers_never_send_a_mail_twice(settings):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_sends_with_one_idempotency_key_make_one_mail(settings):
     settings.BETTER_MAIL = {"ASYNC": False}
-    settings.EMAIL_BACKEND = "tests.mail.backends.CountingBackend"
+    use_backend(settings, "tests.mail.backends.CountingBackend")
     CountingBackend.counts.clear()
     barrier = threading.Barrier(2)
     results: list[str] = []

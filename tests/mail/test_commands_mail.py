@@ -16,6 +16,7 @@ from better_mail.models import MailLog, MailStatus
 from better_mail.sending import send
 from better_mail.templates import registry
 from better_tenant import run_as_system
+from tests.mail.backends import use_backend
 from tests.mail.test_preview import GOOD, INVALID, Defined, define_templates, templates  # noqa: F401
 
 
@@ -88,7 +89,7 @@ def test_send_test_data_replaces_preview_variables(good_only):
 
 @pytest.mark.django_db(transaction=True)
 def test_send_test_reports_a_failed_send_and_exits_1(good_only, settings):
-    settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
+    use_backend(settings, f"{__name__}.RefusingBackend")
     code, out = run("send-test", "--template", GOOD, "--to", "ada@example.com")
     assert code == 1
     [log] = logs(template=GOOD)

@@ -293,3 +293,12 @@ def test_a_sensitive_templates_bodies_are_never_stored(
     assert stored.html_body == "" and stored.text_body == ""
     assert "734021" not in stored.subject
     assert "734021" in mail.outbox[-1].body
+
+
+def test_mails_go_through_the_default_mailer_of_the_running_django(settings):
+    # MAILERS["default"] on Django 6.1+, EMAIL_BACKEND before: the one the project configured.
+    from better_mail.sending import mail_backend
+    from tests.mail.backends import CountingBackend, use_backend
+
+    use_backend(settings, "tests.mail.backends.CountingBackend")
+    assert isinstance(mail_backend(), CountingBackend)

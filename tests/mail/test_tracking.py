@@ -13,6 +13,7 @@ from better_mail import tracking as mail_tracking
 from better_mail.models import MailLog, MailStatus
 from better_mail.templates import MailTemplate
 from better_tenant import run_as
+from tests.mail.backends import use_backend
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +27,7 @@ class Notice(MailTemplate):
 
 @pytest.fixture(autouse=True)
 def anymail_backend(settings):
-    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    use_backend(settings, "anymail.backends.test.EmailBackend")
     settings.BETTER_MAIL = {"ASYNC": False}
     mail.outbox = []
 

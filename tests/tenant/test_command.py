@@ -102,6 +102,67 @@ def test_seed_refuses_a_duplicate_slug_without_if_missing():
         assert Tenant.objects.filter(slug="acme").count() == 1
 
 
+def membership(role: str, member: str) -> tuple[bool, bool] | None:
+    """``(inherits, may SET ROLE)`` of ``member`` in ``role`` as the server records the grant.
+
+    PostgreSQL 16+ records both on the grant (``pg_auth_members``); before, a member inherits
+    unless the member role itself is NOINHERIT, and every member may SET ROLE.
+    """
+    if server_major() >= 16:
+        rows = fetch(
+            "SELECT m.inherit_option, m.set_option FROM pg_auth_members m "
+            "WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = %s) "
+            "AND m.member = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+            [role, member],
+        )
+    else:
+        rows = fetch(
+            "SELECT r.rolinherit, true FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member "
+            "WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = %s) AND r.rolname = %s",
+            [role, member],
+        )
+    return tuple(rows[0]) if rows else None
+
+
+def server_major() -> int:
+    return fetch("SELECT current_setting('server_version_num')::int / 10000")[0][0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_membership_is_granted_in_the_syntax_of_the_server():
+    # PostgreSQL 16+: GRANT .. WITH INHERIT FALSE, SET TRUE, and the member role keeps INHERIT;
+    # before: the member role is made NOINHERIT and granted plainly. Either way the member may
+    # SET ROLE and holds none of the role's privileges until it does.
+    from better_core.roles import membership_sql
+
+    suffix = uuid.uuid4().hex[:8]
+    member, role = f"member_{suffix}", f"switch_{suffix}"
+    as_owner(
+        f'CREATE ROLE "{member}" NOLOGIN INHERIT',
+        f'CREATE ROLE "{role}" NOLOGIN',
+        f'CREATE TABLE "t_{suffix}" (id int)',
+        f'GRANT SELECT ON "t_{suffix}" TO "{role}"',
+    )
+    try:
+        as_owner(membership_sql(member, role))
+        as_owner(membership_sql(member, role))  # idempotent
+        assert membership(role, member) == (False, True)
+        [(inherits,)] = fetch("SELECT rolinherit FROM pg_roles WHERE rolname = %s", [member])
+        assert inherits is (server_major() >= 16)
+        assert fetch("SELECT pg_has_role(%s, %s, 'USAGE')", [member, role]) == [(False,)]
+        assert fetch("SELECT pg_has_role(%s, %s, 'MEMBER')", [member, role]) == [(True,)]
+        assert fetch(
+            "SELECT has_table_privilege(%s, %s, 'SELECT')", [member, f"t_{suffix}"]
+        ) == [(False,)]
+    finally:
+        as_owner(
+            f'DROP TABLE "t_{suffix}"',
+            f'GRANT "{member}", "{role}" TO CURRENT_USER',
+            f'DROP OWNED BY "{member}", "{role}"',
+            f'DROP ROLE "{member}", "{role}"',
+        )
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("slug", ["Not OK", "-edge", "a--b", "x" * 64])
 def test_seed_rejects_a_bad_slug_naming_the_flag(slug):
@@ -204,22 +265,17 @@ def test_init_makes_the_app_role_a_noinherit_member_of_the_audit_admin_role(sett
     app, system, admin = (f"init_{kind}_{suffix}" for kind in ("app", "system", "admin"))
     settings.BETTER_TENANT = {"SYSTEM_ROLE": system}
     settings.BETTER_AUDIT_INTEGRITY = {"ADMIN_ROLE": admin}
-    membership = (
-        "SELECT m.inherit_option, m.set_option FROM pg_auth_members m "
-        "WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = %s) "
-        "AND m.member = (SELECT oid FROM pg_roles WHERE rolname = %s)"
-    )
     as_owner(f'CREATE ROLE "{app}" NOLOGIN NOINHERIT')
     try:
         with connected_as_owner():
             dry, _ = run("init", "--app-role", app, "--dry-run")
         assert f"quote_ident('{admin}') || ' TO ' || quote_ident('{app}')" in dry
-        assert fetch(membership, [admin, app]) == []
+        assert membership(admin, app) is None
         with connected_as_owner():
             out, _ = run("init", "--app-role", app)
         assert f"✓ {app} may SET ROLE {admin} (better_audit's admin role" in out
-        assert fetch(membership, [admin, app]) == [(False, True)]
-        assert fetch(membership, [system, app]) == [(False, True)]
+        assert membership(admin, app) == (False, True)
+        assert membership(system, app) == (False, True)
         # A member that does not inherit: the admin role's DELETE never applies by itself.
         assert fetch("SELECT pg_has_role(%s, %s, 'USAGE')", [app, admin]) == [(False,)]
     finally:

@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.test import Client
 from django.utils import timezone
@@ -30,6 +29,7 @@ from django.utils import timezone
 from better_core.commands import SYMBOLS
 from better_mail.models import MailLog
 from better_mail.sending import deliver as deliver_mail
+from better_mail.sending import mail_backend
 from better_tenant import run_as
 from better_tenant.api import get_tenant_by_slug
 from better_webhooks.delivery import deliver_ids
@@ -461,8 +461,9 @@ class Command(BaseCommand):
         self.holds(f"mail_logs: template {log.template!r} to {', '.join(log.to)}, {log.status}")
         self.settle_mail(log, self.state["acme"])
         claim(log.status == "sent", f"the welcome mail is {log.status}: {log.error}")
-        where = settings.EMAIL_BACKEND.rsplit(".", 2)[-2]
-        target = f" in {settings.EMAIL_FILE_PATH}" if where == "filebased" else ""
+        backend = mail_backend()
+        where = type(backend).__module__.rsplit(".", 1)[-1]
+        target = f" in {backend.file_path}" if where == "filebased" else ""
         self.holds(
             f"mail_logs: {log.subject!r} to {', '.join(log.to)} is {log.status} "
             f"(backend {where}{target})"

