@@ -28,7 +28,7 @@ def _cells() -> list[tuple[str, str, str]]:
 def _readme_table() -> list[tuple[str, str, str]]:
     """The rows of the README's table of supported versions: (Python, Django, PostgreSQL)."""
     text = (ROOT / "README.md").read_text()
-    section = text.split("### Supported versions", 1)[1].split("\n#", 1)[0]
+    section = text.split("## Supported versions", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"^\| (3\.\d+) \| (\d\.\d) \| (\d+) \|", section, re.MULTILINE)
 
 
