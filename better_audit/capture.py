@@ -20,8 +20,9 @@ Single rows (``Model.save``):
 - UPDATE: ``Model._do_update`` is wrapped so that Django's UPDATE of the row also locks and returns
   it as it was: ``WITH b AS (SELECT .. FOR UPDATE), src AS (UPDATE .. FROM b RETURNING b.image,
   to_jsonb(t.*)) INSERT INTO audit_logs ..``; on the other path the UPDATE returns both images and
-  ``post_save`` writes the entry. Where that method has another signature (other Django versions),
-  a ``pre_save`` receiver reads the before-state with its own ``SELECT .. FOR UPDATE`` instead.
+  ``post_save`` writes the entry. Django 6.0+ also has that UPDATE return the columns it asks for
+  (expressions, generated fields); they ride on the same statement. Were the method not wrapped, a
+  ``pre_save`` receiver would read the before-state with its own ``SELECT .. FOR UPDATE``.
 - DELETE: see below; the row's image comes back from the DELETE itself.
 
 ``Model.save_base`` is wrapped so that, on the other path, the save and its audit row share one
@@ -54,6 +55,10 @@ through a multi-table-inheritance child's queryset. Record such changes with
 ``audit.capture_log()``.
 
 Unaudited models pay one dict lookup per call of each wrapped method.
+
+Every method above is a Django internal. ``better_audit.seams`` lists, per Django release capture
+was verified on, the parameters of each one it wraps or calls; ``install()`` wraps only methods
+that match, and the system check ``better_audit.E012`` fails on any other release or method.
 """
 
 from __future__ import annotations
