@@ -30,11 +30,10 @@ from better_audit.models import AuditLog
 from better_core.admin import (
     EstimatedCountPaginator,
     ReadOnlyAdminMixin,
-    admin_scope,
     distinct_values,
     pretty_json,
-    render_in_scope,
 )
+from better_tenant.shortcuts import admin_scope, render_in_scope
 
 DASHBOARD_DAYS = 30
 _MISSING = object()

@@ -36,10 +36,22 @@ class BetterAuditConfig(AppConfig):
 
         if apps.is_installed("better_tenant"):
             # audit_logs has tenant_id but policies of its own (rows may have no tenant).
+            from better_audit.integrity import admin_role, ensure_admin_role_sql
             from better_audit.models import AuditLog
             from better_tenant.inspection import exempt_table
+            from better_tenant.registry import register_role
 
             exempt_table(AuditLog._meta.db_table)
+            # Purge, seal and verify SET ROLE to it (integrity.privileged): `better_tenant init`
+            # and the test harness let the app role do so, without inheriting it.
+            register_role(
+                "better_audit.admin",
+                admin_role,
+                label="better_audit's admin role",
+                purpose="for purge, seal and verify",
+                setting="BETTER_AUDIT_INTEGRITY['ADMIN_ROLE']",
+                ensure_sql=ensure_admin_role_sql,
+            )
 
         if apps.is_installed("better_console"):
             from better_audit.console import register

@@ -29,6 +29,9 @@ entries carry ``correlationId`` and ``tenantId``; ``since`` also takes a duratio
 every filtered entry (the published server stops at 1000) and carries the trail's chain head in the
 ``X-Audit-Chain-Head`` header; bad filters, cursors and ids answer 400 where the published server
 fails with a 500.
+
+It also registers the ``audit`` section of the console dashboard (``audit_summary``, with the
+chart of events per day below the figures).
 """
 
 from __future__ import annotations
@@ -38,19 +41,22 @@ import binascii
 import json
 import math
 import uuid
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.http import StreamingHttpResponse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from better_audit.exports import export_response
 from better_audit.models import AuditLog
 from better_audit.queries import AuditQuery, max_query_limit, query
 from better_audit.sql import COLUMNS
-from better_audit.statistics import stats
+from better_audit.statistics import events_per_day, stats
+from better_console.dashboard import DashboardWindow, changelist_url, register_section
 from better_console.exceptions import ConsoleError
 from better_console.products import (
     MAX_LIMIT,
@@ -68,6 +74,10 @@ from better_console.products import (
 )
 from better_console.registry import ConsoleRequest, ConsoleResponse, Endpoint, register_product
 from better_core.durations import iso_millis, parse_since
+
+if TYPE_CHECKING:
+    from django.contrib.admin import AdminSite
+    from django.http import HttpRequest
 
 # Every column but the diff, whose keys are camelised on their own (see entry_json).
 FIELDS = tuple(column for column in COLUMNS if column != "diff")
@@ -416,6 +426,55 @@ ENDPOINTS = (
 )
 
 
+# --- the console dashboard's section ------------------------------------------------------------
+
+
+def audit_summary(first: date, last: date, using: str | None = None) -> dict[str, Any]:
+    """``{"total", "peak", "per_day": [{"date", "count"}]}``, days of the window, oldest first."""
+    qs = AuditLog.objects.using(using) if using else AuditLog.objects.all()
+    rows = events_per_day(qs, first, last)
+    return {
+        "total": sum(row["count"] for row in rows),
+        "peak": max((row["count"] for row in rows), default=0),
+        "per_day": rows,
+    }
+
+
+def dashboard_figures(window: DashboardWindow) -> dict[str, Any]:
+    return audit_summary(window.first, window.last, window.using)
+
+
+def dashboard_context(
+    site: AdminSite, request: HttpRequest, figures: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The figures with links to the trail and its dashboard, and the chart of events per day."""
+    # The admin module registers AuditLog with the default site: imported once the admin runs.
+    from better_audit.admin import events_chart
+
+    url = changelist_url(site, request, "better_audit.AuditLog")
+    dashboard_url = None
+    if url is not None:
+        try:
+            dashboard_url = reverse(f"{site.name}:better_audit_auditlog_dashboard")
+        except NoReverseMatch:
+            dashboard_url = None
+    return {
+        **figures,
+        "url": url,
+        "dashboard_url": dashboard_url,
+        "chart": events_chart(figures["per_day"]),
+    }
+
+
 def register() -> None:
-    """Register (or re-register) the ``audit`` product with the console."""
+    """Register (or re-register) the ``audit`` product and its dashboard section."""
     register_product("audit", "Audit log", ENDPOINTS, replace=True)
+    register_section(
+        "audit",
+        order=20,
+        figures=dashboard_figures,
+        template="admin/better_audit/dashboard_section.html",
+        wide_template="admin/better_audit/dashboard_chart.html",
+        admin_context=dashboard_context,
+        replace=True,
+    )

@@ -41,15 +41,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
-from django.db import connections, router, transaction
+from django.db import connections, transaction
 from django.db.models import F, Func, TextField
 from django.db.models.functions import Cast
 from django.http import StreamingHttpResponse
 
 from better_audit.queries import AuditQuery
 from better_audit.sql import COLUMNS
-from better_audit.writer import _audit_model, _tenant_installed
 from better_core.durations import iso_millis
+from better_tenant.shortcuts import captured_scope, current_tenant_id
 
 # The model's fields in the order of every audit INSERT.
 FIELDS = COLUMNS
@@ -139,12 +139,12 @@ def export_response(
     """
     style = _validate(format, json_style, naming, max_rows)
     q = (query or AuditQuery()).ordered("asc")
-    scope = _capture_scope()
+    enter = captured_scope()
     extension = "csv" if format == "csv" else ("ndjson" if style == "ndjson" else "json")
     name = _safe_filename(filename or "audit-export", extension)
     header_head = None
     if chain_head and (format == "csv" or naming == "camel"):
-        with snapshot(q.queryset.db), _entered(scope):
+        with snapshot(q.queryset.db), enter(q.queryset.db):
             header_head = _chain_head()
     # In the console's shape the head travels in the header alone.
     in_body = chain_head and naming != "camel"
@@ -152,7 +152,7 @@ def export_response(
 
     def body() -> Iterator[bytes]:
         # Snapshot first: REPEATABLE READ must be set before the scope's first statement.
-        with snapshot(q.queryset.db), _entered(scope):
+        with snapshot(q.queryset.db), enter(q.queryset.db):
             yield from _write_chunks(_ChunkSink(), plan)
 
     response = StreamingHttpResponse(body(), content_type=CONTENT_TYPES[(format, style)])
@@ -352,46 +352,7 @@ def snapshot(using: str = "default") -> Iterator[None]:
 def _chain_head() -> dict[str, Any]:
     from better_audit import integrity
 
-    return integrity.chain_head(tenant_id=_scope_tenant())
-
-
-def _scope_tenant() -> Any:
-    return _capture_scope()[1]
-
-
-def _capture_scope() -> tuple[str, Any]:
-    if not _tenant_installed():
-        return ("none", None)
-    from better_tenant.context import get_context
-
-    context = get_context()
-    if context.is_system:
-        return ("system", None)
-    if context.tenant_id is not None:
-        return ("tenant", context.tenant_id)
-    return ("none", None)
-
-
-@contextlib.contextmanager
-def _entered(scope: tuple[str, Any]) -> Iterator[None]:
-    kind, tenant_id = scope
-    if kind == "none":
-        yield
-        return
-    from better_tenant.context import get_context, run_as, run_as_system
-
-    context = get_context()
-    if (kind == "system" and context.is_system) or (
-        kind == "tenant" and not context.is_system and context.tenant_id == tenant_id
-    ):
-        yield
-        return
-    if kind == "system":
-        with run_as_system(using=router.db_for_read(_audit_model())):
-            yield
-    else:
-        with run_as(tenant_id, using=router.db_for_read(_audit_model())):
-            yield
+    return integrity.chain_head(tenant_id=current_tenant_id())
 
 
 def _validate(

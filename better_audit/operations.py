@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.apps import apps
 from django.db import NotSupportedError, router
 from django.db.migrations.operations.special import RunSQL
 
 from better_audit import sql
+from better_tenant.shortcuts import tenancy_installed
 
 
 class _PostgresSQL(RunSQL):
@@ -80,7 +80,7 @@ class AuditLogRLS(_PostgresSQL):
         return sql.disable_rls_sql(self.table)
 
     def _applies(self, app_label: str, schema_editor: Any) -> bool:
-        return apps.is_installed("better_tenant") and super()._applies(app_label, schema_editor)
+        return tenancy_installed() and super()._applies(app_label, schema_editor)
 
 
 class AuditAppendOnly(_PostgresSQL):
@@ -107,7 +107,7 @@ class AuditAppendOnly(_PostgresSQL):
         from better_audit import integrity
 
         system_role = None
-        if apps.is_installed("better_tenant"):
+        if tenancy_installed():
             from better_tenant.conf import tenant_settings
 
             system_role = tenant_settings.SYSTEM_ROLE

@@ -32,6 +32,7 @@ from django.db.models import Field, Model
 
 from better_audit import sql
 from better_audit.conf import audit_settings
+from better_tenant.shortcuts import tenancy_installed
 
 UNKNOWN = object()
 Converter = Callable[[Any, datetime.tzinfo], Any]
@@ -303,7 +304,7 @@ def _build_spec(
 
 
 def _tenant_column(model: type[Model]) -> str | None:
-    if not apps.is_installed("better_tenant"):
+    if not tenancy_installed():
         return None
     from better_tenant.constraints import is_tenant_model
 

@@ -30,7 +30,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
-from django.apps import apps
 from django.db import connections, router, transaction
 from django.db.models import Model
 from django.utils import timezone
@@ -38,6 +37,7 @@ from django.utils import timezone
 from better_audit import enrichment, hooks, sql, tables
 from better_audit.context import get_audit_context
 from better_audit.exceptions import AuditConfigurationError, MissingRecordId
+from better_tenant.shortcuts import current_tenant_id, tenancy_installed
 
 logger = logging.getLogger("better_audit")
 
@@ -197,7 +197,7 @@ def record(
             tenant_id = uuid.UUID(tenant_id)
         elif tenant_id is None:
             if default_tenant is _UNSET:
-                default_tenant = _current_tenant()
+                default_tenant = current_tenant_id()
             tenant_id = default_tenant
         entry = AuditEntry(
             id=uuid.uuid4(),
@@ -311,7 +311,7 @@ def fold_plan(
         **common,
     )
     enrichment.apply(template, resolved)
-    tenant = _current_tenant()
+    tenant = current_tenant_id()
     values = {
         "timestamp": template.timestamp,
         "table_name": table,
@@ -389,19 +389,6 @@ def run_after_hooks(entries: list[AuditEntry]) -> None:
                 hooks.report_error(exc, entry)
 
 
-def _current_tenant() -> Any:
-    if not _tenant_installed():
-        return None
-    from better_tenant.context import get_context
-
-    return get_context().tenant_id
-
-
-@functools.cache
-def _tenant_installed() -> bool:
-    return apps.is_installed("better_tenant")
-
-
 # --- writing ------------------------------------------------------------------------------------
 
 
@@ -432,7 +419,7 @@ def _insert_batches(batches: list[list[AuditEntry]], using: str, idempotent: boo
 
 def insert_as_system(entries: list[AuditEntry], using: str) -> int:
     """INSERT entries of any tenant: in system mode when better_tenant is installed (the worker)."""
-    if _tenant_installed():
+    if tenancy_installed():
         from better_tenant.context import run_as_system
 
         with run_as_system(using=using):

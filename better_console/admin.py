@@ -1,11 +1,11 @@
 """The Django admin as the visual console: a dashboard across the apps, sessions and magic links.
 
 - ``/admin/better_console/dashboard/`` (URL name ``admin:better_console_dashboard``) shows the
-  tenant count, audit events per day as an SVG bar chart, the webhook delivery success rate and
-  the mail counts per status, each linking to the app's changelist (filtered by status where one
-  applies). Each section appears only when its app is installed. It is listed in the admin index
-  as Console > Dashboard. The figures span every tenant: console read access is the right to
-  see them.
+  sections that the installed products register with ``better_console.dashboard`` (the tenant
+  count, audit events per day as an SVG bar chart, the webhook delivery success rate and the mail
+  counts per status), each linking to the product's changelist (filtered by status where one
+  applies). It is listed in the admin index as Console > Dashboard. The figures span every
+  tenant: console read access is the right to see them.
 - It is added to the default ``admin.site`` when the admin loads this module; a project with its
   own ``AdminSite`` calls ``install_dashboard(its_site)`` once (in its ``admin.py``).
 - Console levels come from ``better_console.permissions``: superusers hold read, write and admin;
@@ -20,9 +20,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
 
 from django.apps import apps
 from django.contrib import admin, messages
@@ -35,6 +33,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from better_console.dashboard import KNOWN_SECTIONS, dashboard_data, sections
+from better_console.dashboard import changelist_url as changelist_url
 from better_console.models import ConsoleSession, MagicLink
 from better_console.permissions import console_levels, has_console_level, require_console_level
 from better_core.admin import ReadOnlyAdminMixin
@@ -103,124 +103,37 @@ def _console_app_url(site: AdminSite) -> str | None:
 
 
 def dashboard_view(request: HttpRequest, site: AdminSite) -> HttpResponse:
-    """The console dashboard (needs console read)."""
-    from better_console.dashboard import dashboard_data
-
+    """The console dashboard (needs console read): each registered section's templates."""
     require_console_level(request.user, "read")
     data = dashboard_data(DASHBOARD_DAYS)
-    context = {
+    context: dict[str, Any] = {
         **site.each_context(request),
         "title": "Console dashboard",
         "data": data,
         "console_levels": console_levels(request.user),
         "console_app_url": _console_app_url(site),
-        "tenants": _tenants_section(site, request, data["tenants"]),
-        "audit": _audit_section(site, request, data["audit"]),
-        "webhooks": _webhooks_section(site, request, data["webhooks"]),
-        "mail": _mail_section(site, request, data["mail"]),
     }
+    # The suite's sections also under their keys, as templates overriding this page read them;
+    # other keys stay out, so that a section cannot shadow a variable of the page.
+    context.update(dict.fromkeys(KNOWN_SECTIONS))
+    shown = []
+    for section in sections():
+        figures = data.get(section.key)
+        if figures is None:
+            continue
+        section_context = section.context(site, request, figures)
+        if section.key in KNOWN_SECTIONS:
+            context[section.key] = section_context
+        shown.append(
+            {
+                "key": section.key,
+                "template": section.template,
+                "wide_template": section.wide_template,
+                "context": section_context,
+            }
+        )
+    context["sections"] = shown
     return TemplateResponse(request, "admin/better_console/dashboard.html", context)
-
-
-def changelist_url(
-    site: AdminSite, request: HttpRequest, model_label: str, **query: str
-) -> str | None:
-    """The model's changelist on ``site`` with ``query``, or None when the user may not see it."""
-    try:
-        model = apps.get_model(model_label)
-    except LookupError:
-        return None
-    model_admin = site._registry.get(model)
-    if model_admin is None or not model_admin.has_view_permission(request):
-        return None
-    opts = model._meta
-    url = reverse(f"{site.name}:{opts.app_label}_{opts.model_name}_changelist")
-    return f"{url}?{urlencode(query)}" if query else url
-
-
-def _status_rows(
-    site: AdminSite,
-    request: HttpRequest,
-    model: str,
-    counts: dict[str, int],
-    label: Callable[[str], str] = str.capitalize,
-) -> list[dict[str, Any]]:
-    """One row per status: its label, its count and the changelist filtered to it."""
-    return [
-        {
-            "key": status,
-            "label": label(status),
-            "count": count,
-            "url": changelist_url(site, request, model, status__exact=status),
-        }
-        for status, count in counts.items()
-    ]
-
-
-def _tenants_section(
-    site: AdminSite, request: HttpRequest, data: dict[str, Any] | None
-) -> dict[str, Any] | None:
-    if data is None:
-        return None
-    return {**data, "url": changelist_url(site, request, "better_tenant.Tenant")}
-
-
-def _audit_section(
-    site: AdminSite, request: HttpRequest, data: dict[str, Any] | None
-) -> dict[str, Any] | None:
-    if data is None:
-        return None
-    from better_audit.admin import events_chart
-
-    url = changelist_url(site, request, "better_audit.AuditLog")
-    dashboard_url = None
-    if url is not None:
-        try:
-            dashboard_url = reverse(f"{site.name}:better_audit_auditlog_dashboard")
-        except NoReverseMatch:
-            dashboard_url = None
-    return {
-        **data,
-        "url": url,
-        "dashboard_url": dashboard_url,
-        "chart": events_chart(data["per_day"]),
-    }
-
-
-def _webhooks_section(
-    site: AdminSite, request: HttpRequest, data: dict[str, Any] | None
-) -> dict[str, Any] | None:
-    if data is None:
-        return None
-    deliveries = "better_webhooks.WebhookDelivery"
-    endpoints = "better_webhooks.WebhookEndpoint"
-    rate = data["success_rate"]
-    return {
-        **data,
-        "delivered": data["statuses"]["delivered"],
-        "success_rate_display": None if rate is None else f"{rate:.1%}",
-        "url": changelist_url(site, request, deliveries),
-        "rows": _status_rows(site, request, deliveries, data["statuses"]),
-        "endpoints_url": changelist_url(site, request, endpoints),
-        "endpoint_rows": _status_rows(site, request, endpoints, data["endpoints"]),
-    }
-
-
-def _mail_section(
-    site: AdminSite, request: HttpRequest, data: dict[str, Any] | None
-) -> dict[str, Any] | None:
-    if data is None:
-        return None
-    from better_mail.models import MailStatus
-
-    logs = "better_mail.MailLog"
-    return {
-        **data,
-        "url": changelist_url(site, request, logs),
-        "rows": _status_rows(
-            site, request, logs, data["statuses"], lambda status: MailStatus(status).label
-        ),
-    }
 
 
 install_dashboard(admin.site)

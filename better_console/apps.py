@@ -11,6 +11,10 @@ class BetterConsoleConfig(AppConfig):
     label = "better_console"
     verbose_name = "Console"
     default_auto_field = "django.db.models.BigAutoField"
+    #: Read by better_tenant's middleware (better_tenant.registry) while the console is installed:
+    #: the console protocol authenticates on its own and is never tenant-scoped. Declared, not
+    #: registered, because the console imports none of the apps whose products it serves.
+    tenant_exempt_paths = ("/.well-known/better/",)
 
     def ready(self) -> None:
         from better_console.checks import check_settings, check_tables, refuse_unsafe_start

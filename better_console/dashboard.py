@@ -1,26 +1,149 @@
-"""The figures of the console dashboard: tenants, audit events per day, webhooks and mail.
-
-``dashboard_data(days)`` reads every tenant's rows (system mode when better_tenant is installed)
-and returns one section per installed app, or None for an app that is not installed. The window is
-the last ``days`` UTC days, today included, as in ``audit.stats()``. Each section costs one grouped
-query; the tenant count is bounded like the admin's paginator (exact up to ``EXACT_COUNT_LIMIT``
-rows, the planner's estimate above).
-"""
+"""The console dashboard: sections that products register, and the figures they compute."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from django.apps import apps
-from django.db.models import Count
+from django.db.models import Count, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
-from better_core.admin import EXACT_COUNT_LIMIT, EstimatedCountPaginator
-from better_core.tenancy import system_scope
+from better_console.exceptions import ConsoleConfigurationError
+from better_tenant.shortcuts import system_scope
+
+if TYPE_CHECKING:
+    from django.contrib.admin import AdminSite
+    from django.http import HttpRequest
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 365
+#: The sections of the suite's own products: ``dashboard_data()`` always holds these keys, None
+#: for a section that is not registered (its app is not installed), so that readers of the JSON
+#: need not test for a key.
+KNOWN_SECTIONS = ("tenants", "audit", "webhooks", "mail")
+RESERVED_KEYS = frozenset({"days", "since"})
+
+
+@dataclass(frozen=True)
+class DashboardWindow:
+    """The span a section counts: ``days`` UTC days from ``first`` to ``last`` (today included).
+
+    ``since`` is the first day's midnight (UTC) and ``using`` the database alias to read (None:
+    the router's choice).
+    """
+
+    days: int
+    first: date
+    last: date
+    since: datetime
+    using: str | None = None
+
+
+Figures = Callable[[DashboardWindow], Mapping[str, Any] | None]
+AdminContext = Callable[["AdminSite", "HttpRequest", Mapping[str, Any]], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class DashboardSection:
+    """One section of the dashboard, registered by the product it shows.
+
+    ``figures(window)`` returns the section's JSON-serialisable figures: its value in
+    ``dashboard_data()`` (None leaves the section out of the admin dashboard). In the admin
+    dashboard, ``template`` renders the section's card in the grid of figures and
+    ``wide_template`` (optional) a full-width block below the grid, such as a chart; both see
+    the section's admin context as ``section`` and the whole ``data`` of the page. That context
+    is ``admin_context(site, request, figures)`` (links, a chart, labelled rows), or the figures
+    themselves when the section has no ``admin_context``.
+    """
+
+    key: str
+    order: int
+    figures: Figures
+    template: str
+    wide_template: str | None = None
+    admin_context: AdminContext | None = None
+
+    def context(
+        self, site: AdminSite, request: HttpRequest, figures: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """What the section's templates see as ``section``."""
+        if self.admin_context is None:
+            return dict(figures)
+        return dict(self.admin_context(site, request, figures))
+
+
+_sections: dict[str, DashboardSection] = {}
+_lock = threading.Lock()
+
+
+def register_section(
+    key: str,
+    *,
+    order: int,
+    figures: Figures,
+    template: str,
+    wide_template: str | None = None,
+    admin_context: AdminContext | None = None,
+    replace: bool = False,
+) -> DashboardSection:
+    """Add a section to the dashboard under ``key`` (see ``DashboardSection``).
+
+    Sections are shown by ``order``, then ``key``. A product registers its section when its app
+    is ready, so that a product that is not installed has none. Registering a key that is already
+    taken raises, unless ``replace`` is True (as an app's ``ready()`` re-run does).
+    """
+    if not isinstance(key, str) or not key.isidentifier() or key in RESERVED_KEYS:
+        raise ConsoleConfigurationError(
+            f"Dashboard section key {key!r} is not usable: use a Python identifier other than "
+            f"{' or '.join(sorted(RESERVED_KEYS))}."
+        )
+    if isinstance(order, bool) or not isinstance(order, int):
+        raise ConsoleConfigurationError(f"Dashboard section {key!r}: order must be an integer.")
+    if not callable(figures) or (admin_context is not None and not callable(admin_context)):
+        raise ConsoleConfigurationError(
+            f"Dashboard section {key!r}: figures and admin_context must be callables."
+        )
+    if not template or not isinstance(template, str):
+        raise ConsoleConfigurationError(f"Dashboard section {key!r}: template is required.")
+    section = DashboardSection(
+        key=key,
+        order=order,
+        figures=figures,
+        template=template,
+        wide_template=wide_template,
+        admin_context=admin_context,
+    )
+    with _lock:
+        if key in _sections and not replace:
+            raise ConsoleConfigurationError(
+                f"Dashboard section {key!r} is already registered; pass replace=True to "
+                "redefine it."
+            )
+        _sections[key] = section
+    return section
+
+
+def unregister_section(key: str) -> None:
+    """Remove a section (tests, or a product that turns its dashboard section off)."""
+    with _lock:
+        _sections.pop(key, None)
+
+
+def get_section(key: str) -> DashboardSection | None:
+    return _sections.get(key)
+
+
+def sections() -> list[DashboardSection]:
+    """The registered sections in the order the dashboard shows them."""
+    with _lock:
+        registered = list(_sections.values())
+    return sorted(registered, key=lambda section: (section.order, section.key))
 
 
 def window(days: int, now: datetime | None = None) -> tuple[date, date, datetime]:
@@ -33,93 +156,63 @@ def window(days: int, now: datetime | None = None) -> tuple[date, date, datetime
 
 
 def dashboard_data(days: int = DEFAULT_DAYS, using: str | None = None) -> dict[str, Any]:
-    """Every section of the dashboard over the last ``days`` days, across all tenants.
+    """Every registered section's figures over the last ``days`` days, across all tenants.
 
-    Returns ``{"days", "since", "tenants", "audit", "webhooks", "mail"}``; a section is None when
-    its app is not installed. See ``tenant_summary``, ``audit_summary``, ``webhook_summary`` and
-    ``mail_summary`` for the shape of each.
+    Returns ``{"days", "since", "tenants", "audit", "webhooks", "mail", ...}``: the window, then
+    one entry per section, None for a section of ``KNOWN_SECTIONS`` that is not registered. The
+    window is the last ``days`` UTC days, today included, as in ``audit.stats()``. The sections
+    run in one system scope, so that every figure reads every tenant's rows in one snapshot.
     """
     first, last, since = window(days)
+    span = DashboardWindow(days=days, first=first, last=last, since=since, using=using)
+    data: dict[str, Any] = {"days": days, "since": since.isoformat()}
+    data.update(dict.fromkeys(KNOWN_SECTIONS))
     with system_scope(using):
-        return {
-            "days": days,
-            "since": since.isoformat(),
-            "tenants": tenant_summary(using) if apps.is_installed("better_tenant") else None,
-            "audit": (
-                audit_summary(first, last, using) if apps.is_installed("better_audit") else None
-            ),
-            "webhooks": (
-                webhook_summary(since, using) if apps.is_installed("better_webhooks") else None
-            ),
-            "mail": mail_summary(since, using) if apps.is_installed("better_mail") else None,
-        }
+        for section in sections():
+            data[section.key] = section.figures(span)
+    return data
 
 
-def tenant_summary(using: str | None = None) -> dict[str, Any]:
-    """``{"count", "estimated"}``: how many tenants, and whether the figure is an estimate."""
-    from better_tenant.models import Tenant
-
-    qs = Tenant.objects.using(using) if using else Tenant.objects.all()
-    count = EstimatedCountPaginator(qs, per_page=1).count
-    return {"count": count, "estimated": count > EXACT_COUNT_LIMIT}
+# --- helpers for the sections -------------------------------------------------------------------
 
 
-def audit_summary(first: date, last: date, using: str | None = None) -> dict[str, Any]:
-    """``{"total", "peak", "per_day": [{"date", "count"}]}``, days of the window, oldest first."""
-    from better_audit.models import AuditLog
-    from better_audit.statistics import events_per_day
-
-    qs = AuditLog.objects.using(using) if using else AuditLog.objects.all()
-    rows = events_per_day(qs, first, last)
-    return {
-        "total": sum(row["count"] for row in rows),
-        "peak": max((row["count"] for row in rows), default=0),
-        "per_day": rows,
-    }
-
-
-def webhook_summary(since: datetime, using: str | None = None) -> dict[str, Any]:
-    """Deliveries created in the window by status, the success rate, and endpoints by status.
-
-    ``{"statuses": {status: n}, "total", "finished", "success_rate", "endpoints": {status: n}}``:
-    ``finished`` counts delivered and failed deliveries (pending and in-flight ones have no
-    outcome yet) and ``success_rate`` is delivered / finished, a float from 0 to 1, or None when
-    nothing finished.
-    """
-    from better_webhooks.models import (
-        DELIVERY_STATUSES,
-        ENDPOINT_STATUSES,
-        WebhookDelivery,
-        WebhookEndpoint,
-    )
-
-    deliveries = WebhookDelivery.objects.using(using) if using else WebhookDelivery.objects.all()
-    endpoints = WebhookEndpoint.objects.using(using) if using else WebhookEndpoint.objects.all()
-    statuses = dict.fromkeys(DELIVERY_STATUSES, 0)
-    statuses.update(_by_status(deliveries.filter(created_at__gte=since)))
-    endpoint_counts = dict.fromkeys(ENDPOINT_STATUSES, 0)
-    endpoint_counts.update(_by_status(endpoints))
-    finished = statuses["delivered"] + statuses["failed"]
-    return {
-        "statuses": statuses,
-        "total": sum(statuses.values()),
-        "finished": finished,
-        "success_rate": statuses["delivered"] / finished if finished else None,
-        "endpoints": endpoint_counts,
-    }
-
-
-def mail_summary(since: datetime, using: str | None = None) -> dict[str, Any]:
-    """``{"statuses": {status: n}, "total"}`` over mails created in the window; all statuses."""
-    from better_mail.models import MailLog, MailStatus
-
-    qs = MailLog.objects.using(using) if using else MailLog.objects.all()
-    statuses = dict.fromkeys(MailStatus.values, 0)
-    statuses.update(_by_status(qs.filter(created_at__gte=since)))
-    return {"statuses": statuses, "total": sum(statuses.values())}
-
-
-def _by_status(qs: Any) -> dict[str, int]:
+def counts_by_status(qs: QuerySet) -> dict[str, int]:
+    """``{status: rows}`` of ``qs`` in one grouped query (statuses without rows are absent)."""
     return dict(
         qs.order_by().values_list("status").annotate(n=Count("*")).values_list("status", "n")
     )
+
+
+def changelist_url(
+    site: AdminSite, request: HttpRequest, model_label: str, **query: str
+) -> str | None:
+    """The model's changelist on ``site`` with ``query``, or None when the user may not see it."""
+    try:
+        model = apps.get_model(model_label)
+    except LookupError:
+        return None
+    model_admin = site._registry.get(model)
+    if model_admin is None or not model_admin.has_view_permission(request):
+        return None
+    opts = model._meta
+    url = reverse(f"{site.name}:{opts.app_label}_{opts.model_name}_changelist")
+    return f"{url}?{urlencode(query)}" if query else url
+
+
+def status_rows(
+    site: AdminSite,
+    request: HttpRequest,
+    model_label: str,
+    counts: Mapping[str, int],
+    label: Callable[[str], str] = str.capitalize,
+) -> list[dict[str, Any]]:
+    """One row per status: its key, label, count and the changelist filtered to it."""
+    return [
+        {
+            "key": status,
+            "label": label(status),
+            "count": count,
+            "url": changelist_url(site, request, model_label, status__exact=status),
+        }
+        for status, count in counts.items()
+    ]

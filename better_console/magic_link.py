@@ -366,7 +366,7 @@ def _deliver(
     verify_url: str | None,
     request: Any,
 ) -> None:
-    """SEND_CODE when set, else the ``console_magic_link`` mail of better_mail."""
+    """SEND_CODE when set, else the ``console_magic_link`` mail (``better_console.mail``)."""
     send_code = config.magic_link.send_code if config.magic_link else None
     try:
         if send_code is not None:
@@ -382,6 +382,7 @@ def _deliver(
             )
             return
         import better_mail
+        from better_console import mail  # noqa: F401 - registers it where AUTODISCOVER is off
 
         better_mail.send(
             "console_magic_link",

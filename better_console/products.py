@@ -32,7 +32,7 @@ from django.utils import timezone
 from better_console.exceptions import ConsoleError
 from better_console.registry import ConsoleRequest
 from better_core.durations import UNITS_HELP, parse_since
-from better_core.tenancy import system_scope, tenancy_installed
+from better_tenant.shortcuts import narrowed_scope, system_scope, tenancy_installed
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
@@ -273,9 +273,7 @@ def console_scope(
             "INSTALLED_APPS; leave tenantId out.",
             "TENANCY_NOT_INSTALLED",
         )
-    from better_tenant import run_as
-
-    with run_as(tenant_id, using=using):
+    with narrowed_scope(tenant_id, using=using):
         yield
 
 

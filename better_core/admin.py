@@ -1,19 +1,16 @@
-"""Admin primitives shared by the better apps: bounded counts, tenant scope, loose index scans."""
+"""Admin primitives shared by the better apps: bounded counts, read-only views, index scans."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
-from django.apps import apps
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
+from django.http import HttpRequest
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -66,28 +63,6 @@ def _plan_estimate(qs: QuerySet) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
-@contextlib.contextmanager
-def admin_scope(request: HttpRequest) -> Iterator[None]:
-    """System mode for superusers when better_tenant is installed (the admin has no tenant)."""
-    user = getattr(request, "user", None)
-    if not apps.is_installed("better_tenant") or not getattr(user, "is_superuser", False):
-        yield
-        return
-    from better_tenant.context import run_as_system
-
-    with run_as_system():
-        yield
-
-
-def console_allows(user: Any, level: str) -> bool:
-    """Whether ``user`` holds console ``level`` (read/write/admin); True without better_console."""
-    if not apps.is_installed("better_console"):
-        return True
-    from better_console.permissions import has_console_level
-
-    return has_console_level(user, level)
-
-
 def pretty_json(value: Any, css_class: str = "") -> SafeString:
     """``value`` as indented JSON in a ``<pre>`` (a JSON string is parsed first), or a dash."""
     if value in (None, "", {}, []):
@@ -99,53 +74,6 @@ def pretty_json(value: Any, css_class: str = "") -> SafeString:
     return format_html(
         '<pre class="{}" style="margin: 0; white-space: pre-wrap">{}</pre>', css_class, text
     )
-
-
-def render_in_scope(response: HttpResponse) -> HttpResponse:
-    """Render a template response now, while the scope that produced it is still open."""
-    # Templates evaluate querysets lazily; rendered after the scope closes they would see no rows.
-    if isinstance(response, TemplateResponse) and not response.is_rendered:
-        response.render()
-    return response
-
-
-class ScopedViewsMixin:
-    """Every view of a ModelAdmin runs, and renders, inside ``view_scope(request)``.
-
-    The default scope is ``admin_scope`` (system mode for superusers); override ``view_scope``
-    for another one. Rendering happens inside the scope because templates read lazily.
-    """
-
-    def view_scope(self, request: HttpRequest) -> contextlib.AbstractContextManager[Any]:
-        return admin_scope(request)
-
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        with self.view_scope(request):
-            return render_in_scope(super().changelist_view(request, extra_context))
-
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: Any = None,
-    ) -> HttpResponse:
-        with self.view_scope(request):
-            return render_in_scope(
-                super().changeform_view(request, object_id, form_url, extra_context)
-            )
-
-    def delete_view(
-        self, request: HttpRequest, object_id: str, extra_context: Any = None
-    ) -> HttpResponse:
-        with self.view_scope(request):
-            return render_in_scope(super().delete_view(request, object_id, extra_context))
-
-    def history_view(
-        self, request: HttpRequest, object_id: str, extra_context: Any = None
-    ) -> HttpResponse:
-        with self.view_scope(request):
-            return render_in_scope(super().history_view(request, object_id, extra_context))
 
 
 def distinct_values(table: str, column: str, using: str = "default") -> list[str]:

@@ -30,16 +30,15 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from better_console.shortcuts import console_allows
 from better_core.admin import (
     EstimatedCountPaginator,
     ReadOnlyAdminMixin,
-    admin_scope,
-    console_allows,
     distinct_value_filter,
     pretty_json,
-    render_in_scope,
 )
 from better_mail.models import MailLog, MailStatus
+from better_tenant.shortcuts import admin_scope, render_in_scope
 
 
 class ResendRefused(Exception):

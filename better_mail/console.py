@@ -19,16 +19,27 @@ Lists are paged as the published audit log is (``{"entries", "hasNextPage", "nex
 ``?tenantId=`` narrows the log endpoints to one tenant's mails (the handler runs as it, so
 row-level security applies). Template variables are never stored, so no response holds them;
 the subject and bodies of mails of ``sensitive`` templates (sign-in codes) are hidden.
+
+It also registers the ``mail`` section of the console dashboard (``mail_summary``).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count
 
+from better_console.dashboard import (
+    DashboardWindow,
+    changelist_url,
+    counts_by_status,
+    register_section,
+    status_rows,
+)
 from better_console.exceptions import ConsoleError
 from better_console.products import (
     console_scope,
@@ -44,6 +55,10 @@ from better_console.products import (
 from better_console.registry import ConsoleRequest, ConsoleResponse, Endpoint, register_product
 from better_mail.exceptions import MailError
 from better_mail.models import MailLog, MailStatus
+
+if TYPE_CHECKING:
+    from django.contrib.admin import AdminSite
+    from django.http import HttpRequest
 
 FIELDS = (
     "id",
@@ -217,6 +232,43 @@ ENDPOINTS = (
 )
 
 
+# --- the console dashboard's section ------------------------------------------------------------
+
+
+def mail_summary(since: datetime, using: str | None = None) -> dict[str, Any]:
+    """``{"statuses": {status: n}, "total"}`` over mails created since ``since``; all statuses."""
+    qs = MailLog.objects.using(using) if using else MailLog.objects.all()
+    statuses = dict.fromkeys(MailStatus.values, 0)
+    statuses.update(counts_by_status(qs.filter(created_at__gte=since)))
+    return {"statuses": statuses, "total": sum(statuses.values())}
+
+
+def dashboard_figures(window: DashboardWindow) -> dict[str, Any]:
+    return mail_summary(window.since, window.using)
+
+
+def dashboard_context(
+    site: AdminSite, request: HttpRequest, figures: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The figures with a changelist link per status, labelled as the admin labels them."""
+    logs = "better_mail.MailLog"
+    return {
+        **figures,
+        "url": changelist_url(site, request, logs),
+        "rows": status_rows(
+            site, request, logs, figures["statuses"], lambda status: MailStatus(status).label
+        ),
+    }
+
+
 def register() -> None:
-    """Register (or re-register) the ``mail`` product with the console."""
+    """Register (or re-register) the ``mail`` product and its dashboard section."""
     register_product("mail", "Mail", ENDPOINTS, replace=True)
+    register_section(
+        "mail",
+        order=40,
+        figures=dashboard_figures,
+        template="admin/better_mail/dashboard_section.html",
+        admin_context=dashboard_context,
+        replace=True,
+    )

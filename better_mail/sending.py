@@ -52,7 +52,6 @@ from django.db import IntegrityError, router, transaction
 from django.utils import timezone
 
 from better_core import rates
-from better_core.tenancy import current_tenant_id, system_scope, tenancy_installed
 from better_mail.conf import mail_settings
 from better_mail.exceptions import (
     InvalidRecipient,
@@ -61,17 +60,11 @@ from better_mail.exceptions import (
     TransientSendError,
 )
 from better_mail.templates import MailTemplate, get_template
+from better_tenant.shortcuts import current_tenant_id, system_scope, tenancy_installed
 
 logger = logging.getLogger("better_mail")
 
 METADATA_KEY = "better_mail_id"
-
-
-# Scopes ---------------------------------------------------------------------------------------
-
-
-tenant_installed = tenancy_installed
-_current_tenant_id = current_tenant_id
 
 
 # send() ---------------------------------------------------------------------------------------
@@ -127,7 +120,7 @@ def send(
         )
     sender = from_email or mail_settings.DEFAULT_FROM or settings.DEFAULT_FROM_EMAIL
     _addresses(sender, "from_email")
-    tenant_id = _current_tenant_id()
+    tenant_id = current_tenant_id()
 
     if idempotency_key is not None:
         existing = _find_by_key(idempotency_key, tenant_id)
@@ -242,7 +235,7 @@ def _insert_statement(model: Any, using: str) -> tuple[str, list[tuple[Any, type
 def _find_by_key(key: str, tenant_id: uuid.UUID | None) -> Any:
     from better_mail.models import MailLog
 
-    if tenant_id is None and tenant_installed():
+    if tenant_id is None and tenancy_installed():
         # Rows without a tenant are only readable in system mode.
         with system_scope():
             return MailLog.objects.filter(idempotency_key=key, tenant_id__isnull=True).first()
@@ -815,7 +808,7 @@ def cancel(log: Any) -> bool:
 
     scope = (
         system_scope()
-        if log.tenant_id is None or _current_tenant_id() is None
+        if log.tenant_id is None or current_tenant_id() is None
         else contextlib.nullcontext()
     )
     with scope:

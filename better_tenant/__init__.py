@@ -9,6 +9,8 @@ __all__ = [
     "get_tenant",
     "get_tenant_id",
     "no_tenant",
+    "register_exempt_path",
+    "register_role",
     "require_tenant_id",
     "run_as",
     "run_as_system",
@@ -30,6 +32,10 @@ def __getattr__(name: str) -> Any:
         from better_tenant import context
 
         return getattr(context, name)
+    if name in {"register_exempt_path", "register_role"}:
+        from better_tenant import registry
+
+        return getattr(registry, name)
     if name == "tenant_required":
         from better_tenant.decorators import tenant_required
 

@@ -10,11 +10,11 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from better_core.admin import ScopedViewsMixin
 from better_tenant.api import validate_slug
 from better_tenant.context import run_as_system
 from better_tenant.exceptions import InvalidTenantSlug
 from better_tenant.models import Tenant
+from better_tenant.shortcuts import TenantScopedAdminMixin
 
 
 class TenantAdminForm(forms.ModelForm):
@@ -39,7 +39,7 @@ class TenantAdminForm(forms.ModelForm):
 
 
 @admin.register(Tenant)
-class TenantAdmin(ScopedViewsMixin, admin.ModelAdmin):
+class TenantAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     form = TenantAdminForm
     list_display = ("name", "slug", "created_at")
     search_fields = ("name", "slug")

@@ -16,15 +16,19 @@ A tenant is ``{"id", "name", "slug", "createdAt"}``. Errors are ``{"error", "cod
 published server fails with a 500 on bad input, this one answers what is wrong: a slug that is
 not a slug or is taken (400 ``INVALID_TENANT_SLUG``, 409 ``DUPLICATE_TENANT_SLUG``), an empty
 name (400), an id that is not a UUID (400 ``INVALID_ID``), an unknown id on PATCH (404).
+
+It also registers the ``tenants`` section of the console dashboard (``tenant_summary``).
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q
 
+from better_console.dashboard import DashboardWindow, changelist_url, register_section
 from better_console.exceptions import ConsoleError
 from better_console.products import (
     bad_request,
@@ -35,6 +39,7 @@ from better_console.products import (
     path_id,
 )
 from better_console.registry import ConsoleRequest, ConsoleResponse, Endpoint, register_product
+from better_core.admin import EXACT_COUNT_LIMIT, EstimatedCountPaginator
 from better_core.durations import iso_millis
 from better_tenant import api
 from better_tenant.exceptions import (
@@ -45,6 +50,10 @@ from better_tenant.exceptions import (
     TenantNotFound,
 )
 from better_tenant.models import Tenant
+
+if TYPE_CHECKING:
+    from django.contrib.admin import AdminSite
+    from django.http import HttpRequest
 
 FIELDS = ("id", "name", "slug", "created_at")
 MAX_FIELD = 255
@@ -176,6 +185,39 @@ ENDPOINTS = (
 )
 
 
+# --- the console dashboard's section ------------------------------------------------------------
+
+
+def tenant_summary(using: str | None = None) -> dict[str, Any]:
+    """``{"count", "estimated"}``: how many tenants, and whether the figure is an estimate.
+
+    Bounded like the admin's paginator: exact up to ``EXACT_COUNT_LIMIT`` rows, the planner's
+    estimate above.
+    """
+    qs = Tenant.objects.using(using) if using else Tenant.objects.all()
+    count = EstimatedCountPaginator(qs, per_page=1).count
+    return {"count": count, "estimated": count > EXACT_COUNT_LIMIT}
+
+
+def dashboard_figures(window: DashboardWindow) -> dict[str, Any]:
+    # The tenant count is not windowed: tenants are counted whenever they were created.
+    return tenant_summary(window.using)
+
+
+def dashboard_context(
+    site: AdminSite, request: HttpRequest, figures: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {**figures, "url": changelist_url(site, request, "better_tenant.Tenant")}
+
+
 def register() -> None:
-    """Register (or re-register) the ``tenant`` product with the console."""
+    """Register (or re-register) the ``tenant`` product and its dashboard section."""
     register_product("tenant", "Tenants", ENDPOINTS, replace=True)
+    register_section(
+        "tenants",
+        order=10,
+        figures=dashboard_figures,
+        template="admin/better_tenant/dashboard_section.html",
+        admin_context=dashboard_context,
+        replace=True,
+    )

@@ -270,7 +270,8 @@ class TenantMiddleware(HybridMiddleware):
     """Resolve the tenant of every request it applies to and run the view as that tenant.
 
     Applies to paths under ``PATH_PREFIXES`` (all when empty) that are not under
-    ``EXEMPT_PATHS``. A request naming no tenant, or an unknown one, is answered with
+    ``EXEMPT_PATHS`` nor under the prefixes installed apps register (``better_tenant.registry``).
+    A request naming no tenant, or an unknown one, is answered with
     ``ON_MISSING_TENANT(request)`` or a JSON error with ``MISSING_TENANT_STATUS``; one whose
     verified token and another source name different tenants gets a 403 ``TENANT_MISMATCH``; one
     that ``AUTHORIZE`` refuses gets a 403 ``TENANT_FORBIDDEN``. Otherwise the view runs inside

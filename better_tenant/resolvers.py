@@ -10,13 +10,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from django.apps import apps
 from django.core.exceptions import DisallowedHost, ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.http import HttpRequest
 from django.http.request import split_domain_port
 
 from better_core.jwt import bearer_claims
+from better_tenant import registry
 from better_tenant.conf import tenant_settings
 from better_tenant.errors import TenantMismatch
 from better_tenant.lookup import resolve_to_id
@@ -126,7 +126,7 @@ def from_jwt(
 
 @dataclass(frozen=True)
 class Plan:
-    """The resolver chain and where it applies, compiled once from the settings."""
+    """The resolver chain and where it applies, compiled once from the settings and registry."""
 
     header_key: str | None
     path_pattern: str | None
@@ -255,7 +255,7 @@ def _prefixes(key: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=1)
 def plan() -> Plan:
-    """The compiled resolver chain (rebuilt when ``settings.BETTER_TENANT`` changes)."""
+    """The compiled resolver chain, rebuilt when BETTER_TENANT or the exempt paths change."""
     header = tenant_settings.HEADER
     path = tenant_settings.PATH
     if path is not None:
@@ -285,19 +285,26 @@ def plan() -> Plan:
         jwt_audience=tenant_settings.JWT_AUDIENCE,
         custom=custom,
         prefixes=_prefixes("PATH_PREFIXES"),
-        # The console protocol authenticates on its own and is never tenant-scoped.
-        exempt=_prefixes("EXEMPT_PATHS")
-        + (("/.well-known/better/",) if apps.is_installed("better_console") else ()),
+        # Paths the installed apps register: they authenticate on their own, with no tenant.
+        exempt=_prefixes("EXEMPT_PATHS") + registry.exempt_paths(),
         authorize=authorize,
     )
 
 
 def _on_setting_changed(*, setting: str, **_: Any) -> None:
-    if setting == tenant_settings.namespace:
+    # INSTALLED_APPS: the installed apps declare exempt paths.
+    if setting in (tenant_settings.namespace, "INSTALLED_APPS"):
         plan.cache_clear()
 
 
+def _on_exempt_paths_changed(**_: Any) -> None:
+    plan.cache_clear()
+
+
 setting_changed.connect(_on_setting_changed, dispatch_uid="better_tenant.resolvers.plan")
+registry.exempt_paths_changed.connect(
+    _on_exempt_paths_changed, dispatch_uid="better_tenant.resolvers.plan"
+)
 
 
 def resolve_tenant_id(request: HttpRequest) -> uuid.UUID | None:

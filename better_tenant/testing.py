@@ -51,12 +51,12 @@ def django_db_setup_with_roles(
     django_db_modify_db_settings: None,
 ) -> Iterator[None]:
     """Create and migrate the test databases as the owner; tests then connect as the app role."""
-    from django.apps import apps
     from django.db import connections
     from django.test import TransactionTestCase
     from django.test.utils import setup_databases, teardown_databases
 
     from better_tenant.conf import tenant_settings
+    from better_tenant.registry import registered_roles
     from better_tenant.sql import grant_privileges_sql, membership_sql
 
     keepdb = django_db_keepdb and not django_db_createdb
@@ -75,11 +75,9 @@ def django_db_setup_with_roles(
                             owner.get("USER"), app_users[alias], tenant_settings.SYSTEM_ROLE
                         )
                     )
-                    if apps.is_installed("better_audit"):
-                        # The privileged path of the audit trail (the role its migration made).
-                        from better_audit.integrity import admin_role
-
-                        cursor.execute(membership_sql(app_users[alias], admin_role()))
+                    # The roles of the apps' privileged paths (their migrations made them).
+                    for role in registered_roles():
+                        cursor.execute(membership_sql(app_users[alias], role.role_name()))
 
     with django_db_blocker.unblock():
         refusal = _bypassing_role()

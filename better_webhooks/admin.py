@@ -22,21 +22,21 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.safestring import SafeString
 
+from better_console.shortcuts import console_allows
 from better_core.admin import (
     EstimatedCountPaginator,
     ReadOnlyAdminMixin,
-    ScopedViewsMixin,
-    console_allows,
     distinct_value_filter,
     distinct_values,
     pretty_json,
 )
+from better_tenant.shortcuts import TenantScopedAdminMixin
 from better_webhooks.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 
 # --- shared ------------------------------------------------------------------------------------
 
 
-class ScopedAdmin(ScopedViewsMixin, admin.ModelAdmin):
+class ScopedAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     """Every admin view of the model runs in ``admin_scope``."""
 
 

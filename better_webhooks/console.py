@@ -22,15 +22,26 @@ Lists are paged as the published audit log is (``{"entries", "hasNextPage", "nex
 serializers); signing secrets are never in a response, except the one a create returns.
 ``?tenantId=`` narrows every read to one tenant (the handler runs as it, so row-level security
 applies).
+
+It also registers the ``webhooks`` section of the console dashboard (``webhook_summary``).
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from rest_framework.exceptions import ValidationError
 
+from better_console.dashboard import (
+    DashboardWindow,
+    changelist_url,
+    counts_by_status,
+    register_section,
+    status_rows,
+)
 from better_console.exceptions import ConsoleError
 from better_console.products import (
     bad_request,
@@ -69,6 +80,10 @@ from better_webhooks.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+
+if TYPE_CHECKING:
+    from django.contrib.admin import AdminSite
+    from django.http import HttpRequest
 
 WRITE_FIELDS = ("url", "events", "description", "metadata")
 
@@ -296,6 +311,63 @@ ENDPOINTS = (
 )
 
 
+# --- the console dashboard's section ------------------------------------------------------------
+
+
+def webhook_summary(since: datetime, using: str | None = None) -> dict[str, Any]:
+    """Deliveries created since ``since`` by status, the success rate, and endpoints by status.
+
+    ``{"statuses": {status: n}, "total", "finished", "success_rate", "endpoints": {status: n}}``:
+    ``finished`` counts delivered and failed deliveries (pending and in-flight ones have no
+    outcome yet) and ``success_rate`` is delivered / finished, a float from 0 to 1, or None when
+    nothing finished.
+    """
+    deliveries = WebhookDelivery.objects.using(using) if using else WebhookDelivery.objects.all()
+    endpoints = WebhookEndpoint.objects.using(using) if using else WebhookEndpoint.objects.all()
+    statuses = dict.fromkeys(DELIVERY_STATUSES, 0)
+    statuses.update(counts_by_status(deliveries.filter(created_at__gte=since)))
+    endpoint_counts = dict.fromkeys(ENDPOINT_STATUSES, 0)
+    endpoint_counts.update(counts_by_status(endpoints))
+    finished = statuses["delivered"] + statuses["failed"]
+    return {
+        "statuses": statuses,
+        "total": sum(statuses.values()),
+        "finished": finished,
+        "success_rate": statuses["delivered"] / finished if finished else None,
+        "endpoints": endpoint_counts,
+    }
+
+
+def dashboard_figures(window: DashboardWindow) -> dict[str, Any]:
+    return webhook_summary(window.since, window.using)
+
+
+def dashboard_context(
+    site: AdminSite, request: HttpRequest, figures: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The figures with the rate as a percentage and a changelist link per status."""
+    deliveries = "better_webhooks.WebhookDelivery"
+    endpoints = "better_webhooks.WebhookEndpoint"
+    rate = figures["success_rate"]
+    return {
+        **figures,
+        "delivered": figures["statuses"]["delivered"],
+        "success_rate_display": None if rate is None else f"{rate:.1%}",
+        "url": changelist_url(site, request, deliveries),
+        "rows": status_rows(site, request, deliveries, figures["statuses"]),
+        "endpoints_url": changelist_url(site, request, endpoints),
+        "endpoint_rows": status_rows(site, request, endpoints, figures["endpoints"]),
+    }
+
+
 def register() -> None:
-    """Register (or re-register) the ``webhooks`` product with the console."""
+    """Register (or re-register) the ``webhooks`` product and its dashboard section."""
     register_product("webhooks", "Webhooks", ENDPOINTS, replace=True)
+    register_section(
+        "webhooks",
+        order=30,
+        figures=dashboard_figures,
+        template="admin/better_webhooks/dashboard_section.html",
+        admin_context=dashboard_context,
+        replace=True,
+    )

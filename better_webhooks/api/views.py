@@ -23,6 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from better_tenant import shortcuts
 from better_webhooks import db
 from better_webhooks.api.errors import ApiError, exception_handler, not_found
 from better_webhooks.api.pagination import DeliveryCursorPagination
@@ -89,19 +90,12 @@ _ERRORS = {
 def api_scope(request: Request) -> Iterator[None]:
     """The database scope of an API handler (see the module docstring)."""
     using = db.alias()
-    if not db.tenancy():
-        with transaction.atomic(using=using):
-            yield
-        return
-    from better_tenant.context import get_context, run_as_system
-
-    context = get_context()
-    if context.tenant_id is not None or context.is_system:
+    if shortcuts.in_system_mode() or shortcuts.current_tenant_id() is not None:
         with transaction.atomic(using=using):
             yield
         return
     if getattr(request.user, "is_superuser", False):
-        with run_as_system(using=using):
+        with shortcuts.system_scope(using=using):
             yield
         return
     raise ApiError(

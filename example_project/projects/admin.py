@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from better_core.admin import ScopedViewsMixin
+from better_tenant.shortcuts import TenantScopedAdminMixin
 from example_project.projects.models import (
     Invite,
     Membership,
@@ -20,7 +20,7 @@ from example_project.projects.models import (
 )
 
 
-class ScopedAdmin(ScopedViewsMixin, admin.ModelAdmin):
+class ScopedAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     """Runs each admin view in ``admin_scope``: system mode for superusers, no tenant otherwise.
 
     Tenant rows are written with an explicit tenant (system mode has no tenant to default to), so

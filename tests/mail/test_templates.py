@@ -11,6 +11,7 @@ from typing import Any, TypedDict
 import markupsafe
 import pytest
 
+from better_console.mail import ConsoleMagicLinkEmail
 from better_mail import templates
 from better_mail.exceptions import (
     TemplateCompileError,
@@ -18,7 +19,6 @@ from better_mail.exceptions import (
     TemplateNotFound,
     TemplateVariableError,
 )
-from better_mail.mail import ConsoleMagicLinkEmail
 from better_mail.templates import MailTemplate, get_template, lint, registry
 
 

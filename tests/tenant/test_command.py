@@ -151,9 +151,9 @@ def test_the_membership_is_granted_in_the_syntax_of_the_server():
         assert inherits is (server_major() >= 16)
         assert fetch("SELECT pg_has_role(%s, %s, 'USAGE')", [member, role]) == [(False,)]
         assert fetch("SELECT pg_has_role(%s, %s, 'MEMBER')", [member, role]) == [(True,)]
-        assert fetch(
-            "SELECT has_table_privilege(%s, %s, 'SELECT')", [member, f"t_{suffix}"]
-        ) == [(False,)]
+        assert fetch("SELECT has_table_privilege(%s, %s, 'SELECT')", [member, f"t_{suffix}"]) == [
+            (False,)
+        ]
     finally:
         as_owner(
             f'DROP TABLE "t_{suffix}"',

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
 from typing import Any
 
-from django.apps import apps
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connections
@@ -19,6 +16,7 @@ from django.utils import timezone
 
 from better_core.commands import SubcommandCommand
 from better_core.durations import parse_since
+from better_tenant.shortcuts import system_scope
 
 APP = "better_audit"
 BAR_WIDTH = 30
@@ -174,7 +172,7 @@ class Command(SubcommandCommand):
 
         days = options["days"] or None
         try:
-            with _system(options["database"]):
+            with system_scope(using=options["database"]):
                 report = stats(days=days, top=options["top"], using=options["database"])
         except ValueError as exc:
             flag = "--top" if str(exc).startswith("top") else "--days"
@@ -319,7 +317,7 @@ class Command(SubcommandCommand):
                 raise CommandError(f"--from/--to: {exc}") from exc
         stream = options["output"] or _Raw(self.stdout)
         try:
-            with snapshot(alias), _system(alias):
+            with snapshot(alias), system_scope(using=alias):
                 summary = export(
                     format=options["format"],
                     json_style=options["json_style"],
@@ -421,18 +419,6 @@ def _schema_checks(alias: str) -> list[tuple[bool, str]]:
         )
     )
     return results
-
-
-@contextlib.contextmanager
-def _system(alias: str) -> Iterator[None]:
-    # The command reads every tenant's trail.
-    if not apps.is_installed("better_tenant"):
-        yield
-        return
-    from better_tenant.context import run_as_system
-
-    with run_as_system(using=alias):
-        yield
 
 
 def _interactive() -> bool:

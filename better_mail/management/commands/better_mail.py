@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
-from django.apps import apps
 from django.core.management.base import CommandError
 from django.utils import autoreload
 
 from better_core.commands import SubcommandCommand
+from better_tenant.shortcuts import narrowed_scope, system_scope, tenancy_installed
 
 
 class Command(SubcommandCommand):
@@ -203,20 +202,12 @@ class Command(SubcommandCommand):
 # --- helpers --------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _scope(alias: str, tenant: str | None) -> Iterator[None]:
+def _scope(alias: str, tenant: str | None) -> AbstractContextManager[Any]:
     # Outside a tenant the log row belongs to no tenant, which only system mode may write.
-    if not apps.is_installed("better_tenant"):
-        if tenant:
-            raise CommandError("--tenant needs better_tenant in INSTALLED_APPS.")
-        yield
-        return
-    from better_tenant.context import run_as, run_as_system
-
     if not tenant:
-        with run_as_system(using=alias):
-            yield
-        return
+        return system_scope(using=alias)
+    if not tenancy_installed():
+        raise CommandError("--tenant needs better_tenant in INSTALLED_APPS.")
     from better_tenant.lookup import resolve_to_id
 
     try:
@@ -225,5 +216,4 @@ def _scope(alias: str, tenant: str | None) -> Iterator[None]:
         raise CommandError(f"--tenant: {exc}") from exc
     if tenant_id is None:
         raise CommandError(f"--tenant: no tenant has the id or slug {tenant!r}.")
-    with run_as(tenant_id, using=alias):
-        yield
+    return narrowed_scope(tenant_id, using=alias)

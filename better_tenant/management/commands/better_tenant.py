@@ -21,6 +21,7 @@ from better_core.commands import SubcommandCommand
 from better_tenant import inspection, sql
 from better_tenant.conf import tenant_settings
 from better_tenant.operations import EnableTenantRLS, InstallTenantRLS
+from better_tenant.registry import registered_roles
 
 ROLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
@@ -39,8 +40,8 @@ class Command(SubcommandCommand):
             help="Let the app role enter the system role and grant it table privileges.",
             description=(
                 "Run as the role that owns the tables: creates the system role if missing, makes "
-                "the app role a NOINHERIT member of it (and of better_audit's admin role when "
-                "better_audit is installed) and grants SELECT, INSERT, UPDATE, DELETE (never "
+                "the app role a NOINHERIT member of it (and of the roles installed apps register "
+                "for their privileged paths) and grants SELECT, INSERT, UPDATE, DELETE (never "
                 "TRUNCATE) on current and future tables."
             ),
         )
@@ -107,7 +108,7 @@ class Command(SubcommandCommand):
         alias = options["database"]
         connection = connections[alias]
         system_role = tenant_settings.SYSTEM_ROLE
-        audit_admin = _audit_admin_role()
+        roles = [(role, role.role_name()) for role in registered_roles()]
         app_role = options.get("app_role")
         if app_role is not None and not _valid_role(app_role):
             raise CommandError(
@@ -135,12 +136,13 @@ class Command(SubcommandCommand):
                     f"--app-role: {app_role} is the system role (BETTER_TENANT['SYSTEM_ROLE']); "
                     "name the role the application connects as."
                 )
-            if app_role == audit_admin:
-                raise CommandError(
-                    f"--app-role: {app_role} is better_audit's admin role "
-                    "(BETTER_AUDIT_INTEGRITY['ADMIN_ROLE']); name the role the application "
-                    "connects as."
-                )
+            for role, name in roles:
+                if app_role == name:
+                    where = f" ({role.setting})" if role.setting else ""
+                    raise CommandError(
+                        f"--app-role: {app_role} is {role.label}{where}; name the role the "
+                        "application connects as."
+                    )
             cursor.execute(
                 "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", [app_role]
             )
@@ -160,14 +162,10 @@ class Command(SubcommandCommand):
             sql.ensure_system_role_sql(system_role),
             sql.membership_sql(app_role, system_role),
         ]
-        if audit_admin is not None:
-            from better_audit.integrity import ensure_admin_role_sql
-
-            # Purge, seal and verify SET ROLE to it (better_audit.integrity.privileged).
-            statements += [
-                ensure_admin_role_sql(audit_admin),
-                sql.membership_sql(app_role, audit_admin),
-            ]
+        for role, name in roles:
+            if role.ensure_sql is not None:
+                statements.append(role.ensure_sql(name))
+            statements.append(sql.membership_sql(app_role, name))
         statements.append(sql.grant_privileges_sql(owner, app_role, system_role, schema))
         if options["dry_run"]:
             self.stdout.write(f"-- better_tenant init: run as {owner}")
@@ -185,11 +183,8 @@ class Command(SubcommandCommand):
             ) from exc
         self.ok(f"system role {system_role} exists")
         self.ok(f"{app_role} may SET ROLE {system_role} (for run_as_system) without inheriting it")
-        if audit_admin is not None:
-            self.ok(
-                f"{app_role} may SET ROLE {audit_admin} (better_audit's admin role, for purge, "
-                "seal and verify) without inheriting it"
-            )
+        for role, name in roles:
+            self.ok(f"{app_role} may SET ROLE {name} ({role.describe()}) without inheriting it")
         self.ok(
             f"granted SELECT, INSERT, UPDATE, DELETE on tables and sequence use in {schema} to "
             f"{app_role} and {system_role}, also for tables {owner} creates later"
@@ -359,15 +354,6 @@ class Command(SubcommandCommand):
 
 def _valid_role(name: str) -> bool:
     return bool(ROLE_RE.match(name)) and len(name.encode()) <= 63
-
-
-def _audit_admin_role() -> str | None:
-    """better_audit's admin role when better_audit is installed: init lets the app role enter it."""
-    if not apps.is_installed("better_audit"):
-        return None
-    from better_audit.integrity import admin_role
-
-    return admin_role()
 
 
 def system_check_findings() -> list[inspection.Finding]:

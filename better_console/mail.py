@@ -1,4 +1,4 @@
-"""Templates that ship with better_mail (registered by autodiscovery of ``<app>.mail``)."""
+"""The mail templates of better_console, registered when better_mail discovers ``<app>.mail``."""
 
 from __future__ import annotations
 
