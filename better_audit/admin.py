@@ -28,12 +28,12 @@ from django.utils.safestring import SafeString, mark_safe
 
 from better_audit.models import AuditLog
 from better_core.admin import (
-    EstimatedCountPaginator,
+    LargeTableAdminMixin,
     ReadOnlyAdminMixin,
     distinct_values,
     pretty_json,
 )
-from better_tenant.shortcuts import admin_scope, render_in_scope
+from better_tenant.shortcuts import TenantScopedAdminMixin, admin_scope, render_in_scope
 
 DASHBOARD_DAYS = 30
 _MISSING = object()
@@ -57,7 +57,9 @@ class TableFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditLogAdmin(
+    TenantScopedAdminMixin, LargeTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin
+):
     list_display = (
         "timestamp",
         "operation",
@@ -73,10 +75,7 @@ class AuditLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_help_text = "Exact actor id or record id."
     sortable_by = ("timestamp",)
     ordering = ("-timestamp", "-id")
-    list_per_page = 50
     list_max_show_all = 0
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
     actions = None
     date_hierarchy = None
     change_list_template = "admin/better_audit/auditlog/change_list.html"
@@ -137,18 +136,7 @@ class AuditLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         extra_context = {**(extra_context or {}), "dashboard_url": self._dashboard_url()}
-        with admin_scope(request):
-            return render_in_scope(super().changelist_view(request, extra_context))
-
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
-    ) -> HttpResponse:
-        with admin_scope(request):
-            return render_in_scope(super().change_view(request, object_id, form_url, extra_context))
-
-    def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
-        with admin_scope(request):
-            return render_in_scope(super().history_view(request, object_id, extra_context))
+        return super().changelist_view(request, extra_context)
 
     def get_urls(self) -> list[Any]:
         info = (self.opts.app_label, self.opts.model_name)

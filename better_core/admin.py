@@ -34,6 +34,18 @@ class EstimatedCountPaginator(Paginator):
         return exact if exact <= EXACT_COUNT_LIMIT else max(estimate, exact)
 
 
+class LargeTableAdminMixin:
+    """The changelist of a table that grows without bound: no full COUNT, bounded pages.
+
+    The paginator counts at most ``EXACT_COUNT_LIMIT`` rows and shows the planner's estimate
+    above, and the "show all" link, which would count every row, is hidden.
+    """
+
+    list_per_page = 50
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+
+
 class ReadOnlyAdminMixin:
     """A ModelAdmin or inline that shows rows and never adds, changes or deletes them."""
 

@@ -32,13 +32,13 @@ from django.utils.safestring import SafeString
 
 from better_console.shortcuts import console_allows
 from better_core.admin import (
-    EstimatedCountPaginator,
+    LargeTableAdminMixin,
     ReadOnlyAdminMixin,
     distinct_value_filter,
     pretty_json,
 )
 from better_mail.models import MailLog, MailStatus
-from better_tenant.shortcuts import admin_scope, render_in_scope
+from better_tenant.shortcuts import TenantScopedAdminMixin
 
 
 class ResendRefused(Exception):
@@ -98,7 +98,9 @@ def _stored_payload(log: MailLog) -> dict[str, Any]:
 
 
 @admin.register(MailLog)
-class MailLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class MailLogAdmin(
+    TenantScopedAdminMixin, LargeTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin
+):
     list_display = (
         "created_at",
         "template",
@@ -116,10 +118,7 @@ class MailLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )
     sortable_by = ("created_at",)
     ordering = ("-created_at",)
-    list_per_page = 50
     list_max_show_all = 0
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
     date_hierarchy = None
     actions = ("resend_action",)
     change_list_template = "admin/better_mail/maillog/change_list.html"
@@ -231,18 +230,7 @@ class MailLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         extra_context = {**(extra_context or {}), "templates_url": self._url("templates")}
-        with admin_scope(request):
-            return render_in_scope(super().changelist_view(request, extra_context))
-
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
-    ) -> HttpResponse:
-        with admin_scope(request):
-            return render_in_scope(super().change_view(request, object_id, form_url, extra_context))
-
-    def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
-        with admin_scope(request):
-            return render_in_scope(super().history_view(request, object_id, extra_context))
+        return super().changelist_view(request, extra_context)
 
     def get_urls(self) -> list[Any]:
         info = (self.opts.app_label, self.opts.model_name)

@@ -24,7 +24,7 @@ from django.utils.safestring import SafeString
 
 from better_console.shortcuts import console_allows
 from better_core.admin import (
-    EstimatedCountPaginator,
+    LargeTableAdminMixin,
     ReadOnlyAdminMixin,
     distinct_value_filter,
     distinct_values,
@@ -32,13 +32,6 @@ from better_core.admin import (
 )
 from better_tenant.shortcuts import TenantScopedAdminMixin
 from better_webhooks.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
-
-# --- shared ------------------------------------------------------------------------------------
-
-
-class ScopedAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
-    """Every admin view of the model runs in ``admin_scope``."""
-
 
 # --- endpoints ---------------------------------------------------------------------------------
 
@@ -72,7 +65,7 @@ class EndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(ScopedAdmin):
+class WebhookEndpointAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     form = EndpointForm
     list_display = (
         "url",
@@ -166,7 +159,9 @@ class AttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
     show_change_link = True
 
 
-class ReadOnlyAdmin(ReadOnlyAdminMixin, ScopedAdmin):
+class ReadOnlyAdmin(
+    TenantScopedAdminMixin, LargeTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin
+):
     """A scoped admin that only shows rows."""
 
 
@@ -189,10 +184,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     search_help_text = "Exact message id (msg_...) or delivery id."
     sortable_by = ("created_at",)
     ordering = ("-created_at", "-id")
-    list_per_page = 50
     list_max_show_all = 0
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
     date_hierarchy = None
     inlines = (AttemptInline,)
     actions = ("replay",)
@@ -264,10 +256,7 @@ class WebhookDeliveryAttemptAdmin(ReadOnlyAdmin):
     list_display_links = ("created_at",)
     sortable_by = ("created_at",)
     ordering = ("-created_at",)
-    list_per_page = 50
     list_max_show_all = 0
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
     search_fields = ("delivery__id",)
     search_help_text = "Exact delivery id."
     fields = (

@@ -11,12 +11,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from better_core.admin import EstimatedCountPaginator
 from better_tenant import run_as, run_as_system
-from better_webhooks.admin import (
-    EstimatedCountPaginator,
-    WebhookDeliveryAdmin,
-    delivered_events,
-)
+from better_webhooks.admin import WebhookDeliveryAdmin, delivered_events
 from better_webhooks.endpoints import create_endpoint
 from better_webhooks.events import register_event, unregister_event
 from better_webhooks.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
