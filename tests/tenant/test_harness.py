@@ -27,30 +27,36 @@ def test_tests_run_as_a_role_without_rls_bypass_or_ownership():
 
 def bypassing_role_url() -> str | None:
     """A DATABASE_URL of a role that bypasses RLS on this server, when one can be had: the owner
-    role when it does, else the embedded server's bootstrap superuser (it connects over its
-    socket without a password)."""
+    role when it does, else the bootstrap superuser ``postgres`` when it may connect without a
+    password (the embedded servers over their socket, a trust-authenticated local server)."""
     from urllib.parse import quote
+
+    import psycopg
 
     settings = connection.settings_dict
     owner = settings["TEST"]["OWNER"]
-    candidates = [(owner["USER"], owner.get("PASSWORD") or "")]
-    if (settings.get("HOST") or "").startswith("/"):
-        candidates.append(("postgres", ""))
+    candidates = [(owner["USER"], owner.get("PASSWORD") or ""), ("postgres", "")]
     with connection.cursor() as cursor:
         for user, password in candidates:
             cursor.execute(
                 "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = %s", [user]
             )
             row = cursor.fetchone()
-            if row and row[0]:
-                host = settings.get("HOST") or "localhost"
-                port = f":{settings['PORT']}" if settings.get("PORT") else ""
-                secret = f":{quote(password, safe='')}" if password else ""
-                who = f"{quote(user, safe='')}{secret}"
-                if host.startswith("/"):
-                    # A socket directory travels as ?host=, which the URL parser passes through.
-                    return f"postgres://{who}@/{settings['NAME']}?host={quote(host, safe='/')}"
-                return f"postgres://{who}@{host}{port}/{settings['NAME']}"
+            if not (row and row[0]):
+                continue
+            host = settings.get("HOST") or "localhost"
+            params = {"host": host, "port": settings.get("PORT") or None, "dbname": "postgres"}
+            try:
+                psycopg.connect(user=user, password=password, connect_timeout=5, **params).close()
+            except psycopg.OperationalError:
+                continue  # the role exists but this run cannot sign in as it
+            port = f":{settings['PORT']}" if settings.get("PORT") else ""
+            secret = f":{quote(password, safe='')}" if password else ""
+            who = f"{quote(user, safe='')}{secret}"
+            if host.startswith("/"):
+                # A socket directory travels as ?host=, which the URL parser passes through.
+                return f"postgres://{who}@/{settings['NAME']}?host={quote(host, safe='/')}"
+            return f"postgres://{who}@{host}{port}/{settings['NAME']}"
     return None
 
 
