@@ -116,9 +116,11 @@ from post_office.models import Email, EmailTemplate  # noqa: E402
 from post_office.models import Log as PostOfficeLog  # noqa: E402
 
 from better_core.roles import grant_privileges_sql  # noqa: E402
+from better_mail.compiler import compile_mjml  # noqa: E402
+from better_mail.delivery import send_due  # noqa: E402
 from better_mail.models import MailLog  # noqa: E402
-from better_mail.sending import send, send_due  # noqa: E402
-from better_mail.templates import MailTemplate, compile_mjml  # noqa: E402
+from better_mail.sending import send  # noqa: E402
+from better_mail.templates import MailTemplate  # noqa: E402
 from better_tenant import run_as  # noqa: E402
 from better_tenant.api import create_tenant, get_tenant_by_slug  # noqa: E402
 from better_tenant.conf import tenant_settings  # noqa: E402
@@ -233,7 +235,7 @@ def run_better_mail(mails: int, tenant: Tenant) -> tuple[float, float]:
     if sent != mails or len(django_mail.outbox) != mails:
         from django.db.models import Count
 
-        from better_mail.sending import system_scope
+        from better_tenant.shortcuts import system_scope
 
         with system_scope():
             by_status = dict(

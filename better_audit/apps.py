@@ -49,7 +49,7 @@ class BetterAuditConfig(AppConfig):
                 admin_role,
                 label="better_audit's admin role",
                 purpose="for purge, seal and verify",
-                setting="BETTER_AUDIT_INTEGRITY['ADMIN_ROLE']",
+                setting="BETTER_AUDIT['INTEGRITY']['ADMIN_ROLE']",
                 ensure_sql=ensure_admin_role_sql,
             )
 

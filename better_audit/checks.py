@@ -1,4 +1,15 @@
-"""better_audit's system checks (registered on import, from ``apps.ready()``) and RETENTION."""
+"""better_audit's system checks (registered on import, from ``apps.ready()``) and RETENTION.
+
+Ids: E001 TABLES or SKIP_BEFORE_STATE not a list of table names; E002 ON_MISSING_RECORD_ID;
+E003 MAX_BEFORE_STATE_ROWS or BATCH_SIZE; E004 an audited model without a single-column primary
+key; E005 an ENRICHMENT rule; E006 ASYNC_WRITE without Celery; E010 RETENTION; E011
+MAX_QUERY_LIMIT; E012 a Django release capture was not verified on; E013 BETTER_AUDIT not a dict
+or an unknown key; E014 both BETTER_AUDIT['INTEGRITY'] and BETTER_AUDIT_INTEGRITY set; E015 an
+INTEGRITY value; E016 a hook, handler or extractor that does not import; E017 another value of
+the wrong type. W001 a listed table that no installed model has; W002 ASYNC_WRITE without
+ON_ERROR; W003 BETTER_AUDIT_INTEGRITY still used. The ids of single values are declared with their
+keys in better_audit.conf.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +18,29 @@ from typing import Any
 
 from django.core import checks
 
-RETENTION_KEYS = ("days", "tables")
+from better_audit.conf import audit_settings
+from better_audit.conf import retention_problems as retention_problems  # read by the purge command
+
+# Keys reported by check_query_and_retention rather than check_configuration (each once).
+QUERY_AND_RETENTION = ("MAX_QUERY_LIMIT", "RETENTION")
+# What tables.configure() finds while resolving the audited tables. It notes the bad values of
+# TABLES, ON_MISSING_RECORD_ID and the limits too (E001-E003), which the settings report.
+TABLE_PROBLEMS = {"W001": "better_audit.W001", "E004": "better_audit.E004"}
 
 
 @checks.register("better_audit")
 def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """``BETTER_AUDIT`` problems: tables, limits and enrichment rules."""
+    """``BETTER_AUDIT``: one message per bad key, then tables, async writes and enrichment."""
     from better_audit import enrichment, tables
-    from better_audit.conf import audit_settings
     from better_audit.exceptions import AuditConfigurationError
 
-    messages: list[checks.CheckMessage] = []
+    problems = [p for p in audit_settings.problems() if p.key not in QUERY_AND_RETENTION]
+    messages = [problem.as_check() for problem in problems]
     for code, message, hint in tables.PROBLEMS:
-        level = checks.Warning if code.startswith("W") else checks.Error
-        messages.append(level(message, hint=hint, id=f"better_audit.{code}"))
-    if audit_settings.raw("ASYNC_WRITE"):
+        if code in TABLE_PROBLEMS:
+            level = checks.Warning if code.startswith("W") else checks.Error
+            messages.append(level(message, hint=hint, id=TABLE_PROBLEMS[code]))
+    if audit_settings.ASYNC_WRITE:
         if importlib.util.find_spec("celery") is None:
             messages.append(
                 checks.Error(
@@ -40,45 +59,28 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.C
                     id="better_audit.W002",
                 )
             )
-    try:
-        enrichment.settings_rules()
-    except AuditConfigurationError as exc:
-        messages.append(
-            checks.Error(
-                str(exc),
-                hint="See audit.enrich() for the options a rule takes.",
-                id="better_audit.E005",
+    if "ENRICHMENT" not in {problem.key for problem in problems}:
+        try:
+            enrichment.settings_rules()
+        except AuditConfigurationError as exc:
+            messages.append(
+                checks.Error(
+                    str(exc),
+                    hint="See audit.enrich() for the options a rule takes.",
+                    id="better_audit.E005",
+                )
             )
-        )
     return messages
 
 
 @checks.register("better_audit")
 def check_query_and_retention(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """``better_audit.E010``/``E011``: a malformed RETENTION or MAX_QUERY_LIMIT."""
-    from better_audit.conf import audit_settings
-
-    messages: list[checks.CheckMessage] = []
-    limit = audit_settings.raw("MAX_QUERY_LIMIT")
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        messages.append(
-            checks.Error(
-                f"BETTER_AUDIT['MAX_QUERY_LIMIT'] is {limit!r}.",
-                hint="Use a whole number of at least 1 (default 1000): the largest page that "
-                "audit.query().limit(n) may ask for.",
-                id="better_audit.E011",
-            )
-        )
-    for problem in retention_problems(audit_settings.raw("RETENTION")):
-        messages.append(
-            checks.Error(
-                f"BETTER_AUDIT['RETENTION'] {problem}",
-                hint='Use {"days": 365} or {"days": 90, "tables": ["sessions", "api_requests"]}, '
-                "or None for no retention policy.",
-                id="better_audit.E010",
-            )
-        )
-    return messages
+    return [
+        problem.as_check()
+        for problem in audit_settings.problems()
+        if problem.key in QUERY_AND_RETENTION
+    ]
 
 
 @checks.register("better_audit")
@@ -103,44 +105,12 @@ def check_django_release(app_configs: Any = None, **kwargs: Any) -> list[checks.
     ]
 
 
-def retention_problems(value: Any) -> list[str]:
-    """What is wrong with a RETENTION value, as sentence tails (empty when it is usable)."""
-    if value is None:
-        return []
-    if not isinstance(value, dict):
-        return [f"must be a dict or None; got {value!r}."]
-    problems = []
-    unknown = sorted(set(value) - set(RETENTION_KEYS), key=str)
-    if unknown:
-        problems.append(
-            f"has unknown keys {', '.join(map(repr, unknown))}; the keys are 'days' and 'tables'."
-        )
-    days = value.get("days")
-    if "days" not in value:
-        problems.append("has no 'days': give the number of days entries are kept.")
-    elif isinstance(days, bool) or not isinstance(days, int) or days < 1:
-        problems.append(f"'days' must be a positive whole number; got {days!r}.")
-    tables = value.get("tables")
-    if tables is not None and (
-        isinstance(tables, str)
-        or not isinstance(tables, (list, tuple))
-        or not tables
-        or not all(isinstance(t, str) and t for t in tables)
-    ):
-        problems.append(
-            f"'tables' must be a non-empty list of table names (or left out for every table); "
-            f"got {tables!r}."
-        )
-    return problems
-
-
 def retention_policy() -> tuple[int | None, list[str] | None]:
     """The configured ``(days, tables)``; ``(None, None)`` when RETENTION is not set or invalid."""
-    from better_audit.conf import audit_settings
     from better_audit.tables import resolve_table_name
 
-    value = audit_settings.raw("RETENTION")
-    if value is None or retention_problems(value):
+    value = audit_settings.RETENTION
+    if value is None:
         return None, None
     tables = value.get("tables")
     return value["days"], None if tables is None else [resolve_table_name(t) for t in tables]

@@ -4,7 +4,7 @@ Append-only (migration ``0002_tamper_evidence``, SQL in ``append_only_sql``):
 
 - statement-level ``BEFORE UPDATE OR DELETE OR TRUNCATE`` triggers on ``audit_logs`` refuse every
   UPDATE (for every role), every DELETE except in the dedicated NOLOGIN role ``better_audit_admin``
-  (``BETTER_AUDIT_INTEGRITY["ADMIN_ROLE"]``), and every TRUNCATE except by the table owner. They
+  (``BETTER_AUDIT["INTEGRITY"]["ADMIN_ROLE"]``), and every TRUNCATE except by the table owner. They
   are statement triggers, so a refused statement fails loudly even when row-level security would
   have matched no row. The migration also revokes UPDATE, DELETE and TRUNCATE on ``audit_logs``
   from every role but the owner and the admin role (which keeps SELECT and DELETE only), so the
@@ -76,19 +76,9 @@ from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 
 from better_audit import sql
+from better_audit.conf import audit_settings
 from better_audit.exceptions import AuditConfigurationError
 from better_core.roles import literal
-from better_core.settings import AppSettings
-
-DEFAULTS = {
-    # NOLOGIN role of the privileged path (purge, sealing); the app role is a NOINHERIT member.
-    "ADMIN_ROLE": "better_audit_admin",
-    # Seconds an entry may commit after a later seal before verify calls it back-dated.
-    "LATE_TOLERANCE": 3600,
-    # Entries per seal or purge transaction.
-    "BATCH_SIZE": 1000,
-}
-integrity_settings = AppSettings("BETTER_AUDIT_INTEGRITY", DEFAULTS)
 
 SEALS_TABLE = "audit_log_seals"
 PURGES_TABLE = "audit_purges"
@@ -176,7 +166,7 @@ def link_hash(previous: str, seq: int, digest: str) -> str:
 
 
 def admin_role() -> str:
-    return integrity_settings.ADMIN_ROLE
+    return audit_settings.INTEGRITY["ADMIN_ROLE"]
 
 
 def _alias(using: str | None) -> str:
@@ -209,7 +199,7 @@ def privileged(using: str | None = None) -> Iterator[Any]:
                 f"{role!r}, and {session_user!r} cannot switch to it ({exc}). As a superuser "
                 f"(or the role's creator) run: GRANT {sql.qn(role)} TO {sql.qn(session_user)} "
                 "WITH INHERIT FALSE, SET TRUE; (PostgreSQL < 16: GRANT the role and make "
-                f"{session_user} NOINHERIT), or set BETTER_AUDIT_INTEGRITY['ADMIN_ROLE']."
+                f"{session_user} NOINHERIT), or set BETTER_AUDIT['INTEGRITY']['ADMIN_ROLE']."
             ) from exc
         yield cursor
         if not conn.needs_rollback:
@@ -255,7 +245,7 @@ def seal(tenant_id: Any = None, batch_size: int | None = None, *, using: str | N
     ``tenant_id``: None seals every chain, ``GLOBAL`` the chain without a tenant, a tenant (or its
     id) that tenant's chain. Each batch of ``batch_size`` entries is one short transaction.
     """
-    size = batch_size or integrity_settings.BATCH_SIZE
+    size = batch_size or audit_settings.INTEGRITY["BATCH_SIZE"]
     with privileged(using) as cursor:
         chains = _chains(
             cursor,
@@ -360,7 +350,7 @@ def verify(
     if seal:
         _seal_all(tenant_id, using=using)
     expected = _expected_heads(heads)
-    tolerance = integrity_settings.LATE_TOLERANCE
+    tolerance = audit_settings.INTEGRITY["LATE_TOLERANCE"]
     late = None if tolerance is None else datetime.timedelta(seconds=tolerance)
     checked = purged = pending = 0
     broken: list[dict[str, Any]] = []
@@ -565,7 +555,7 @@ def _walk(
                         "backdated",
                         f"The entry is timestamped {ts.isoformat()} but was not there when the "
                         f"chain was sealed at {prev_batch_sealed_at.isoformat()}: it was inserted "
-                        "into the past. Raise BETTER_AUDIT_INTEGRITY['LATE_TOLERANCE'] if "
+                        "into the past. Raise BETTER_AUDIT['INTEGRITY']['LATE_TOLERANCE'] if "
                         "entries legitimately commit that late.",
                     )
                 max_ts = ts if max_ts is None or ts > max_ts else max_ts
@@ -647,7 +637,7 @@ def purge(
         names = sorted(
             {resolve_table_name(t) for t in ([tables] if isinstance(tables, str) else tables)}
         )
-    size = batch_size or integrity_settings.BATCH_SIZE
+    size = batch_size or audit_settings.INTEGRITY["BATCH_SIZE"]
     filters = "a.timestamp < %s" + (" AND a.table_name = ANY(%s)" if names is not None else "")
     filter_params: list[Any] = [cutoff] + ([names] if names is not None else [])
     if dry_run:

@@ -86,7 +86,7 @@ class AuditLogRLS(_PostgresSQL):
 class AuditAppendOnly(_PostgresSQL):
     """Append-only triggers, the admin role and its policies (see ``better_audit.integrity``).
 
-    Computed when the migration runs, because it names ``BETTER_AUDIT_INTEGRITY["ADMIN_ROLE"]``
+    Computed when the migration runs, because it names ``BETTER_AUDIT["INTEGRITY"]["ADMIN_ROLE"]``
     (and, backwards, better_tenant's system role, whose grants it gives back).
     """
 

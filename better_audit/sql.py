@@ -12,8 +12,8 @@ Policy design, when better_tenant is installed:
   and DELETE statements match no row, so the trail is append-only for it.
 - ``rls_system_audit_logs`` (ALL) for the system role that ``run_as_system()`` switches to: reads
   every trail. It does not purge: the append-only triggers (``better_audit.integrity``) refuse
-  DELETE in every role but the audit admin role (``BETTER_AUDIT_INTEGRITY["ADMIN_ROLE"]``), which
-  ``integrity.purge()`` switches to and whose own policies let it read and delete.
+  DELETE in every role but the audit admin role (``BETTER_AUDIT["INTEGRITY"]["ADMIN_ROLE"]``),
+  which ``integrity.purge()`` switches to and whose own policies let it read and delete.
 
 Audit rows are inserted without RETURNING: RETURNING would subject the new row to the SELECT
 policy, which a row with a NULL tenant never passes.

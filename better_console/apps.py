@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
-from django.core import checks
 
 
 class BetterConsoleConfig(AppConfig):
@@ -17,9 +16,8 @@ class BetterConsoleConfig(AppConfig):
     tenant_exempt_paths = ("/.well-known/better/",)
 
     def ready(self) -> None:
-        from better_console.checks import check_settings, check_tables, refuse_unsafe_start
+        from better_console import checks  # noqa: F401 - registers the system checks
+        from better_console.refusals import refuse_unsafe_start
 
-        checks.register(check_settings, "better_console")
-        checks.register(check_tables, "better_console", checks.Tags.database)
         # Auto-approve, a weak secret or "*" in production: the server does not start.
         refuse_unsafe_start()

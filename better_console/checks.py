@@ -1,50 +1,36 @@
-"""System checks of better_console and its start-up refusals; the checks never raise.
+"""System checks of better_console; the checks never raise.
 
-Ids: E001 BETTER_CONSOLE not a dict or unknown keys; E002 no TOKEN_HASH; E003 auto-approve outside
-development; E004 AUTO_APPROVE not a bool; E005 MAGIC_LINK; E006 weak secret; E007 TOKEN_LIFETIME;
-E008 ALLOWED_ORIGINS; E009 ALLOWED_ACTIONS; E010 ON_ERROR; E011 THROTTLE / POLL_THROTTLE;
-E012 CACHE; E013 NUM_PROXIES; E014 "*" email outside development; E015 no session method;
-E016 no way to deliver codes; E017 magic link without its tables (database check).
+Ids: E001 BETTER_CONSOLE not a dict or an unknown key; E002 no TOKEN_HASH; E003 auto-approve
+outside development; E004 AUTO_APPROVE not a bool; E005 MAGIC_LINK; E006 weak secret; E007
+TOKEN_LIFETIME; E008 ALLOWED_ORIGINS; E009 ALLOWED_ACTIONS; E010 ON_ERROR; E011 THROTTLE /
+POLL_THROTTLE; E012 CACHE; E013 NUM_PROXIES; E014 "*" email outside development; E015 no session
+method; E016 no way to deliver codes; E017 magic link without its tables (database check).
 W001 TOKEN_HASH not in the printed form; W002 throttle counted per process; W003 the tables'
-migration is not applied yet.
+migration is not applied yet. The ids of single values are declared with their keys in
+better_console.conf, those of the refusals (E003, E006, E014) in better_console.refusals.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 from django.core import checks
 
-from better_console.conf import (
-    auto_approve_refused,
-    configuration_problems,
-    load,
-    relaxed_environment,
-    setting_errors,
-    weak_secret,
-    wildcard_refused,
-)
-from better_console.exceptions import (
-    ConsoleAutoApproveInProductionError,
-    ConsoleSettingsError,
-    ConsoleWeakSecretError,
-    ConsoleWildcardEmailError,
-)
-
-# Commands that must run even when the server would refuse to start: `check` reports the
-# refusals as errors, `better_console` generates the token that fixes a weak secret.
-_REPAIR_COMMANDS = ("check", "better_console")
+from better_console.conf import TOKEN_HASH_ENV, ConsoleConfig, console_settings, load
+from better_console.email_policy import delivery_available
+from better_console.environment import relaxed_environment
+from better_console.exceptions import ConsoleSettingsError
+from better_console.refusals import Problem, auto_approve_refused, weak_secret, wildcard_refused
+from better_console.tokens import is_valid_token_hash
 
 
+@checks.register("better_console")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Unusable values of BETTER_CONSOLE and the seed's refusals in the current environment."""
-    errors = setting_errors()
-    if errors:
-        return [checks.Error(exc.message, hint=exc.hint or None, id=exc.id) for exc in errors]
+    messages = console_settings.check()
+    if messages:
+        return messages
     config = load()
-    messages: list[checks.CheckMessage] = []
     for problem in configuration_problems(config):
         kind = checks.Warning if problem.warning else checks.Error
         messages.append(kind(problem.message, hint=problem.hint, id=problem.id))
@@ -65,6 +51,57 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     return messages
 
 
+def configuration_problems(config: ConsoleConfig) -> list[Problem]:
+    """What is wrong with a parsed configuration in the current environment."""
+    problems: list[Problem] = []
+    if config.token_hash is None:
+        problems.append(
+            Problem(
+                id="better_console.E002",
+                message="No TOKEN_HASH: session tokens cannot be signed.",
+                hint=f"Run `manage.py better_console init` and set {TOKEN_HASH_ENV} (or "
+                "BETTER_CONSOLE['TOKEN_HASH']) to the hash it prints.",
+                code="TOKEN_HASH_MISSING",
+            )
+        )
+    elif not is_valid_token_hash(config.token_hash):
+        problems.append(
+            Problem(
+                id="better_console.W001",
+                message="TOKEN_HASH is not in the 'sha256:<64 hex>' form that init prints.",
+                hint="Generate one with `manage.py better_console token generate`.",
+                warning=True,
+            )
+        )
+    if not config.auto_approve and config.magic_link is None:
+        problems.append(
+            Problem(
+                id="better_console.E015",
+                message="No session method configured: nobody can open a console session.",
+                hint="Set BETTER_CONSOLE['MAGIC_LINK'] = {'ALLOWED_EMAILS': [...]} or, in "
+                "development, 'AUTO_APPROVE': True.",
+                code="NO_SESSION_METHOD",
+            )
+        )
+    if config.magic_link is not None and not delivery_available(config):
+        problems.append(
+            Problem(
+                id="better_console.E016",
+                message="Magic link sign-in has no way to deliver its code: better_mail is not "
+                "installed and MAGIC_LINK['SEND_CODE'] is not set.",
+                hint="Add 'better_mail' to INSTALLED_APPS, or set MAGIC_LINK['SEND_CODE'] to a "
+                "callable(email, session_id, code, **context).",
+                code="EMAIL_DELIVERY_UNAVAILABLE",
+            )
+        )
+    for rule in (auto_approve_refused, weak_secret, wildcard_refused):
+        problem = rule(config)
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+@checks.register("better_console", checks.Tags.database)
 def check_tables(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
@@ -121,34 +158,3 @@ def _migration_pending(alias: str) -> bool:
     loader = MigrationLoader(connections[alias], ignore_no_migrations=True)
     ours = {key for key in loader.disk_migrations if key[0] == "better_console"}
     return not ours <= set(loader.applied_migrations)
-
-
-def refuse_unsafe_start() -> None:
-    """Raise the seed's start-up errors: auto-approve, a weak secret or ``*`` in production.
-
-    Other unusable settings are left to the system checks. Management commands that diagnose
-    or repair the configuration (``check``, ``better_console``) still run.
-    """
-    if _repair_command():
-        return
-    try:
-        config = load()
-    except ConsoleSettingsError:
-        return
-    for rule, error in (
-        (auto_approve_refused, ConsoleAutoApproveInProductionError),
-        (weak_secret, ConsoleWeakSecretError),
-        (wildcard_refused, ConsoleWildcardEmailError),
-    ):
-        problem = rule(config)
-        if problem is not None:
-            raise error(problem.message, id=problem.id, hint=problem.hint, code=problem.code)
-
-
-def _repair_command() -> bool:
-    program = os.path.basename(sys.argv[0]) if sys.argv else ""
-    return (
-        program in ("manage.py", "django-admin", "__main__.py")
-        and len(sys.argv) > 1
-        and sys.argv[1] in _REPAIR_COMMANDS
-    )

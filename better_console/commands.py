@@ -276,12 +276,8 @@ def _table_results(
 
 def settings_results() -> list[Result]:
     """TOKEN_HASH set and well-formed (failures), ALLOWED_EMAILS set (a warning at most)."""
-    from better_console.conf import (
-        ALLOWED_EMAILS_ENV,
-        TOKEN_HASH_ENV,
-        console_settings,
-        split_emails,
-    )
+    from better_console.conf import ALLOWED_EMAILS_ENV, TOKEN_HASH_ENV, console_settings
+    from better_console.email_policy import split_emails
 
     results = []
     token_hash = console_settings.raw("TOKEN_HASH")

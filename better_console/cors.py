@@ -45,7 +45,7 @@ def origin_allowed(origin: str, origins: Iterable[str]) -> bool:
     # Exactly as a browser sends it (lowercase, no path): the allow-list is kept in that form.
     if origin in origins:
         return True
-    from better_console.conf import relaxed_environment
+    from better_console.environment import relaxed_environment
 
     return is_local_origin(origin) and relaxed_environment()
 

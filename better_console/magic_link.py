@@ -30,19 +30,16 @@ from urllib.parse import urlencode, urlsplit
 from django.db import transaction
 from django.utils import timezone
 
-from better_console.conf import (
-    MAGIC_LINK_LIFETIME,
-    ConsoleConfig,
-    MagicLinkConfig,
-    delivery_available,
-    email_allowed,
-)
+from better_console.conf import ConsoleConfig, MagicLinkConfig
 from better_console.cors import origin_allowed
+from better_console.email_policy import delivery_available, email_allowed
 from better_console.exceptions import ConsoleError
 from better_console.sessions import IssuedToken, create_stored_session
 
 logger = logging.getLogger("better_console")
 
+# A magic link (its code, its verification and its claim) is good for this long.
+MAGIC_LINK_LIFETIME = 600
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 6
 CODE_FORMAT = re.compile(r"\A[A-HJ-NP-Z2-9]{6}\Z")

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from better_console.conf import ConsoleConfig, auto_approve_refused, load
+from better_console.conf import ConsoleConfig, load
 from better_console.exceptions import ConsoleError
+from better_console.refusals import auto_approve_refused
 from better_console.registry import PERMISSIONS, SessionInfo
 
 ALGORITHM = "HS256"

@@ -27,20 +27,12 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, Js
 from django.views.decorators.csrf import csrf_exempt
 
 from better_console import cors, magic_link, pages, sessions, throttling
-from better_console.conf import (
-    CONSOLE_ORIGIN,
-    ConsoleConfig,
-    auto_approve_refused,
-    load,
-    parse_origins,
-    relaxed_environment,
-    weak_secret,
-    wildcard_refused,
-)
+from better_console.conf import ConsoleConfig, console_settings, load
+from better_console.environment import relaxed_environment
 from better_console.exceptions import ConsoleError, ConsoleSettingsError
+from better_console.refusals import auto_approve_refused, weak_secret, wildcard_refused
 from better_console.registry import ConsoleRequest, ConsoleResponse, get_product, split_path
 from better_core.jwt import MAX_TOKEN_LENGTH
-from better_core.settings import SettingsError
 
 logger = logging.getLogger("better_console")
 
@@ -110,11 +102,9 @@ def console_view(request: HttpRequest, path: str = "") -> HttpResponseBase:
 
 
 def _fallback_origins() -> tuple[str, ...]:
-    # With BETTER_CONSOLE unusable the console UI must still be able to read why.
-    try:
-        return parse_origins()
-    except (ConsoleSettingsError, SettingsError):
-        return (CONSOLE_ORIGIN,)
+    # With BETTER_CONSOLE unusable the console UI must still be able to read why; a bad
+    # ALLOWED_ORIGINS reads as the default, the hosted console.
+    return console_settings.ALLOWED_ORIGINS
 
 
 def _exists(segments: tuple[str, ...], config: ConsoleConfig | ConsoleSettingsError) -> bool:

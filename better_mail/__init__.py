@@ -8,7 +8,7 @@ __all__ = ["MailTemplate", "get_template", "render", "send", "send_due"]
 
 _EXPORTS = {
     "send": "better_mail.sending",
-    "send_due": "better_mail.sending",
+    "send_due": "better_mail.delivery",
     "MailTemplate": "better_mail.templates",
     "get_template": "better_mail.templates",
     "render": "better_mail.templates",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
-from django.core import checks
 from django.core.signals import setting_changed
 
 
@@ -18,16 +17,13 @@ class BetterMailConfig(AppConfig):
     def ready(self) -> None:
         from django.apps import apps
 
-        from better_mail import templates, tracking
-        from better_mail.checks import check_settings, check_templates
+        from better_mail import checks, templates, tracking  # noqa: F401 - checks registers checks
         from better_mail.conf import mail_settings
 
         if mail_settings.raw("AUTODISCOVER"):
             templates.autodiscover()
         tracking.connect()
         setting_changed.connect(_reconfigure, dispatch_uid="better_mail.reconfigure")
-        checks.register(check_settings, "better_mail")
-        checks.register(check_templates, "better_mail")
 
         if apps.is_installed("better_tenant"):
             # mail_logs has a nullable tenant_id and policies of its own (OptionalTenantRLS).
@@ -45,6 +41,6 @@ class BetterMailConfig(AppConfig):
 def _reconfigure(*, setting: str, **kwargs: Any) -> None:
     # Compiled templates depend on the fonts, the CSS mode and the apps' mail/ folders.
     if setting in ("BETTER_MAIL", "INSTALLED_APPS"):
-        from better_mail.templates import clear_caches
+        from better_mail.compiler import clear_caches
 
         clear_caches()

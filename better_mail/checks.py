@@ -1,41 +1,30 @@
-"""System checks of better_mail (ids better_mail.E00x / W00x); they never raise."""
+"""System checks of better_mail; they never raise.
+
+Ids: E001 BETTER_MAIL not a dict or an unknown key; E002 RATE_LIMIT not a rate; E003 INLINE_CSS
+not a mode; E004 FONTS not a dict of URLs; E005 a template whose annotations, files or Jinja2 are
+broken; E006 another value of the wrong type or out of range (ASYNC, STORE_BODIES, DEFAULT_FROM,
+AUTODISCOVER, MAX_ATTEMPTS, RETRY_BACKOFF, RETRY_BACKOFF_MAX, BATCH_SIZE, QUEUE,
+STALE_SENDING_AFTER). W001 ASYNC without Celery; W002 RATE_LIMIT counted per process.
+E001-E004 and E006 are declared with their keys in better_mail.conf.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from django.core import checks
 
-from better_core.settings import SettingsError
 
-
+@checks.register("better_mail")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """``BETTER_MAIL`` problems: unknown keys, rates, CSS mode, fonts, async without Celery."""
+    """``BETTER_MAIL``: one message per bad key, then what its values mean here."""
     from django.conf import settings
 
     from better_mail.conf import mail_settings
-    from better_mail.exceptions import MailConfigurationError
-    from better_mail.sending import celery_available, parse_rate
 
-    messages: list[checks.CheckMessage] = []
-    try:
-        unknown = mail_settings.unknown_keys()
-    except SettingsError as exc:
-        return [checks.Error(str(exc), hint="Set BETTER_MAIL = {...}.", id="better_mail.E001")]
-    if unknown:
-        messages.append(
-            checks.Error(
-                f"BETTER_MAIL has unknown keys: {', '.join(unknown)}.",
-                hint=f"Known keys: {', '.join(sorted(mail_settings.defaults))}.",
-                id="better_mail.E001",
-            )
-        )
-    rate = mail_settings.raw("RATE_LIMIT")
-    if rate:
-        try:
-            parse_rate(rate)
-        except MailConfigurationError as exc:
-            messages.append(checks.Error(str(exc), id="better_mail.E002"))
+    messages = mail_settings.check()
+    if mail_settings.raw("RATE_LIMIT"):
         backend = settings.CACHES.get("default", {}).get("BACKEND", "")
         if backend.endswith(("LocMemCache", "DummyCache")):
             messages.append(
@@ -47,27 +36,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="better_mail.W002",
                 )
             )
-    if mail_settings.raw("INLINE_CSS") not in (True, False, None, "all", "mj-style"):
-        messages.append(
-            checks.Error(
-                f"BETTER_MAIL['INLINE_CSS'] = {mail_settings.raw('INLINE_CSS')!r} is not a mode.",
-                hint="Use True (inline <mj-style inline=\"inline\">), 'all' (inline every "
-                "<style>) or False.",
-                id="better_mail.E003",
-            )
-        )
-    fonts = mail_settings.raw("FONTS")
-    if fonts is not None and not (
-        isinstance(fonts, dict) and all(isinstance(v, str) for v in fonts.values())
-    ):
-        messages.append(
-            checks.Error(
-                "BETTER_MAIL['FONTS'] must be a dict of font name -> stylesheet URL, or None.",
-                hint="e.g. {'Inter': 'https://fonts.googleapis.com/css?family=Inter'}.",
-                id="better_mail.E004",
-            )
-        )
-    if mail_settings.raw("ASYNC") and not celery_available():
+    if mail_settings.ASYNC and importlib.util.find_spec("celery") is None:
         messages.append(
             checks.Warning(
                 "BETTER_MAIL['ASYNC'] is on but Celery is not installed: mails are sent in "
@@ -79,16 +48,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     return messages
 
 
+@checks.register("better_mail")
 def check_templates(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Templates whose annotations, files or Jinja2 syntax are broken (better_mail.E005)."""
+    from better_mail.compiler import compile_template
     from better_mail.exceptions import MailError
-    from better_mail.templates import _compile, registry
+    from better_mail.templates import registry
 
     messages: list[checks.CheckMessage] = []
     for template in registry.all():
         try:
             template.variables()
-            _compile(template)
+            compile_template(template)
         except MailError as exc:
             messages.append(
                 checks.Error(

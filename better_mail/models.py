@@ -109,7 +109,7 @@ class MailLog(models.Model):
 
     def refresh(self) -> MailLog:
         """This row as the database has it now (read in system mode when better_tenant is on)."""
-        from better_mail.sending import system_scope
+        from better_tenant.shortcuts import system_scope
 
         with system_scope():
             return MailLog.objects.get(pk=self.pk)

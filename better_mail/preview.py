@@ -119,7 +119,7 @@ def _render(template: Any, data: dict[str, Any]) -> Any:
 
 
 def _lint(template: Any) -> list[str]:
-    from better_mail.templates import lint
+    from better_mail.lint import lint
 
     return lint(template)
 

@@ -14,9 +14,9 @@ def send_mail(log_id: str) -> str:
     The claim (``SELECT ... FOR UPDATE SKIP LOCKED``) makes a redelivered or duplicated message
     harmless: only one run finds the mail queued. Returns the outcome's status.
     """
-    from better_mail import sending
+    from better_mail import delivery
 
-    outcome = sending.deliver(log_id)
+    outcome = delivery.deliver(log_id)
     _schedule_retries([outcome])
     return outcome.status
 
@@ -24,9 +24,9 @@ def send_mail(log_id: str) -> str:
 @shared_task(name="better_mail.send_many", ignore_result=True)
 def send_many(log_ids: list[str]) -> int:
     """Claim and send these mails over one backend connection; returns how many were sent."""
-    from better_mail import sending
+    from better_mail import delivery
 
-    outcomes = sending.deliver_many(log_ids)
+    outcomes = delivery.deliver_many(log_ids)
     _schedule_retries(outcomes)
     return sum(outcome.status == "sent" for outcome in outcomes)
 
@@ -34,9 +34,9 @@ def send_many(log_ids: list[str]) -> int:
 @shared_task(name="better_mail.send_due", ignore_result=True)
 def send_due(limit: int = 100) -> int:
     """Send queued mails that are due (for a periodic schedule); returns how many were sent."""
-    from better_mail import sending
+    from better_mail import delivery
 
-    return sending.send_due(limit)
+    return delivery.send_due(limit)
 
 
 def _schedule_retries(outcomes: list[Any]) -> None:

@@ -84,7 +84,7 @@ def apply_event(
     Returns the updated log, or None when no mail matches (events of mails sent by other code).
     """
     from better_mail.models import MailLog
-    from better_mail.sending import system_scope
+    from better_tenant.shortcuts import system_scope
 
     with system_scope():
         rows = MailLog.objects.select_for_update()

@@ -1,166 +1,88 @@
 """Django system checks of better_tenant: settings, tenant models and their RLS migrations.
 
-Ids are stable: errors ``better_tenant.E001``-``E013``, warnings ``better_tenant.W001``-``W008``.
-No check raises; a setting that cannot be read is reported, never propagated.
+Ids are stable. Settings: E001 BETTER_TENANT not a dict; E002 an unknown key; E003 a value of the
+wrong type; E004 PATH; E005 MISSING_TENANT_STATUS; E006 a dotted path that does not import a
+callable; E007 JWT_ALGORITHMS; E008 DATABASE missing or not PostgreSQL; E009 SYSTEM_ROLE; E010
+CACHE_ALIAS; E011 PATH_PREFIXES / EXEMPT_PATHS entries; E013 an AUTHORIZE that cannot answer;
+W005 JWT_CLAIM without JWT_KEY; W007 no resolver; W008 open sources beside a verified JWT. The ids
+of single values are declared with their keys in better_tenant.conf. Models: E012 a foreign key
+without its composite key; W001 RLS missing from the migrations; W002 a unique key without the
+tenant; W003 a join table without RLS; W004 a shared model referencing a tenant model; W006 an
+unmanaged tenant model. No check raises; a setting that cannot be read is reported, never
+propagated.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections.abc import Iterable
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
-from django.utils.module_loading import import_string
 
-from better_core.settings import SettingsError
-from better_tenant.conf import DEFAULTS, IMPORT_STRINGS, tenant_settings
-
-ROLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
-_STR = (str,)
-_OPTIONAL_STR = (str, type(None))
-# Expected Python types of the plain (non-callable) settings.
-_TYPES: dict[str, tuple[type, ...]] = {
-    "DATABASE": _STR,
-    "SYSTEM_ROLE": _STR,
-    "HEADER": _OPTIONAL_STR,
-    "PATH": _OPTIONAL_STR,
-    "SUBDOMAIN": (bool,),
-    "JWT_CLAIM": _OPTIONAL_STR,
-    "JWT_AUDIENCE": (str, list, tuple, type(None)),
-    "PATH_PREFIXES": (list, tuple),
-    "EXEMPT_PATHS": (list, tuple),
-    "MISSING_TENANT_STATUS": (int,),
-    "CACHE_ALIAS": _STR,
-    "CACHE_TIMEOUT": (int, type(None)),
-    "CELERY": (bool,),
-}
-
-
-def _id(code: str) -> str:
-    return f"better_tenant.{code}"
-
-
-def _type_names(types: tuple[type, ...]) -> str:
-    return " or ".join("None" if t is type(None) else t.__name__ for t in types)
-
+from better_tenant.conf import tenant_settings
 
 # --- settings ------------------------------------------------------------------------------------
 
 
 @register("better_tenant")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """BETTER_TENANT: known keys, right types, importable callables, usable values."""
-    try:
-        user = tenant_settings.user_settings
-    except SettingsError as exc:
-        return [
-            Error(
-                str(exc),
-                hint="Set BETTER_TENANT to a dict, e.g. {'HEADER': 'X-Tenant-ID'}, or remove it.",
-                id=_id("E001"),
-            )
-        ]
-    messages: list[CheckMessage] = []
-    unknown = tenant_settings.unknown_keys()
-    if unknown:
-        guesses = {
-            key: difflib.get_close_matches(key, list(DEFAULTS), n=1) for key in unknown if key
-        }
-        suggestions = [f"{key!r} -> {match[0]!r}" for key, match in guesses.items() if match]
-        hint = "Remove or rename them."
-        if suggestions:
-            hint += f" Did you mean: {', '.join(suggestions)}?"
+    """BETTER_TENANT: one message per bad key, then what the values mean together."""
+    problems = tenant_settings.problems()
+    messages = [problem.as_check() for problem in problems]
+    bad = {problem.key for problem in problems}
+    if "AUTHORIZE" not in bad:
+        messages += _check_authorize()
+    if "DATABASE" not in bad:
+        messages += _check_engine()
+    if "JWT_CLAIM" not in bad and tenant_settings.JWT_CLAIM and tenant_settings.JWT_KEY is None:
         messages.append(
-            Error(
-                f"BETTER_TENANT has unknown keys: {', '.join(map(repr, unknown))}.",
-                hint=hint + f" Known keys: {', '.join(DEFAULTS)}.",
-                id=_id("E002"),
+            Warning(
+                "BETTER_TENANT['JWT_CLAIM'] is set but JWT_KEY is not: tokens are read without "
+                "verifying their signature, so a client can claim any tenant.",
+                hint="Set BETTER_TENANT['JWT_KEY'] (and JWT_ALGORITHMS), unless a proxy in "
+                "front of Django already verifies every token.",
+                id="better_tenant.W005",
             )
         )
-    values = {key: user.get(key, default) for key, default in DEFAULTS.items()}
-    wrong_type = set()
-    for key, types in _TYPES.items():
-        if key not in values:
-            continue
-        value = values[key]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            wrong_type.add(key)
-            messages.append(
-                Error(
-                    f"BETTER_TENANT['{key}'] must be {_type_names(types)}, "
-                    f"got {type(value).__name__} {value!r}.",
-                    hint=f"Set it to a {_type_names(types)}; the default is {DEFAULTS[key]!r}.",
-                    id=_id("E003"),
-                )
+    resolvers = ("HEADER", "PATH", "SUBDOMAIN", "JWT_CLAIM", "CUSTOM_RESOLVER")
+    middleware = getattr(settings, "MIDDLEWARE", None) or []
+    if "better_tenant.middleware.TenantMiddleware" in middleware and not any(
+        tenant_settings.raw(key) for key in resolvers
+    ):
+        messages.append(
+            Warning(
+                "TenantMiddleware is installed but every resolver is off, so no request ever "
+                "resolves to a tenant.",
+                hint="Enable one of BETTER_TENANT HEADER, PATH, SUBDOMAIN, JWT_CLAIM or "
+                "CUSTOM_RESOLVER.",
+                id="better_tenant.W007",
             )
-    messages += _check_callables(values)
-    messages += _check_authorize(values)
-    messages += _check_values(values, wrong_type)
+        )
     return messages
 
 
-def _check_callables(values: dict[str, Any]) -> list[CheckMessage]:
-    messages: list[CheckMessage] = []
-    for key in IMPORT_STRINGS:
-        value = values.get(key)
-        if value is None or callable(value):
-            continue
-        label = f"BETTER_TENANT['{key}']"
-        if not isinstance(value, str):
-            messages.append(
-                Error(
-                    f"{label} must be a dotted path to a callable (or the callable), "
-                    f"got {type(value).__name__}.",
-                    hint="Use a string such as 'myproject.tenancy.resolve'.",
-                    id=_id("E006"),
-                )
-            )
-            continue
-        try:
-            target = import_string(value)
-        except ImportError as exc:
-            messages.append(
-                Error(
-                    f"{label} {value!r} cannot be imported: {exc}.",
-                    hint="Check the module path and the attribute name (module.function).",
-                    id=_id("E006"),
-                )
-            )
-            continue
-        except Exception as exc:  # the user's module failed while importing
-            messages.append(
-                Error(
-                    f"{label}: importing {value!r} raised {type(exc).__name__}: {exc}.",
-                    hint="Fix the error in that module.",
-                    id=_id("E006"),
-                )
-            )
-            continue
-        if not callable(target):
-            messages.append(
-                Error(
-                    f"{label} {value!r} is a {type(target).__name__}, not a callable.",
-                    hint="Point it at a function or another callable.",
-                    id=_id("E006"),
-                )
-            )
-    return messages
+def _check_engine() -> list[CheckMessage]:
+    """E008: the tenant database must be PostgreSQL (its alias is checked with the key)."""
+    alias = tenant_settings.DATABASE
+    engine = settings.DATABASES[alias].get("ENGINE", "")
+    if "postgresql" in engine or "postgis" in engine:
+        return []
+    return [
+        Error(
+            f"The database {alias!r} uses {engine or 'no ENGINE'}; better_tenant needs "
+            "PostgreSQL 13+ for row-level security.",
+            hint="Use django.db.backends.postgresql for BETTER_TENANT['DATABASE'].",
+            id="better_tenant.E008",
+        )
+    ]
 
 
-def _check_authorize(values: dict[str, Any]) -> list[CheckMessage]:
+def _check_authorize() -> list[CheckMessage]:
     """E013: an importable, callable AUTHORIZE that still cannot answer (request, tenant_id)."""
-    value = values.get("AUTHORIZE")
-    if value is None:
-        return []
-    try:
-        check = import_string(value) if isinstance(value, str) else value
-    except Exception:  # E006 reports it
-        return []
-    if not callable(check):
+    check = tenant_settings.AUTHORIZE
+    if check is None:
         return []
     from better_tenant.authorization import setting_problems
 
@@ -168,13 +90,14 @@ def _check_authorize(values: dict[str, Any]) -> list[CheckMessage]:
         problems = setting_problems(check)
     except Exception as exc:  # the user's model registry or callable is broken
         problems = [f"inspecting it raised {type(exc).__name__}: {exc}"]
+    value = tenant_settings.raw("AUTHORIZE")
     return [
         Error(
             f"BETTER_TENANT['AUTHORIZE'] {value!r}: {problem}.",
             hint="AUTHORIZE is called as check(request, tenant_id) and returns True to let the "
             "request in. membership('app.Membership', user_field='user', tenant_field='tenant') "
             "needs foreign keys to the user model and to better_tenant.Tenant.",
-            id=_id("E013"),
+            id="better_tenant.E013",
         )
         for problem in problems
     ]
@@ -185,11 +108,7 @@ def _check_authorize(values: dict[str, Any]) -> list[CheckMessage]:
 @register(Tags.security)
 def check_request_trust(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """W008: a verified JWT next to sources any client sets, with no AUTHORIZE behind them."""
-    try:
-        user = tenant_settings.user_settings
-    except SettingsError:  # E001 reports it
-        return []
-    values = {key: user.get(key, default) for key, default in DEFAULTS.items()}
+    values = {key: tenant_settings.raw(key) for key in tenant_settings.schema}
     if not values["JWT_CLAIM"] or values["JWT_KEY"] is None or values["AUTHORIZE"] is not None:
         return []
     header = values["HEADER"]
@@ -218,186 +137,9 @@ def check_request_trust(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             "BETTER_TENANT['AUTHORIZE'], e.g. "
             "better_tenant.authorization.membership('app.Membership'), or, if every view "
             "checks membership itself, silence this warning.",
-            id=_id("W008"),
+            id="better_tenant.W008",
         )
     ]
-
-
-def _check_values(values: dict[str, Any], wrong_type: set[str]) -> list[CheckMessage]:
-    messages: list[CheckMessage] = []
-
-    def usable(key: str) -> bool:
-        return key in values and key not in wrong_type
-
-    path = values.get("PATH")
-    if usable("PATH") and path is not None:
-        problem = _path_problem(path)
-        if problem:
-            messages.append(
-                Error(
-                    f"BETTER_TENANT['PATH'] {path!r} {problem}.",
-                    hint="Write the segment that holds the tenant as ':tenantId', e.g. "
-                    "'/t/:tenantId/*' ('*' matches the rest of the path and may only end it).",
-                    id=_id("E004"),
-                )
-            )
-
-    status = values.get("MISSING_TENANT_STATUS")
-    if usable("MISSING_TENANT_STATUS") and not 400 <= status <= 599:
-        messages.append(
-            Error(
-                f"BETTER_TENANT['MISSING_TENANT_STATUS'] is {status}; it must be an HTTP error "
-                "status from 400 to 599.",
-                hint="Use 404 (the default), 400 or 403, or set ON_MISSING_TENANT to build the "
-                "response yourself.",
-                id=_id("E005"),
-            )
-        )
-
-    if "JWT_ALGORITHMS" in values:
-        algorithms = values["JWT_ALGORITHMS"]
-        if (
-            not isinstance(algorithms, list | tuple)
-            or not algorithms
-            or not all(isinstance(a, str) and a for a in algorithms)
-        ):
-            messages.append(
-                Error(
-                    f"BETTER_TENANT['JWT_ALGORITHMS'] must be a non-empty list of algorithm "
-                    f"names, got {algorithms!r}.",
-                    hint="E.g. ['HS256'] or ['RS256'].",
-                    id=_id("E007"),
-                )
-            )
-        elif any(a.lower() == "none" for a in algorithms):
-            messages.append(
-                Error(
-                    "BETTER_TENANT['JWT_ALGORITHMS'] allows 'none', which accepts unsigned tokens.",
-                    hint="Remove 'none'; list only the algorithms your issuer signs with.",
-                    id=_id("E007"),
-                )
-            )
-
-    if usable("JWT_CLAIM") and values.get("JWT_CLAIM") and values.get("JWT_KEY") is None:
-        messages.append(
-            Warning(
-                "BETTER_TENANT['JWT_CLAIM'] is set but JWT_KEY is not: tokens are read without "
-                "verifying their signature, so a client can claim any tenant.",
-                hint="Set BETTER_TENANT['JWT_KEY'] (and JWT_ALGORITHMS), unless a proxy in "
-                "front of Django already verifies every token.",
-                id=_id("W005"),
-            )
-        )
-
-    if usable("DATABASE"):
-        alias = values["DATABASE"]
-        if alias not in settings.DATABASES:
-            messages.append(
-                Error(
-                    f"BETTER_TENANT['DATABASE'] is {alias!r}, which is not in DATABASES.",
-                    hint=f"Use one of: {', '.join(settings.DATABASES)}.",
-                    id=_id("E008"),
-                )
-            )
-        else:
-            engine = settings.DATABASES[alias].get("ENGINE", "")
-            if "postgresql" not in engine and "postgis" not in engine:
-                messages.append(
-                    Error(
-                        f"The database {alias!r} uses {engine or 'no ENGINE'}; better_tenant "
-                        "needs PostgreSQL 13+ for row-level security.",
-                        hint="Use django.db.backends.postgresql for BETTER_TENANT['DATABASE'].",
-                        id=_id("E008"),
-                    )
-                )
-
-    if usable("SYSTEM_ROLE"):
-        role = values["SYSTEM_ROLE"]
-        if not ROLE_RE.match(role) or len(role.encode()) > 63:
-            messages.append(
-                Error(
-                    f"BETTER_TENANT['SYSTEM_ROLE'] {role!r} is not a PostgreSQL role name.",
-                    hint="Use letters, digits and underscores, starting with a letter "
-                    "(at most 63 bytes), e.g. 'better_tenant_system'.",
-                    id=_id("E009"),
-                )
-            )
-
-    if usable("CACHE_ALIAS"):
-        caches = getattr(settings, "CACHES", {}) or {}
-        if values["CACHE_ALIAS"] not in caches:
-            messages.append(
-                Error(
-                    f"BETTER_TENANT['CACHE_ALIAS'] is {values['CACHE_ALIAS']!r}, which is not "
-                    "in CACHES.",
-                    hint=f"Use one of: {', '.join(caches) or '(no caches configured)'}.",
-                    id=_id("E010"),
-                )
-            )
-    timeout = values.get("CACHE_TIMEOUT")
-    if (
-        usable("CACHE_TIMEOUT")
-        and timeout is not None
-        and (isinstance(timeout, bool) or timeout < 0)
-    ):
-        messages.append(
-            Error(
-                f"BETTER_TENANT['CACHE_TIMEOUT'] is {timeout!r}; use seconds (0 or more) or None.",
-                hint="300 (the default) caches identifier lookups for five minutes.",
-                id=_id("E003"),
-            )
-        )
-
-    for key in ("PATH_PREFIXES", "EXEMPT_PATHS"):
-        if not usable(key):
-            continue
-        bad = [p for p in values[key] if not isinstance(p, str) or not p.startswith("/")]
-        if bad:
-            messages.append(
-                Error(
-                    f"BETTER_TENANT['{key}'] holds entries that are not paths: "
-                    f"{', '.join(map(repr, bad))}.",
-                    hint="Each entry is a path prefix starting with '/', e.g. '/api/'.",
-                    id=_id("E011"),
-                )
-            )
-
-    for key in ("HEADER",):
-        if usable(key) and values[key] is not None and not values[key].strip():
-            messages.append(
-                Error(
-                    f"BETTER_TENANT['{key}'] is empty.",
-                    hint="Name the header (e.g. 'X-Tenant-ID') or set it to None to disable it.",
-                    id=_id("E003"),
-                )
-            )
-
-    resolvers = ("HEADER", "PATH", "SUBDOMAIN", "JWT_CLAIM", "CUSTOM_RESOLVER")
-    middleware = getattr(settings, "MIDDLEWARE", None) or []
-    if "better_tenant.middleware.TenantMiddleware" in middleware and not any(
-        values.get(key) for key in resolvers
-    ):
-        messages.append(
-            Warning(
-                "TenantMiddleware is installed but every resolver is off, so no request ever "
-                "resolves to a tenant.",
-                hint="Enable one of BETTER_TENANT HEADER, PATH, SUBDOMAIN, JWT_CLAIM or "
-                "CUSTOM_RESOLVER.",
-                id=_id("W007"),
-            )
-        )
-    return messages
-
-
-def _path_problem(pattern: str) -> str | None:
-    if not pattern.startswith("/"):
-        return "does not start with '/'"
-    segments = pattern.strip("/").split("/")
-    if ":tenantId" not in segments:
-        return "has no ':tenantId' segment"
-    if "*" in segments[:-1]:
-        return "has '*' before its last segment"
-    return None
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -447,7 +189,7 @@ def tenant_model_messages(model: type) -> list[CheckMessage]:
                 hint=f"Run `manage.py better_tenant add-table {model._meta.db_table} -o "
                 "<app>/migrations/` and migrate, or make the model managed.",
                 obj=model,
-                id=_id("W006"),
+                id="better_tenant.W006",
             )
         )
     messages += _unique_messages(model)
@@ -469,7 +211,7 @@ def tenant_model_messages(model: type) -> list[CheckMessage]:
                     hint=f"Point {field.name} at the primary key of {remote_label} (drop "
                     "to_field).",
                     obj=field,
-                    id=_id("E012"),
+                    id="better_tenant.E012",
                 )
             )
         elif rls and field.name not in listed:
@@ -483,7 +225,7 @@ def tenant_model_messages(model: type) -> list[CheckMessage]:
                     f"{model.__name__}.Meta.constraints (or drop that TenantRLS and let "
                     "better_tenant add one), then run `manage.py makemigrations`.",
                     obj=field,
-                    id=_id("E012"),
+                    id="better_tenant.E012",
                 )
             )
     return messages
@@ -522,7 +264,7 @@ def _unique_messages(model: type) -> list[CheckMessage]:
             "another's, and the conflict reveals that the value exists.",
             hint=hint,
             obj=model,
-            id=_id("W002"),
+            id="better_tenant.W002",
         )
         for item in found
     ]
@@ -558,7 +300,7 @@ def shared_reference_messages(model: type) -> list[CheckMessage]:
                     "its rows (and the ids they point to) are visible to every tenant.",
                     hint=f"Make {model.__name__} a TenantModel.",
                     obj=field,
-                    id=_id("W004"),
+                    id="better_tenant.W004",
                 )
             )
     for field in model._meta.local_many_to_many:
@@ -579,7 +321,7 @@ def shared_reference_messages(model: type) -> list[CheckMessage]:
                     "join table then only shows links to the tenant's own rows), or give it an "
                     "explicit `through` model that is a TenantModel.",
                     obj=field,
-                    id=_id("W003"),
+                    id="better_tenant.W003",
                 )
             )
     return messages
@@ -603,7 +345,7 @@ def check_rls_migrations(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
             Warning(
                 f"The migrations could not be loaded to verify row-level security: {exc}.",
                 hint="Fix the migration files, then run `manage.py check` again.",
-                id=_id("W001"),
+                id="better_tenant.W001",
             )
         ]
     return rls_migration_messages(tenant_models, state)
@@ -626,7 +368,7 @@ def rls_migration_messages(models: Iterable[type], state: Any) -> list[CheckMess
                     "have no row-level security.",
                     hint=hint,
                     obj=model,
-                    id=_id("W001"),
+                    id="better_tenant.W001",
                 )
             )
             continue
@@ -640,7 +382,7 @@ def rls_migration_messages(models: Iterable[type], state: Any) -> list[CheckMess
                         "change its links.",
                         hint=hint,
                         obj=model,
-                        id=_id("W003"),
+                        id="better_tenant.W003",
                     )
                 )
         migrated = {c for c in in_state if isinstance(c, TenantRLS)}
@@ -651,7 +393,7 @@ def rls_migration_messages(models: Iterable[type], state: Any) -> list[CheckMess
                     "constraint: its table has no row-level security policies.",
                     hint=hint,
                     obj=model,
-                    id=_id("W001"),
+                    id="better_tenant.W001",
                 )
             )
         elif migrated != set(_rls(model)):
@@ -661,7 +403,7 @@ def rls_migration_messages(models: Iterable[type], state: Any) -> list[CheckMess
                     "(its foreign keys changed), so the composite keys in the database are stale.",
                     hint=hint,
                     obj=model,
-                    id=_id("W001"),
+                    id="better_tenant.W001",
                 )
             )
     return messages

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.apps import AppConfig, apps
-from django.core import checks
 
 
 class BetterWebhooksConfig(AppConfig):
@@ -13,9 +12,8 @@ class BetterWebhooksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from better_webhooks.checks import check_configuration
+        from better_webhooks import checks  # noqa: F401 - registers the system checks
 
-        checks.register(check_configuration, "better_webhooks")
         if apps.is_installed("better_tenant"):
             # Nullable tenant_id with policies of their own (OptionalTenantRLS).
             from better_tenant import inspection

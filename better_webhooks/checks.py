@@ -1,4 +1,13 @@
-"""System checks of better_webhooks (ids better_webhooks.E001...)."""
+"""System checks of better_webhooks; they never raise.
+
+Ids: E001 BETTER_WEBHOOKS not a dict or an unknown key; E002 ENCRYPTION_KEYS unusable, or empty
+with DEBUG off; E003 IDEMPOTENCY_WINDOW, SECRET_ROTATION_OVERLAP or DISABLE_AFTER not a duration;
+E004 RETRY_SCHEDULE not a list of durations; E005 MAX_ATTEMPTS; E006 EVENTS or ALLOWED_CIDRS;
+E007 ABANDONED_LIMIT; E008 another value of the wrong type or out of range. W001 no
+ENCRYPTION_KEYS with DEBUG on; W002 ALLOW_HTTP_LOCALHOST with DEBUG off; W003 a lease shorter
+than one delivery attempt. The ids of single values are declared with their keys in
+better_webhooks.conf.
+"""
 
 from __future__ import annotations
 
@@ -8,95 +17,46 @@ from django.conf import settings
 from django.core import checks
 
 
+@checks.register("better_webhooks")
 def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Encryption keys, durations, the retry schedule, the event catalog, network lists, the
-    lease and the abandon limit."""
-    from better_core.durations import parse_duration
-    from better_webhooks import crypto, events, ssrf
+    """One message per bad key of BETTER_WEBHOOKS, then what the values mean together."""
+    from better_webhooks import crypto, events
     from better_webhooks.conf import webhook_settings
     from better_webhooks.exceptions import ConfigurationError
 
-    messages: list[checks.CheckMessage] = []
-    for key in webhook_settings.unknown_keys():
-        messages.append(
-            checks.Error(
-                f"BETTER_WEBHOOKS has an unknown key {key!r}.",
-                hint=f"Known keys: {', '.join(sorted(webhook_settings.defaults))}.",
-                id="better_webhooks.E001",
-            )
-        )
-    try:
-        keys = crypto.configured_keys()
-    except ConfigurationError as exc:
-        messages.append(
-            checks.Error(
-                str(exc),
-                hint="Run `manage.py better_webhooks generate-key`.",
-                id="better_webhooks.E002",
-            )
-        )
-    else:
-        if keys[0][0] == crypto.DEV_KEY_ID:
+    problems = webhook_settings.problems()
+    messages = [problem.as_check() for problem in problems]
+    bad = {problem.key for problem in problems}
+    if "ENCRYPTION_KEYS" not in bad:
+        try:
+            keys = crypto.configured_keys()
+        except ConfigurationError as exc:
             messages.append(
-                checks.Warning(
-                    "BETTER_WEBHOOKS['ENCRYPTION_KEYS'] is empty; endpoint secrets are encrypted "
-                    "with a key derived from SECRET_KEY because DEBUG is on.",
-                    hint="Set ENCRYPTION_KEYS from `manage.py better_webhooks generate-key` "
-                    "before production (DEBUG off makes this an error).",
-                    id="better_webhooks.W001",
+                checks.Error(
+                    str(exc),
+                    hint="Run `manage.py better_webhooks generate-key`.",
+                    id="better_webhooks.E002",
                 )
             )
-    for key in ("IDEMPOTENCY_WINDOW", "SECRET_ROTATION_OVERLAP", "DISABLE_AFTER"):
-        value = webhook_settings.raw(key)
-        if value is None or isinstance(value, int | float):
-            continue
+        else:
+            if keys[0][0] == crypto.DEV_KEY_ID:
+                messages.append(
+                    checks.Warning(
+                        "BETTER_WEBHOOKS['ENCRYPTION_KEYS'] is empty; endpoint secrets are "
+                        "encrypted with a key derived from SECRET_KEY because DEBUG is on.",
+                        hint="Set ENCRYPTION_KEYS from `manage.py better_webhooks generate-key` "
+                        "before production (DEBUG off makes this an error).",
+                        id="better_webhooks.W001",
+                    )
+                )
+    if "EVENTS" not in bad:
+        # The entries are well formed; registering them checks their names and schemas.
         try:
-            parse_duration(value)
-        except ValueError as exc:
-            messages.append(
-                checks.Error(f"BETTER_WEBHOOKS[{key!r}]: {exc}", id="better_webhooks.E003")
-            )
-    schedule = webhook_settings.raw("RETRY_SCHEDULE")
-    try:
-        if not schedule:
-            raise ValueError("it is empty")
-        for item in schedule:
-            if not isinstance(item, int | float):
-                parse_duration(item)
-    except (ValueError, TypeError) as exc:
-        messages.append(
-            checks.Error(
-                f"BETTER_WEBHOOKS['RETRY_SCHEDULE'] is not a list of durations: {exc}",
-                hint='For example ["5s", "5min", "30min", "2h", "5h", "10h"].',
-                id="better_webhooks.E004",
-            )
-        )
-    max_attempts = webhook_settings.raw("MAX_ATTEMPTS")
-    if not isinstance(max_attempts, int) or max_attempts < 1:
-        messages.append(
-            checks.Error(
-                "BETTER_WEBHOOKS['MAX_ATTEMPTS'] must be a positive integer.",
-                id="better_webhooks.E005",
-            )
-        )
-    abandoned_limit = webhook_settings.raw("ABANDONED_LIMIT")
-    # ``type() is int``: True is an int too, and not a count.
-    if type(abandoned_limit) is not int or abandoned_limit < 1:
-        messages.append(
-            checks.Error(
-                "BETTER_WEBHOOKS['ABANDONED_LIMIT'] must be a positive integer.",
-                hint="The number of times a delivery's worker may stop while sending it before "
-                "the delivery is failed; the default is 3.",
-                id="better_webhooks.E007",
-            )
-        )
-    try:
-        events.load_settings_events()
-        ssrf.allowed_networks()
-    except ConfigurationError as exc:
-        messages.append(checks.Error(str(exc), id="better_webhooks.E006"))
+            events.load_settings_events()
+        except ConfigurationError as exc:
+            messages.append(checks.Error(str(exc), id="better_webhooks.E006"))
     messages.extend(_check_lease(webhook_settings))
-    if webhook_settings.raw("ALLOW_HTTP_LOCALHOST") and not settings.DEBUG:
+    if webhook_settings.ALLOW_HTTP_LOCALHOST and not settings.DEBUG:
         messages.append(
             checks.Warning(
                 "BETTER_WEBHOOKS['ALLOW_HTTP_LOCALHOST'] is on with DEBUG off.",
@@ -112,15 +72,10 @@ def _check_lease(webhook_settings: Any) -> list[checks.CheckMessage]:
     # under a shorter lease every claimed delivery is released unsent, again and again.
     from better_webhooks.delivery import LEASE_MARGIN
 
-    try:
-        lease = float(webhook_settings.raw("LEASE_SECONDS"))
-        attempt = float(webhook_settings.raw("CONNECT_TIMEOUT")) + float(
-            webhook_settings.raw("TIMEOUT")
-        )
-        batch = max(1, int(webhook_settings.raw("WORKER_BATCH_SIZE")))
-        threads = max(1, int(webhook_settings.raw("WORKER_CONCURRENCY")))
-    except (TypeError, ValueError):
-        return []
+    lease = float(webhook_settings.LEASE_SECONDS)
+    attempt = float(webhook_settings.CONNECT_TIMEOUT) + float(webhook_settings.TIMEOUT)
+    batch = webhook_settings.WORKER_BATCH_SIZE
+    threads = webhook_settings.WORKER_CONCURRENCY
     needed = attempt + LEASE_MARGIN
     if lease >= needed:
         return []

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from better_console import conf
+from better_console import environment
 from better_console.testing import console_auth  # noqa: F401
 
 BASE = "/.well-known/better"
@@ -33,8 +33,8 @@ def configure(settings) -> Callable[..., dict[str, Any]]:
 def production(settings, monkeypatch) -> None:
     """Neither development (DEBUG off) nor a test run, as a deployed server sees it."""
     settings.DEBUG = False
-    monkeypatch.setattr(conf, "is_test_run", lambda: False)
-    assert conf.environment() == "production"
+    monkeypatch.setattr(environment, "is_test_run", lambda: False)
+    assert environment.environment() == "production"
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ import pytest
 from django.apps import apps
 from django.core import checks
 
-from better_console import conf
-from better_console.checks import check_settings, check_tables, refuse_unsafe_start
-from better_console.conf import email_allowed, parse_lifetime, parse_rate, split_emails
+from better_console import conf, environment
+from better_console.checks import check_settings, check_tables
+from better_console.conf import parse_lifetime, parse_rate
+from better_console.email_policy import email_allowed, split_emails
 from better_console.exceptions import (
     ConsoleAutoApproveInProductionError,
     ConsoleSettingsError,
@@ -18,6 +19,8 @@ from better_console.exceptions import (
     ConsoleWildcardEmailError,
 )
 from better_console.models import MagicLink
+from better_console.refusals import refuse_unsafe_start
+from better_core.settings import Invalid
 from tests.console.conftest import REMOVE
 
 MAGIC = {"ALLOWED_EMAILS": "admin@example.com"}
@@ -69,7 +72,7 @@ def test_a_token_hash_in_another_form_is_a_warning(configure):
         ({"MAGIC_LINK": {**MAGIC, "MAX_ATTEMPTS": 0}}, "better_console.E005"),
         ({"MAGIC_LINK": {**MAGIC, "SEND_CODE": "no.such.sender"}}, "better_console.E005"),
         (
-            {"MAGIC_LINK": {**MAGIC, "SEND_CODE": "better_console.conf.DEFAULTS"}},
+            {"MAGIC_LINK": {**MAGIC, "SEND_CODE": "better_console.conf.SCHEMA"}},
             "better_console.E005",
         ),
         ({"MAGIC_LINK": {**MAGIC, "EXPIRY": 5}}, "better_console.E005"),
@@ -183,10 +186,10 @@ def test_a_safe_production_configuration_starts(configure, production):
 
 
 def test_development_allows_auto_approve_and_short_secrets(configure, settings, monkeypatch):
-    monkeypatch.setattr(conf, "is_test_run", lambda: False)
+    monkeypatch.setattr(environment, "is_test_run", lambda: False)
     settings.DEBUG = True
     configure(AUTO_APPROVE=True, TOKEN_HASH="dev")
-    assert conf.environment() == "development"
+    assert environment.environment() == "development"
     refuse_unsafe_start()
 
 
@@ -202,9 +205,9 @@ def test_check_still_runs_to_report_the_refusals(configure, production, monkeypa
 def test_a_test_run_is_detected(settings, monkeypatch):
     settings.DEBUG = False
     # pytest-django has set up Django's test environment.
-    assert conf.is_test_run() and conf.environment() == "test"
+    assert environment.is_test_run() and environment.environment() == "test"
     monkeypatch.delenv("PYTEST_VERSION", raising=False)
-    assert conf.is_test_run()
+    assert environment.is_test_run()
 
 
 def test_a_test_run_is_detected_before_the_test_environment(monkeypatch):
@@ -212,12 +215,12 @@ def test_a_test_run_is_detected_before_the_test_environment(monkeypatch):
 
     monkeypatch.delattr(utils._TestState, "saved_data", raising=False)
     monkeypatch.setenv("PYTEST_VERSION", "9")
-    assert conf.is_test_run()
+    assert environment.is_test_run()
     monkeypatch.delenv("PYTEST_VERSION")
     monkeypatch.setattr(sys, "argv", ["manage.py", "test"])
-    assert conf.is_test_run()
+    assert environment.is_test_run()
     monkeypatch.setattr(sys, "argv", ["gunicorn", "example_project.wsgi"])
-    assert not conf.is_test_run()
+    assert not environment.is_test_run()
 
 
 # --- tables ---------------------------------------------------------------------------------------
@@ -254,16 +257,17 @@ def test_lifetimes():
     assert parse_lifetime("7d") == 7 * 86400
     assert parse_lifetime(7200) == 7200
     for bad in ("59min", "169h", "1w2", True, 1.5):
-        with pytest.raises(ConsoleSettingsError):
+        with pytest.raises(Invalid):
             parse_lifetime(bad)
 
 
 def test_rates():
-    assert parse_rate("20/min", "THROTTLE") == (20, 60)
-    assert parse_rate("20/m", "THROTTLE") == (20, 60)
-    assert parse_rate("5/10s", "THROTTLE") == (5, 10)
-    assert parse_rate("100 / h", "THROTTLE") == (100, 3600)
-    assert parse_rate(None, "THROTTLE") is None
+    assert parse_rate("20/min") == (20, 60)
+    assert parse_rate("20/m") == (20, 60)
+    assert parse_rate("5/10s") == (5, 10)
+    assert parse_rate("100 / h") == (100, 3600)
+    with pytest.raises(Invalid):
+        parse_rate("lots")
 
 
 def test_email_patterns():

@@ -1,47 +1,13 @@
-"""better_core: settings objects, scopes and duration shorthands."""
+"""better_core: scopes and duration shorthands (settings: test_settings_schema)."""
 
 import asyncio
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.test import override_settings
 
 from better_core.durations import parse_duration, parse_since
 from better_core.scope import Scope
-from better_core.settings import AppSettings, SettingsError
-
-DEFAULTS = {"LIMIT": 10, "HOOK": None, "NAMES": []}
-app_settings = AppSettings("BETTER_TESTING", DEFAULTS, import_strings=("HOOK",))
-
-
-def test_settings_merge_defaults_import_paths_and_reload():
-    assert app_settings.LIMIT == 10
-    with override_settings(BETTER_TESTING={"LIMIT": 5, "HOOK": "os.path.join"}):
-        import os.path
-
-        assert app_settings.LIMIT == 5
-        assert app_settings.HOOK is os.path.join
-    assert app_settings.LIMIT == 10
-    assert app_settings.HOOK is None
-
-
-def test_settings_report_unknown_keys_and_bad_paths():
-    with override_settings(BETTER_TESTING={"LIMT": 5, "HOOK": "no.such.module"}):
-        assert app_settings.unknown_keys() == ["LIMT"]
-        with pytest.raises(SettingsError, match=r"BETTER_TESTING\['HOOK'\]: cannot import"):
-            app_settings.HOOK  # noqa: B018
-    with pytest.raises(AttributeError, match="no setting"):
-        app_settings.MISSING  # noqa: B018
-
-
-def test_settings_must_be_a_dict():
-    with (
-        override_settings(BETTER_TESTING=["x"]),
-        pytest.raises(SettingsError, match="must be a dict"),
-    ):
-        app_settings.LIMIT  # noqa: B018
-
 
 current: ContextVar[tuple] = ContextVar("current", default=())
 

@@ -18,7 +18,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 import better_mail
-from better_mail import sending, tasks
+from better_mail import delivery, sending, tasks
 from better_mail.exceptions import MailConfigurationError
 from better_mail.models import MailLog, MailStatus
 from better_mail.templates import MailTemplate
@@ -75,14 +75,14 @@ def test_the_task_is_published_after_commit_with_the_log_id(django_capture_on_co
 @pytest.mark.django_db
 def test_eager_celery_sends_and_records_each_transition(django_capture_on_commit_callbacks):
     seen: list[str] = []
-    original = sending.send_claimed
+    original = delivery.send_claimed
 
     def spy(log):
         seen.append(row(log).status)  # what the database says while the mail is handed over
         return original(log)
 
     with (
-        mock.patch.object(sending, "send_claimed", spy),
+        mock.patch.object(delivery, "send_claimed", spy),
         django_capture_on_commit_callbacks(execute=True),
     ):
         log = better_mail.send(Ping, to="ops@example.com", n=1)
@@ -95,9 +95,9 @@ def test_eager_celery_sends_and_records_each_transition(django_capture_on_commit
 @pytest.mark.django_db
 def test_a_claimed_or_finished_mail_is_not_claimed_again():
     log = queue()
-    assert sending.claim(log.pk) is not None
-    assert sending.claim(log.pk) is None  # sending
-    assert sending.deliver(log.pk) == sending.NOT_CLAIMED
+    assert delivery.claim(log.pk) is not None
+    assert delivery.claim(log.pk) is None  # sending
+    assert delivery.deliver(log.pk) == delivery.NOT_CLAIMED
     assert ScriptedBackend.sent == []
 
 
@@ -136,12 +136,12 @@ def _connection_error() -> AnymailAPIError:
 
 @pytest.mark.parametrize("error", [*TRANSIENT, _connection_error()], ids=repr)
 def test_transient_errors_are_classified_as_transient(error):
-    assert sending.is_transient(error)
+    assert delivery.is_transient(error)
 
 
 @pytest.mark.parametrize("error", PERMANENT, ids=repr)
 def test_permanent_errors_are_classified_as_permanent(error):
-    assert not sending.is_transient(error)
+    assert not delivery.is_transient(error)
 
 
 @pytest.mark.django_db
@@ -157,7 +157,7 @@ def test_a_transient_error_requeues_with_backoff_then_succeeds():
     assert "SMTPServerDisconnected: closed" in retried.error
     assert before + datetime.timedelta(seconds=29) < retried.send_at
     # Not due yet: a second delivery now finds nothing to claim.
-    assert sending.deliver(log.pk) == sending.NOT_CLAIMED
+    assert delivery.deliver(log.pk) == delivery.NOT_CLAIMED
     with run_as_system():
         MailLog.objects.filter(pk=log.pk).update(send_at=timezone.now())
     assert tasks.send_mail(str(log.pk)) == MailStatus.SENT
@@ -169,7 +169,7 @@ def test_a_transient_error_requeues_with_backoff_then_succeeds():
 @pytest.mark.django_db
 def test_the_backoff_doubles_and_is_capped(settings):
     settings.BETTER_MAIL = {"RETRY_BACKOFF": 10, "RETRY_BACKOFF_MAX": 60}
-    assert [sending.backoff(n) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 60, 60]
+    assert [delivery.backoff(n) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 60, 60]
 
 
 @pytest.mark.django_db
@@ -178,7 +178,7 @@ def test_retries_stop_after_max_attempts():
     log = queue()
     outcomes = []
     for _ in range(3):
-        outcomes.append(sending.deliver(log.pk).status)
+        outcomes.append(delivery.deliver(log.pk).status)
         with run_as_system():
             MailLog.objects.filter(pk=log.pk).update(send_at=timezone.now())
     assert outcomes == [MailStatus.QUEUED, MailStatus.QUEUED, MailStatus.FAILED]
@@ -210,13 +210,13 @@ def test_a_scheduled_mail_is_not_sent_before_its_time(django_capture_on_commit_c
     ):
         log = better_mail.send(Ping, to="ops@example.com", send_at=later)
     publish.assert_called_once_with(args=[str(log.pk)], eta=later)
-    assert sending.deliver(log.pk) == sending.NOT_CLAIMED
-    assert sending.send_due() == 0
+    assert delivery.deliver(log.pk) == delivery.NOT_CLAIMED
+    assert delivery.send_due() == 0
     assert row(log).status == MailStatus.QUEUED and ScriptedBackend.sent == []
     with mock.patch(
         "django.utils.timezone.now", return_value=later + datetime.timedelta(seconds=1)
     ):
-        assert sending.send_due() == 1
+        assert delivery.send_due() == 1
     assert row(log).status == MailStatus.SENT
 
 
@@ -230,7 +230,7 @@ def test_sync_mode_leaves_scheduled_mails_to_send_due(settings, django_capture_o
     assert [m.subject for m in ScriptedBackend.sent] == ["Ping 2"]
     with run_as_system():
         MailLog.objects.filter(pk=scheduled.pk).update(send_at=timezone.now())
-    assert sending.send_due() == 1
+    assert delivery.send_due() == 1
     assert [m.subject for m in ScriptedBackend.sent] == ["Ping 2", "Ping 1"]
 
 
@@ -252,12 +252,12 @@ def test_a_mail_whose_task_could_not_be_published_is_sent_by_send_due(
 @pytest.mark.django_db
 def test_a_mail_stuck_in_sending_is_failed_not_sent_twice():
     log = queue()
-    assert sending.claim(log.pk) is not None
+    assert delivery.claim(log.pk) is not None
     with run_as_system():
         MailLog.objects.filter(pk=log.pk).update(
             updated_at=timezone.now() - datetime.timedelta(hours=1)
         )
-    assert sending.send_due() == 0
+    assert delivery.send_due() == 0
     stuck = row(log)
     assert stuck.status == MailStatus.FAILED and stuck.error.startswith("interrupted")
     assert ScriptedBackend.sent == []
@@ -267,8 +267,8 @@ def test_a_mail_stuck_in_sending_is_failed_not_sent_twice():
 def test_the_rate_limit_holds_mails_back(settings):
     settings.BETTER_MAIL = {"RATE_LIMIT": "2/h"}
     logs = [queue(n) for n in range(3)]
-    assert sending.send_due() == 2
-    outcome = sending.deliver(logs[2].pk)
+    assert delivery.send_due() == 2
+    outcome = delivery.deliver(logs[2].pk)
     assert outcome.status == "rate_limited" and 0 < outcome.retry_in <= 3600
     assert [row(log).status for log in logs].count(MailStatus.QUEUED) == 1
     with mock.patch.object(tasks.send_mail, "apply_async") as publish:
@@ -277,11 +277,11 @@ def test_the_rate_limit_holds_mails_back(settings):
 
 
 def test_rates_are_parsed_or_explained():
-    assert sending.parse_rate("100/m") == (100, 60)
-    assert sending.parse_rate("20/10s") == (20, 10)
-    assert sending.parse_rate("5000/h") == (5000, 3600)
+    assert delivery.parse_rate("100/m") == (100, 60)
+    assert delivery.parse_rate("20/10s") == (20, 10)
+    assert delivery.parse_rate("5000/h") == (5000, 3600)
     with pytest.raises(MailConfigurationError, match="'100 per minute' is not a rate"):
-        sending.parse_rate("100 per minute")
+        delivery.parse_rate("100 per minute")
 
 
 @pytest.mark.django_db
@@ -306,10 +306,10 @@ def test_two_concurrent_workers_never_send_a_mail_twice(settings):
     def work(i: int) -> None:
         # Half the threads drain the queue, half run the per-mail task on every id.
         if i % 2:
-            sending.send_due(limit=100)
+            delivery.send_due(limit=100)
         else:
             for log_id in ids if i % 4 == 0 else reversed(ids):
-                sending.deliver(log_id)
+                delivery.deliver(log_id)
 
     run_threads(4, work, problems)
     assert problems == []
@@ -376,7 +376,7 @@ def test_a_failure_inside_a_batch_spares_the_other_mails(settings):
     logs = [queue(n) for n in range(3)]
     # The first message of the batch fails; the session is reopened for the next ones.
     ScriptedBackend.reset(smtplib.SMTPRecipientsRefused({"ops@example.com": (550, b"no")}))
-    assert sending.send_due() == 2
+    assert delivery.send_due() == 2
     statuses = sorted(row(log).status for log in logs)
     assert statuses == [MailStatus.FAILED, MailStatus.SENT, MailStatus.SENT]
     assert ScriptedBackend.opens == 1 and len(ScriptedBackend.sent) == 2
@@ -386,7 +386,7 @@ def test_a_failure_inside_a_batch_spares_the_other_mails(settings):
 def test_send_due_claims_in_batches(settings):
     settings.BETTER_MAIL = {"BATCH_SIZE": 2}
     logs = [queue(n) for n in range(5)]
-    assert sending.send_due(limit=4) == 4
+    assert delivery.send_due(limit=4) == 4
     assert ScriptedBackend.opens == 2
     assert [row(log).status for log in logs].count(MailStatus.QUEUED) == 1
 

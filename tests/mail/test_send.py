@@ -9,7 +9,7 @@ from django.core import mail
 from django.db import transaction
 
 import better_mail
-from better_mail import sending
+from better_mail import delivery, sending
 from better_mail.exceptions import InvalidRecipient, TemplateVariableError
 from better_mail.models import MailLog, MailStatus
 from better_mail.templates import MailTemplate
@@ -244,7 +244,7 @@ def test_a_queued_mail_can_be_cancelled(django_capture_on_commit_callbacks):
     assert log.cancel() is False
     with run_as_system():
         MailLog.objects.filter(pk=log.pk).update(send_at=timezone.now())
-    assert sending.send_due() == 0
+    assert delivery.send_due() == 0
     assert mail.outbox == []
 
 
@@ -297,7 +297,7 @@ def test_a_sensitive_templates_bodies_are_never_stored(
 
 def test_mails_go_through_the_default_mailer_of_the_running_django(settings):
     # MAILERS["default"] on Django 6.1+, EMAIL_BACKEND before: the one the project configured.
-    from better_mail.sending import mail_backend
+    from better_mail.delivery import mail_backend
     from tests.mail.backends import CountingBackend, use_backend
 
     use_backend(settings, "tests.mail.backends.CountingBackend")

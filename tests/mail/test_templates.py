@@ -12,14 +12,15 @@ import markupsafe
 import pytest
 
 from better_console.mail import ConsoleMagicLinkEmail
-from better_mail import templates
+from better_mail import compiler, plaintext, templates
 from better_mail.exceptions import (
     TemplateCompileError,
     TemplateDefinitionError,
     TemplateNotFound,
     TemplateVariableError,
 )
-from better_mail.templates import MailTemplate, get_template, lint, registry
+from better_mail.lint import VALID_MJML_TAGS, lint
+from better_mail.templates import MailTemplate, get_template, registry
 
 
 @dataclass
@@ -109,7 +110,7 @@ def temporary():
         registry.unregister(name)
 
 
-def rendered(**changes: Any) -> templates.RenderedMail:
+def rendered(**changes: Any) -> compiler.RenderedMail:
     return OrderShipped.render({**VALID, **changes})
 
 
@@ -234,10 +235,10 @@ def test_no_remote_font_link_unless_fonts_are_configured(settings):
 
     # mjml-python's own default links Google Fonts for the fonts it knows (Ubuntu here).
     assert "fonts.googleapis.com" in mjml.mjml2html(FONT_SOURCE)
-    assert "<link" not in templates.compile_mjml(FONT_SOURCE)
+    assert "<link" not in compiler.compile_mjml(FONT_SOURCE)
     assert "<link" not in rendered().html and "fonts.googleapis" not in rendered().html
     settings.BETTER_MAIL = {"FONTS": {"Inter": "https://fonts.example.com/inter.css"}}
-    configured = templates.compile_mjml(FONT_SOURCE)
+    configured = compiler.compile_mjml(FONT_SOURCE)
     assert '<link href="https://fonts.example.com/inter.css"' in configured
     assert "fonts.googleapis.com" not in configured
 
@@ -299,12 +300,12 @@ def _normalized(markup: str) -> str:
     ],
 )
 def test_the_precompiled_html_and_text_equal_the_full_pipeline(changes):
-    assert templates.is_precompiled(OrderShipped)
+    assert compiler.is_precompiled(OrderShipped)
     values = OrderShipped.validate({**VALID, **changes})
     fast = OrderShipped.render(values)
-    source = templates._compile(OrderShipped).body.render(values)
-    assert _normalized(fast.html) == _normalized(templates.compile_mjml(source))
-    assert fast.text == templates.mjml_to_text(source)
+    source = compiler.compile_template(OrderShipped).body.render(values)
+    assert _normalized(fast.html) == _normalized(compiler.compile_mjml(source))
+    assert fast.text == plaintext.mjml_to_text(source)
     assert fast.mjml == source
 
 
@@ -329,14 +330,14 @@ class Statement(MailTemplate):
 
 @pytest.mark.parametrize("count", [0, 1, 4])
 def test_loops_over_table_rows_are_precompiled_faithfully(count):
-    assert templates.is_precompiled(Statement)
+    assert compiler.is_precompiled(Statement)
     values = Statement.validate(
         period="Q1 <'26>", lines=[(f"Item & {n}", f"{n}.00") for n in range(count)]
     )
     fast = Statement.render(values)
-    source = templates._compile(Statement).body.render(values)
-    assert _normalized(fast.html) == _normalized(templates.compile_mjml(source))
-    assert fast.text == templates.mjml_to_text(source)
+    source = compiler.compile_template(Statement).body.render(values)
+    assert _normalized(fast.html) == _normalized(compiler.compile_mjml(source))
+    assert fast.text == plaintext.mjml_to_text(source)
     assert fast.html.count("Statement Q1 &lt;&#39;26&gt;") == 2
     assert len(re.findall(r'<td style="padding: 4px;?">Item &amp; \d</td>', fast.html)) == count
 
@@ -351,7 +352,7 @@ def test_templates_with_layout_markup_use_the_full_pipeline(temporary):
 <mj-column><mj-text>col {{ i }}</mj-text></mj-column>{% endfor %}</mj-section></mj-body></mjml>"""
 
     temporary.append(Columns.name)
-    assert not templates.is_precompiled(Columns)
+    assert not compiler.is_precompiled(Columns)
     result = Columns.render(count=2)
     assert "mj-column-per-50" in result.html and "padding:2px" in result.html.replace(" ", "")
     assert "col 0" in result.text and "col 1" in result.text
@@ -367,7 +368,7 @@ def test_markup_values_go_through_the_full_pipeline(temporary):
 </mj-body></mjml>"""
 
     temporary.append(Rich.name)
-    assert templates.is_precompiled(Rich)
+    assert compiler.is_precompiled(Rich)
     result = Rich.render(body=markupsafe.Markup('<span class="hl">green</span>'))
     assert re.search(r'<span class="hl" style="color: #00aa00;?">green</span>', result.html)
     assert "<span" not in result.text and "green" in result.text
@@ -407,7 +408,7 @@ def test_mjml_to_text_handles_breaks_images_and_entities():
         '<mj-text>one<br>two &lt;3&gt; <a href="mailto:x@example.com">write</a></mj-text>'
         "</mj-column></mj-section></mj-body></mjml>"
     )
-    assert templates.mjml_to_text(source) == "[Logo]\n\none\ntwo <3> write (x@example.com)\n"
+    assert plaintext.mjml_to_text(source) == "[Logo]\n\none\ntwo <3> write (x@example.com)\n"
 
 
 # Lint ------------------------------------------------------------------------------------------
@@ -447,8 +448,8 @@ def test_every_valid_tag_of_the_list_is_accepted_by_mjml_python():
         "mj-text",
         "mj-button",
         "mj-raw",
-    } <= templates.VALID_MJML_TAGS
-    assert "mj-foo" not in templates.VALID_MJML_TAGS
+    } <= VALID_MJML_TAGS
+    assert "mj-foo" not in VALID_MJML_TAGS
 
 
 # Registry and definition -----------------------------------------------------------------------
@@ -602,8 +603,8 @@ def test_templates_extend_layouts_from_the_mail_folders(tmp_path, monkeypatch, t
         "<mjml><mj-body><mj-section><mj-column>{% block content %}{% endblock %}"
         "<mj-text>Sent by {{ brand }}</mj-text></mj-column></mj-section></mj-body></mjml>"
     )
-    monkeypatch.setattr(templates, "mail_dirs", lambda: [tmp_path])
-    templates.clear_caches()
+    monkeypatch.setattr(compiler, "mail_dirs", lambda: [tmp_path])
+    compiler.clear_caches()
 
     class FromLayout(MailTemplate):
         name = "test_from_layout"
@@ -616,8 +617,8 @@ def test_templates_extend_layouts_from_the_mail_folders(tmp_path, monkeypatch, t
     temporary.append(FromLayout.name)
     try:
         result = FromLayout.render(who="Ada")
-        assert not templates.is_precompiled(FromLayout)
+        assert not compiler.is_precompiled(FromLayout)
         assert "Hello Ada" in result.html and "Sent by Acme" in result.html
         assert result.text == "Hello Ada\n\nSent by Acme\n"
     finally:
-        templates.clear_caches()
+        compiler.clear_caches()

@@ -264,7 +264,7 @@ def test_init_makes_the_app_role_a_noinherit_member_of_the_audit_admin_role(sett
     suffix = uuid.uuid4().hex[:8]
     app, system, admin = (f"init_{kind}_{suffix}" for kind in ("app", "system", "admin"))
     settings.BETTER_TENANT = {"SYSTEM_ROLE": system}
-    settings.BETTER_AUDIT_INTEGRITY = {"ADMIN_ROLE": admin}
+    settings.BETTER_AUDIT = {**settings.BETTER_AUDIT, "INTEGRITY": {"ADMIN_ROLE": admin}}
     as_owner(f'CREATE ROLE "{app}" NOLOGIN NOINHERIT')
     try:
         with connected_as_owner():

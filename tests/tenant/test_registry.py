@@ -75,7 +75,10 @@ def test_registering_a_key_again_replaces_the_role():
 
 def test_better_audit_registers_its_admin_role_from_the_settings(settings):
     (role,) = [r for r in registry.registered_roles() if r.key == "better_audit.admin"]
-    settings.BETTER_AUDIT_INTEGRITY = {"ADMIN_ROLE": "audit_admin_elsewhere"}
+    settings.BETTER_AUDIT = {
+        **settings.BETTER_AUDIT,
+        "INTEGRITY": {"ADMIN_ROLE": "audit_admin_elsewhere"},
+    }
     assert role.role_name() == "audit_admin_elsewhere"
     assert role.describe() == "better_audit's admin role, for purge, seal and verify"
 
@@ -84,7 +87,10 @@ def test_better_audit_registers_its_admin_role_from_the_settings(settings):
 def test_init_creates_and_grants_a_registered_role_and_says_so(settings, fresh_roles):
     app, extra = fresh_roles["app"], fresh_roles["extra"]
     settings.BETTER_TENANT = {"SYSTEM_ROLE": fresh_roles["system"]}
-    settings.BETTER_AUDIT_INTEGRITY = {"ADMIN_ROLE": fresh_roles["admin"]}
+    settings.BETTER_AUDIT = {
+        **settings.BETTER_AUDIT,
+        "INTEGRITY": {"ADMIN_ROLE": fresh_roles["admin"]},
+    }
     register_extra(extra)
     with connected_as_owner():
         dry, _ = run("init", "--app-role", app, "--dry-run")
@@ -108,7 +114,7 @@ def test_init_creates_and_grants_a_registered_role_and_says_so(settings, fresh_r
 def test_init_grants_no_role_that_is_not_registered(settings, fresh_roles):
     app, admin = fresh_roles["app"], fresh_roles["admin"]
     settings.BETTER_TENANT = {"SYSTEM_ROLE": fresh_roles["system"]}
-    settings.BETTER_AUDIT_INTEGRITY = {"ADMIN_ROLE": admin}
+    settings.BETTER_AUDIT = {**settings.BETTER_AUDIT, "INTEGRITY": {"ADMIN_ROLE": admin}}
     # As without better_audit installed: its ready() registers nothing.
     registry.unregister_role("better_audit.admin")
     with connected_as_owner():

@@ -189,7 +189,7 @@ class Command(SubcommandCommand):
     # --- send-due --------------------------------------------------------------------------------
 
     def handle_send_due(self, options: dict[str, Any]) -> None:
-        from better_mail.sending import queued_count, send_due
+        from better_mail.delivery import queued_count, send_due
 
         limit = options["limit"]
         if limit < 1:

@@ -27,9 +27,9 @@ from django.test import Client
 from django.utils import timezone
 
 from better_core.commands import SYMBOLS
+from better_mail.delivery import deliver as deliver_mail
+from better_mail.delivery import mail_backend
 from better_mail.models import MailLog
-from better_mail.sending import deliver as deliver_mail
-from better_mail.sending import mail_backend
 from better_tenant import run_as
 from better_tenant.api import get_tenant_by_slug
 from better_webhooks.delivery import deliver_ids

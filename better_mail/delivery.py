@@ -1,0 +1,466 @@
+"""Delivery of queued mails: claim rows, send them over the backend, record each outcome."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import smtplib
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from email.message import MIMEPart
+from email.mime.base import MIMEBase
+from typing import Any
+
+from django.core import mail as django_mail
+from django.core.mail import EmailMultiAlternatives
+from django.utils import timezone
+
+from better_core import rates
+from better_mail import attachments
+from better_mail.conf import mail_settings
+from better_mail.exceptions import (
+    MailConfigurationError,
+    PermanentSendError,
+    TransientSendError,
+)
+from better_tenant.shortcuts import system_scope
+
+# Delivery claims rows with one ``WITH c AS MATERIALIZED (SELECT ... FOR UPDATE SKIP LOCKED)
+# UPDATE`` (queued -> sending) in a short transaction, so two workers never send one mail twice,
+# then sends them outside any lock through Django's default mailer (one connection per batch) and
+# records the outcome: ``sent`` with the provider's ids, ``queued`` again with a later ``send_at``
+# after a transient error, or ``failed``. This work runs after the caller's transaction, in system
+# mode when better_tenant is installed: the caller's scope has ended by then and a batch spans
+# tenants.
+
+logger = logging.getLogger("better_mail")
+
+METADATA_KEY = "better_mail_id"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What deliver() did: the final status, and when to try again (seconds) if at all."""
+
+    status: str
+    retry_in: float | None = None
+    error: str = ""
+    log_id: Any = None
+
+
+NOT_CLAIMED = Outcome("not_claimed")
+
+# One statement claims a batch: due, queued rows that no other transaction has locked move to
+# "sending". The UPDATE re-checks the status of each locked row, so a row claimed and committed
+# by another worker in the meantime is not taken twice.
+# The candidates are a MATERIALIZED CTE: as an ``IN (SELECT ... LIMIT n)`` subquery the planner
+# may run the locking subquery more than once, and each run, skipping rows already locked,
+# returns new ones, so one statement could claim more than ``n`` rows.
+_CLAIM_SQL = """
+WITH candidates AS MATERIALIZED (
+  SELECT id FROM {table}
+  WHERE status = 'queued' AND (send_at IS NULL OR send_at <= %s){only}
+  ORDER BY send_at NULLS FIRST
+  LIMIT %s
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE {table} SET status = 'sending', attempts = attempts + 1, updated_at = %s
+FROM candidates
+WHERE {table}.id = candidates.id
+RETURNING {table}.*
+"""
+
+
+def claim_batch(limit: int, ids: Sequence[Any] | None = None) -> list[Any]:
+    """Lock up to ``limit`` queued, due mails (of ``ids`` if given) and mark them ``sending``.
+
+    ``SKIP LOCKED``: mails another worker is claiming right now are skipped, not waited for;
+    once that worker commits they are no longer ``queued`` and match nothing.
+    """
+    from django.db import connection
+
+    from better_mail.models import MailLog
+
+    if limit <= 0 or (ids is not None and not ids):
+        return []
+    now = timezone.now()
+    params: list[Any] = [now]
+    only = ""
+    if ids is not None:
+        only = " AND id = ANY(%s)"
+        params.append([uuid.UUID(str(log_id)) for log_id in ids])
+    params += [limit, now]
+    query = _CLAIM_SQL.format(table=connection.ops.quote_name(MailLog._meta.db_table), only=only)
+    with system_scope():
+        logs = list(MailLog.objects.raw(query, params))
+    # RETURNING gives no order: send in the order the mails were queued.
+    logs.sort(key=lambda log: log.created_at)
+    return logs
+
+
+def claim(log_id: Any) -> Any:
+    """Claim one mail (see ``claim_batch``); None when it is not (or no longer) queued and due."""
+    try:
+        logs = claim_batch(1, [log_id])
+    except ValueError:
+        return None  # not a UUID: no such mail
+    return logs[0] if logs else None
+
+
+def deliver(log_id: Any) -> Outcome:
+    """Claim the mail ``log_id`` and send it; the outcome is recorded on the row."""
+    granted, wait = take_rate_slots(1)
+    if not granted:
+        return Outcome("rate_limited", retry_in=wait, log_id=log_id)
+    log = claim(log_id)
+    if log is None:
+        return NOT_CLAIMED
+    return send_claimed(log)
+
+
+def deliver_many(log_ids: Sequence[Any]) -> list[Outcome]:
+    """Claim and send these mails in batches over one backend connection per batch.
+
+    Mails the rate limit holds back get an outcome ``rate_limited`` with ``retry_in``; mails
+    already taken elsewhere are skipped (no outcome).
+    """
+    outcomes: list[Outcome] = []
+    pending = list(log_ids)
+    size = max(int(mail_settings.BATCH_SIZE), 1)
+    while pending:
+        granted, wait = take_rate_slots(min(size, len(pending)))
+        if not granted:
+            outcomes.extend(Outcome("rate_limited", retry_in=wait, log_id=i) for i in pending)
+            break
+        chunk, pending = pending[:granted], pending[granted:]
+        try:
+            logs = claim_batch(len(chunk), chunk)
+        except ValueError:
+            logs = [log for log in (claim(i) for i in chunk) if log is not None]
+        outcomes.extend(send_claimed_many(logs))
+    return outcomes
+
+
+def build_message(log: Any) -> EmailMultiAlternatives:
+    """The EmailMultiAlternatives of a claimed mail (text body, HTML alternative)."""
+    payload = log.payload or {}
+    if not payload:
+        raise PermanentSendError(
+            f"Mail {log.pk} has no rendered message left to send (it was sent or cancelled)."
+        )
+    message = EmailMultiAlternatives(
+        subject=log.subject,
+        body=payload.get("text", ""),
+        from_email=log.from_email or None,
+        to=list(log.to),
+        cc=list(log.cc),
+        bcc=list(log.bcc),
+        reply_to=list(log.reply_to),
+        headers=dict(payload.get("headers") or {}),
+    )
+    message.attach_alternative(payload.get("html", ""), "text/html")
+    for item in payload.get("attachments") or ():
+        decoded = attachments.decode(item)
+        if isinstance(decoded, (MIMEBase, MIMEPart)):
+            message.attach(decoded)
+        else:
+            message.attach(*decoded)
+    # django-anymail reads these attributes; other backends ignore them. The log id in the
+    # metadata comes back in the provider's tracking webhooks.
+    message.metadata = {**(log.metadata or {}), METADATA_KEY: str(log.pk)}
+    message.tags = list(log.tags)
+    return message
+
+
+def send_claimed(log: Any) -> Outcome:
+    """Send a mail this process has claimed (status ``sending``) and record what happened."""
+    return send_claimed_many([log])[0]
+
+
+def mail_backend() -> Any:
+    """A new connection of the default mailer.
+
+    ``MAILERS["default"]`` on Django 6.1+ (which falls back to EMAIL_BACKEND where MAILERS is not
+    set; ``get_connection()`` is deprecated there), EMAIL_BACKEND before.
+    """
+    mailers = getattr(django_mail, "mailers", None)
+    if mailers is not None:
+        return mailers.default
+    return django_mail.get_connection(fail_silently=False)
+
+
+def send_claimed_many(logs: Sequence[Any]) -> list[Outcome]:
+    """Send claimed mails over one backend connection; successes are recorded in one UPDATE."""
+    from better_mail.models import MailStatus
+
+    if not logs:
+        return []
+    outcomes: list[Outcome] = []
+    sent: list[tuple[Any, Any]] = []
+    try:
+        connection = mail_backend()
+        # One connection for the batch (one SMTP session); each message is sent on its own so
+        # that each gets its own outcome.
+        connection.open()
+    except Exception as exc:
+        return [_record_failure(log, exc) for log in logs]
+    try:
+        for log in logs:
+            try:
+                message = build_message(log)
+                if not connection.send_messages([message]):
+                    raise PermanentSendError(
+                        f"The email backend {type(connection).__name__} accepted no message "
+                        f"for mail {log.pk}."
+                    )
+            except Exception as exc:
+                outcomes.append(_record_failure(log, exc))
+                # The session may be broken: the next message opens a new one.
+                _close_quietly(connection)
+                continue
+            sent.append((log, message))
+            outcomes.append(Outcome(MailStatus.SENT, log_id=log.pk))
+    finally:
+        _close_quietly(connection)
+    if sent:
+        _record_successes(sent, connection)
+    return outcomes
+
+
+def _close_quietly(connection: Any) -> None:
+    try:
+        connection.close()
+    except Exception:
+        logger.debug("better_mail: closing the email backend failed", exc_info=True)
+
+
+def _record_successes(sent: Sequence[tuple[Any, Any]], connection: Any) -> None:
+    from django.db import connection as db
+
+    from better_mail.models import MailLog
+
+    now = timezone.now()
+    provider = getattr(connection, "esp_name", None) or type(connection).__module__
+    rows: list[Any] = []
+    for log, message in sent:
+        message_id, recipients = _anymail_result(message)
+        rows.extend([str(log.pk), provider, message_id, json.dumps(recipients), now])
+    values = ", ".join(["(%s::uuid, %s::text, %s::text, %s::jsonb, %s::timestamptz)"] * len(sent))
+    table = db.ops.quote_name(MailLog._meta.db_table)
+    # A tracking event that arrived before this update may already have moved the status on.
+    query = f"""
+UPDATE {table} AS m SET
+  status = CASE WHEN m.status = 'sending' THEN 'sent' ELSE m.status END,
+  provider = v.provider, provider_message_id = v.message_id, recipient_status = v.recipients,
+  sent_at = v.at, updated_at = v.at, payload = NULL, error = ''
+FROM (VALUES {values}) AS v(id, provider, message_id, recipients, at)
+WHERE m.id = v.id
+"""
+    with system_scope(), db.cursor() as cursor:
+        cursor.execute(query, rows)
+
+
+def _anymail_result(message: Any) -> tuple[str | None, dict[str, Any]]:
+    status = getattr(message, "anymail_status", None)
+    if status is None:
+        return None, {}
+    recipients = {
+        address: {
+            "status": info.status,
+            "message_id": None if info.message_id is None else str(info.message_id),
+        }
+        for address, info in (status.recipients or {}).items()
+    }
+    message_id = status.message_id
+    if isinstance(message_id, set | frozenset | list | tuple):
+        # One id per recipient (batch sends): kept per recipient, the first as the log's.
+        ids = sorted(str(item) for item in message_id if item is not None)
+        message_id = ids[0] if ids else None
+    return (None if message_id is None else str(message_id)), recipients
+
+
+def _record_failure(log: Any, exc: BaseException) -> Outcome:
+    from better_mail.models import MailLog, MailStatus
+
+    transient = is_transient(exc)
+    description = describe_error(exc)
+    now = timezone.now()
+    max_attempts = int(mail_settings.MAX_ATTEMPTS)
+    if transient and log.attempts < max_attempts:
+        delay = backoff(log.attempts)
+        logger.warning(
+            "better_mail: mail %s failed transiently (attempt %s of %s), retrying in %ss: %s",
+            log.pk,
+            log.attempts,
+            max_attempts,
+            delay,
+            description,
+        )
+        with system_scope():
+            MailLog.objects.filter(pk=log.pk, status=MailStatus.SENDING).update(
+                status=MailStatus.QUEUED,
+                send_at=now + timedelta(seconds=delay),
+                error=description,
+                updated_at=now,
+            )
+        return Outcome(MailStatus.QUEUED, retry_in=delay, error=description, log_id=log.pk)
+    if transient:
+        description = f"gave up after {log.attempts} attempts: {description}"
+    logger.error("better_mail: mail %s failed: %s", log.pk, description)
+    with system_scope():
+        MailLog.objects.filter(pk=log.pk, status=MailStatus.SENDING).update(
+            status=MailStatus.FAILED, error=description, updated_at=now, payload=None
+        )
+    return Outcome(MailStatus.FAILED, error=description, log_id=log.pk)
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before attempt ``attempts + 1``: RETRY_BACKOFF doubled per attempt, capped."""
+    base = float(mail_settings.RETRY_BACKOFF)
+    return min(base * 2 ** max(attempts - 1, 0), float(mail_settings.RETRY_BACKOFF_MAX))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors a later attempt may not meet: network trouble, SMTP 4xx, provider 5xx."""
+    if isinstance(exc, TransientSendError):
+        return True
+    if isinstance(exc, PermanentSendError):
+        return False
+    anymail = _anymail_exceptions()
+    if anymail is not None:
+        if isinstance(exc, anymail.AnymailRecipientsRefused | anymail.AnymailInvalidAddress):
+            return False
+        if isinstance(exc, anymail.AnymailAPIError):
+            code = getattr(exc, "status_code", None)
+            if code is not None:
+                return code >= 500 or code in (408, 429)
+            return _network_cause(exc)
+        if isinstance(exc, anymail.AnymailError):
+            return False
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return False
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return True
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500 or exc.smtp_code < 0
+    if isinstance(exc, smtplib.SMTPException):
+        return False
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
+def _network_cause(exc: BaseException) -> bool:
+    cause = exc.__cause__ or exc.__context__
+    if cause is None:
+        return False
+    try:
+        import requests
+
+        if isinstance(cause, requests.ConnectionError | requests.Timeout):
+            return True
+    except ImportError:
+        pass
+    return isinstance(cause, ConnectionError | TimeoutError | OSError)
+
+
+def _anymail_exceptions() -> Any:
+    try:
+        from anymail import exceptions
+    except ImportError:
+        return None
+    return exceptions
+
+
+def describe_error(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:
+        # Some providers' exceptions format their HTTP response and fail without one.
+        text = repr(exc.args)
+    return f"{type(exc).__name__}: {text}"[:2000]
+
+
+# Scheduled and leftover mails -----------------------------------------------------------------
+
+
+def send_due(limit: int = 100) -> int:
+    """Send up to ``limit`` queued mails whose time has come; returns how many were sent.
+
+    Mails are claimed ``BATCH_SIZE`` at a time and each batch goes over one backend connection.
+    Mails left ``sending`` longer than ``STALE_SENDING_AFTER`` seconds (a worker died mid-send)
+    are marked failed, not sent again: the provider may already have accepted them, and
+    better_mail never risks sending a mail twice.
+    """
+    from better_mail.models import MailStatus
+
+    fail_stale()
+    sent = 0
+    remaining = limit
+    size = max(int(mail_settings.BATCH_SIZE), 1)
+    while remaining > 0:
+        granted, _ = take_rate_slots(min(size, remaining))
+        if not granted:
+            break
+        logs = claim_batch(granted)
+        if not logs:
+            break
+        remaining -= len(logs)
+        outcomes = send_claimed_many(logs)
+        sent += sum(outcome.status == MailStatus.SENT for outcome in outcomes)
+    return sent
+
+
+def fail_stale() -> int:
+    """Mark mails stuck in ``sending`` (their worker died) as failed; returns how many."""
+    from better_mail.models import MailLog, MailStatus
+
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=float(mail_settings.STALE_SENDING_AFTER))
+    with system_scope():
+        return MailLog.objects.filter(status=MailStatus.SENDING, updated_at__lt=cutoff).update(
+            status=MailStatus.FAILED,
+            error="interrupted: the worker stopped while sending, so the provider may or may "
+            "not have accepted this mail. Send it again if it did not arrive.",
+            updated_at=now,
+            payload=None,
+        )
+
+
+def queued_count() -> int:
+    """Mails waiting to be sent (all tenants)."""
+    from better_mail.models import MailLog, MailStatus
+
+    with system_scope():
+        return MailLog.objects.filter(status=MailStatus.QUEUED).count()
+
+
+# Rate limit -----------------------------------------------------------------------------------
+
+
+def parse_rate(value: str) -> tuple[int, int]:
+    """``"100/m"`` -> (100, 60); also ``"10/s"``, ``"5000/h"``, ``"20/10s"``."""
+    try:
+        return rates.parse_rate(value)
+    except ValueError:
+        raise MailConfigurationError(
+            f"BETTER_MAIL['RATE_LIMIT'] = {value!r} is not a rate. Use {rates.RATE_HELP}; "
+            "a rate allows at least one mail."
+        ) from None
+
+
+def take_rate_slots(wanted: int) -> tuple[int, float]:
+    """Take up to ``wanted`` sends from the rate limit: (granted, seconds until the next window).
+
+    Fixed windows counted in Django's default cache, shared by all workers when that cache is
+    shared (Redis, Memcached, database). Without ``RATE_LIMIT`` everything is granted.
+    """
+    rate = mail_settings.RATE_LIMIT
+    if not rate or wanted <= 0:
+        return wanted, 0.0
+    from django.core.cache import cache
+
+    count, period = parse_rate(rate)
+    window = rates.hit(cache, "better_mail:rate", period, wanted)
+    granted = max(0, min(wanted, count - (window.used - wanted)))
+    return granted, window.resets_in
