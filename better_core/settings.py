@@ -258,20 +258,8 @@ def to_seconds(value: Any) -> float:
     return float(duration.seconds)
 
 
-class Duration(Setting):
+class Duration(_Bounded):
     """Seconds, or a shorthand such as ``"30min"``, ``"24h"``, ``"7d"``; read as float seconds."""
-
-    def __init__(
-        self,
-        default: Any,
-        *,
-        min: float | None = None,
-        max: float | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(default, **options)
-        self.min = min
-        self.max = max
 
     def convert(self, value: Any) -> Any:
         try:
