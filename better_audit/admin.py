@@ -60,6 +60,10 @@ class TableFilter(admin.SimpleListFilter):
 class AuditLogAdmin(
     TenantScopedAdminMixin, LargeTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin
 ):
+    class Media:
+        # Rules of the JSON blocks and statuses the pages show (no inline style attributes).
+        css = {"all": ("better_audit/admin.css",)}
+
     list_display = (
         "timestamp",
         "operation",

@@ -143,6 +143,9 @@ install_dashboard(admin.site)
 
 
 class ConsoleModelAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    class Media:
+        css = {"all": ("better_console/admin.css",)}
+
     """Read-only; console read access is enough to see these pages."""
 
     list_per_page = 50
@@ -156,11 +159,12 @@ class ConsoleModelAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="state")
     def state(self, obj: Any) -> SafeString:
-        label, colour = self._state(obj)
-        return format_html('<strong style="color: {}">{}</strong>', colour, label)
+        label, tone = self._state(obj)
+        return format_html('<strong class="console-{}">{}</strong>', tone, label)
 
     def _state(self, obj: Any) -> tuple[str, str]:
-        return ("expired", "#ba2121") if obj.is_expired else ("active", "#2e7d32")
+        """The state's label and tone (``good``, ``bad`` or ``plain``; better_console/admin.css)."""
+        return ("expired", "bad") if obj.is_expired else ("active", "good")
 
     @admin.display(description="session id")
     def session_ref(self, obj: Any) -> str:
@@ -227,7 +231,7 @@ class MagicLinkAdmin(ConsoleModelAdmin):
 
     def _state(self, obj: MagicLink) -> tuple[str, str]:
         if obj.claimed_at:
-            return "claimed", "#2e7d32"
+            return "claimed", "good"
         if obj.is_expired:
-            return "expired", "#ba2121"
-        return ("verified", "#2e7d32") if obj.verified_at else ("waiting for code", "inherit")
+            return "expired", "bad"
+        return ("verified", "good") if obj.verified_at else ("waiting for code", "plain")

@@ -83,9 +83,7 @@ def pretty_json(value: Any, css_class: str = "") -> SafeString:
     with contextlib.suppress(ValueError):
         parsed = json.loads(value) if isinstance(value, str) else value
         text = json.dumps(parsed, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-    return format_html(
-        '<pre class="{}" style="margin: 0; white-space: pre-wrap">{}</pre>', css_class, text
-    )
+    return format_html('<pre class="better-json {}">{}</pre>', css_class, text)
 
 
 def distinct_values(table: str, column: str, using: str = "default") -> list[str]:

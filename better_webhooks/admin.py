@@ -66,6 +66,10 @@ class EndpointForm(forms.ModelForm):
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    class Media:
+        # Rules of the JSON blocks and statuses the pages show (no inline style attributes).
+        css = {"all": ("better_webhooks/admin.css",)}
+
     form = EndpointForm
     list_display = (
         "url",
@@ -163,6 +167,10 @@ class ReadOnlyAdmin(
     TenantScopedAdminMixin, LargeTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin
 ):
     """A scoped admin that only shows rows."""
+
+    class Media:
+        # Rules of the JSON blocks and statuses the pages show (no inline style attributes).
+        css = {"all": ("better_webhooks/admin.css",)}
 
 
 @admin.register(WebhookDelivery)
