@@ -31,6 +31,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Django 6.0+ checks it wherever a model has an ArrayField (audit, console, webhooks, mail).
+    "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
     "better_tenant",

@@ -4,6 +4,10 @@ import pytest
 
 from better_tenant.testing import django_db_setup_with_roles as django_db_setup  # noqa: F401
 
+# Each project installs only some of the apps and needs its own settings: tests/test_projects.py
+# runs them one by one in pytest subprocesses.
+collect_ignore = ["projects"]
+
 
 @pytest.fixture(autouse=True)
 def _clear_caches():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import io
 import os
 import re
 from pathlib import Path
@@ -47,6 +48,13 @@ def test_the_cell_runs_on_the_django_it_names():
     wanted = os.environ.get("BETTER_MATRIX_DJANGO")
     if wanted:
         assert f"{django.VERSION[0]}.{django.VERSION[1]}" == wanted
+
+
+def test_the_example_project_passes_djangos_system_checks():
+    # What `migrate` and `runserver` run first: an error here stops `make demo` on this release.
+    from django.core.management import call_command
+
+    call_command("check", stdout=io.StringIO())
 
 
 def test_the_readme_table_is_the_matrix_and_every_release_is_verified_for_capture():

@@ -1,0 +1,1 @@
+"""Small projects that install only some of the apps; run by tests/test_projects.py."""

@@ -1,0 +1,1 @@
+"""Test project with better_audit alone (and Django's admin)."""

@@ -1,0 +1,1 @@
+"""Test project with better_mail alone (and Django's admin)."""

@@ -1,0 +1,1 @@
+"""Test project with every app but better_tenant."""

@@ -1,0 +1,1 @@
+"""Test project with better_tenant alone."""
