@@ -147,11 +147,12 @@ def _do_update(
     columns the UPDATE must also return, answered as rows instead of a bool.
     """
     original = _originals["_do_update"]
-    args = (self, base_qs, using, pk_val, values, update_fields, forced_update, *returning)
     specs = tables.SAVE_SPECS.get(self.__class__)
     spec = tables.QUERY_SPECS.get(base_qs.model) if specs else None
     if spec is None or spec not in specs or not _FOLDED_UPDATE:
-        return original(*args)
+        return original(
+            self, base_qs, using, pk_val, values, update_fields, forced_update, *returning
+        )
     values = list(values)
     args = (self, base_qs, using, pk_val, values, update_fields, forced_update, *returning)
     stash = self.__dict__.setdefault(STASH_KEY, {})

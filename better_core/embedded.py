@@ -10,6 +10,7 @@ folder, ``.data/pg<major>``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import os
@@ -56,9 +57,15 @@ class EmbeddedPostgres:
 
 def postgres_engine() -> tuple[ModuleType, int]:
     """The embedded PostgreSQL package to use and the major version of the server it ships."""
+    return _postgres_engine(os.environ.get("BETTER_EMBEDDED_POSTGRES", ""))
+
+
+@functools.cache
+def _postgres_engine(chosen: str) -> tuple[ModuleType, int]:
+    # Cached: every process start asks twice (the data folder, then the server), and the answer
+    # runs the server binary.
     # platformdirs warns about XDG_RUNTIME_DIR on servers; neither package needs it.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    chosen = os.environ.get("BETTER_EMBEDDED_POSTGRES", "")
     if chosen and chosen not in ENGINES:
         raise RuntimeError(
             f"BETTER_EMBEDDED_POSTGRES is {chosen!r}; use one of {', '.join(ENGINES)}."

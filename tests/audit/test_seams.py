@@ -72,7 +72,6 @@ def test_a_method_whose_parameters_changed_is_not_wrapped(monkeypatch):
     monkeypatch.setattr(capture, "_originals", {})
     monkeypatch.setattr(capture, "_FOLDED_UPDATE", True)
     monkeypatch.setattr(capture, "_FOLDED_INSERT", True)
-    wrapped = {}
     for owner, name in [
         (models.Model, "save_base"),
         (models.Model, "_do_insert"),
@@ -84,7 +83,6 @@ def test_a_method_whose_parameters_changed_is_not_wrapped(monkeypatch):
         (models.sql.UpdateQuery, "update_batch"),
     ]:
         # The originals, so that install() wraps them afresh (monkeypatch restores the wrappers).
-        wrapped[name] = owner.__dict__[name]
         monkeypatch.setattr(owner, name, owner.__dict__[name].__wrapped__)
     monkeypatch.setattr(models.Model, "_do_update", _do_update)
     capture.install()
