@@ -42,13 +42,13 @@ def create_endpoint(
 
     The URL is checked by the SSRF guard's static rules (scheme, literal addresses); the
     addresses its host resolves to are checked at every delivery. The tenant defaults to the one
-    in scope.
+    in scope; without better_tenant a ``tenant`` raises TenancyNotInstalledError.
     """
     ssrf.validate_url(url)
     names = validate_events(events)
     plain = secret or crypto.generate_secret()
     crypto.secret_bytes(plain)
-    tenant_id = db.to_tenant_id(tenant) if tenant is not None else db.current_tenant_id()
+    tenant_id = db.tenant_of(tenant)
     endpoint = WebhookEndpoint(
         url=url,
         events=names,

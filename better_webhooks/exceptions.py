@@ -11,6 +11,10 @@ class ConfigurationError(WebhookError):
     """``BETTER_WEBHOOKS`` has a value the app cannot use."""
 
 
+class TenancyNotInstalledError(WebhookError, ValueError):
+    """A ``tenant=`` given while better_tenant is not installed, so no tenant exists to name."""
+
+
 class UnknownEventError(WebhookError):
     """An event name that is not in the catalog."""
 

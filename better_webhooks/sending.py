@@ -78,14 +78,15 @@ def send(
     The payload is validated against the event's schema first (UnknownEventError,
     PayloadValidationError). The rows are written in the caller's transaction and dispatched
     only after it commits, so a rollback sends nothing. ``tenant`` defaults to the tenant in
-    scope; without one, the endpoints without a tenant receive the event. A repeated
+    scope; without one, the endpoints without a tenant receive the event (without better_tenant a
+    ``tenant`` raises TenancyNotInstalledError: there is no tenant to name). A repeated
     ``idempotency_key`` (per tenant, within ``IDEMPOTENCY_WINDOW``) returns the first call's
     deliveries and queues nothing.
     """
     event_type = get_event(event)
     event_type.validate(payload)
     data = _json_payload(event, payload)
-    tenant_id = db.to_tenant_id(tenant) if tenant is not None else db.current_tenant_id()
+    tenant_id = db.tenant_of(tenant)
     targets = None if endpoints is None else [_endpoint_id(e) for e in endpoints]
     using = db.alias()
     now = timezone.now()

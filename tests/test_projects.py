@@ -18,7 +18,7 @@ PROJECTS = {
     "audit_only": 11,
     "console_only": 5,
     "mail_only": 10,
-    "no_tenant": 27,
+    "no_tenant": 28,
     "tenant_only": 6,
 }
 

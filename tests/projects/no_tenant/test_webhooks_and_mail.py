@@ -48,6 +48,23 @@ def test_send_queues_then_the_worker_delivers_signed(receiver):
     assert (attempt.response_status, attempt.tenant_id) == (200, None)
 
 
+def test_a_tenant_is_refused_where_no_tenant_exists(receiver):
+    """As the console answers 400 to a tenantId, the Python API refuses a tenant= it cannot check."""
+    import uuid
+
+    from better_webhooks.exceptions import TenancyNotInstalledError
+
+    someone = uuid.uuid4()
+    with pytest.raises(TenancyNotInstalledError, match="better_tenant"):
+        webhooks.create_endpoint(receiver.url(), ["order.created"], tenant=someone)
+    webhooks.create_endpoint(receiver.url(), ["order.created"])
+    with pytest.raises(TenancyNotInstalledError):
+        webhooks.send("order.created", {"number": "A-2"}, tenant=someone)
+    # Nothing was stored for the refused calls.
+    assert WebhookEndpoint.objects.count() == 1
+    assert not WebhookDelivery.objects.exists()
+
+
 def test_the_celery_task_delivers_after_commit(
     receiver, settings, django_capture_on_commit_callbacks
 ):
