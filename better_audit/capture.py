@@ -67,12 +67,13 @@ import contextlib
 import contextvars
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, models, router, transaction
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.expressions import RawSQL
+from django.db.models.fields.related import RelatedField
 from django.db.models.signals import post_save, pre_save
 from django.db.models.sql import DeleteQuery, InsertQuery, UpdateQuery
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, NO_RESULTS
@@ -149,7 +150,7 @@ def _do_update(
     original = _originals["_do_update"]
     specs = tables.SAVE_SPECS.get(self.__class__)
     spec = tables.QUERY_SPECS.get(base_qs.model) if specs else None
-    if spec is None or spec not in specs or not _FOLDED_UPDATE:
+    if not specs or spec is None or spec not in specs or not _FOLDED_UPDATE:
         return original(
             self, base_qs, using, pk_val, values, update_fields, forced_update, *returning
         )
@@ -334,7 +335,7 @@ def _do_insert(
     original = _originals["_do_insert"]
     spec = tables.QUERY_SPECS.get(manager.model) if FOLD_KEY in self.__dict__ else None
     plan = _plan(spec, "INSERT") if spec is not None else None
-    if plan is None:
+    if spec is None or plan is None:
         return original(self, manager, using, fields, returning_fields, raw)
     query = InsertQuery(manager.model)
     query.insert_values(fields, [self], raw=raw)
@@ -423,7 +424,7 @@ _FOLDABLE_KEYS = tables.INTEGER_TYPES | {"UUIDField", "CharField", "TextField", 
 def _foldable_key(spec: tables.AuditedTable) -> bool:
     """Whether the audit row's record id may be the key's ``::text`` (Python writes ``str()``)."""
     pk = spec.pk_field
-    target = pk.target_field if pk.is_relation else pk
+    target = pk.target_field if isinstance(pk, RelatedField) else pk
     return target.get_internal_type() in _FOLDABLE_KEYS
 
 
@@ -474,8 +475,12 @@ def _chunks(items: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:
         yield items[start : start + size]
 
 
-def _read_images(spec: tables.AuditedTable, pks: list[Any], using: str) -> dict[str, dict]:
-    images: dict[str, dict] = {}
+# Row images by record id.
+_Images = dict[str | None, dict[str, Any] | None]
+
+
+def _read_images(spec: tables.AuditedTable, pks: list[Any], using: str) -> _Images:
+    images: _Images = {}
     with connections[using].cursor() as cursor:
         for chunk in _chunks([spec.prep_pk(pk, using) for pk in pks]):
             cursor.execute(spec.select_many_sql, [chunk])
@@ -514,7 +519,7 @@ def _atomic_if(wanted: bool, using: str) -> Any:
 
 
 def _delete_batch(self: DeleteQuery, pk_list: list[Any], using: str) -> int:
-    spec = tables.QUERY_SPECS.get(self.model)
+    spec = tables.QUERY_SPECS.get(self.model) if self.model is not None else None
     if spec is None:
         return _originals["delete_batch"](self, pk_list, using)
     images = not spec.skip_before and len(pk_list) <= tables.CONFIG.max_before_state_rows
@@ -592,7 +597,8 @@ def _update(self: QuerySet, **kwargs: Any) -> int:
     if spec is None or not kwargs or self.query.is_sliced or self.query.combinator:
         # Unaudited, or a call Django refuses: let Django answer it.
         return _originals["update"](self, **kwargs)
-    self._for_write = True
+    # _for_write is private QuerySet state, absent from the stubs.
+    self._for_write = True  # type: ignore[attr-defined]
     using = self.db
     plan = _plan(spec, "UPDATE")
     if plan is not None:
@@ -602,7 +608,8 @@ def _update(self: QuerySet, **kwargs: Any) -> int:
             return updated
     with transaction.atomic(using=using, savepoint=False):
         befores = {} if spec.skip_before else _lock_before_images(self, spec, using)
-        query = self.query.chain(UpdateQuery)
+        # chain(klass) returns the clone as an instance of klass; the stubs say Query.
+        query = cast(UpdateQuery, self.query.chain(UpdateQuery))
         query.add_update_values(kwargs)
         query.clear_select_clause()
         rows = _run_update(query, spec, using)
@@ -630,7 +637,8 @@ def _folded_update_many(
         return None  # the values may name annotations, which a query of its own would lack
     query = UpdateQuery(qs.model)
     query.add_update_values(kwargs)
-    if query.related_updates:
+    # Set by UpdateQuery itself; the stubs declare only its methods.
+    if query.related_updates:  # type: ignore[attr-defined]
         return None
     statement, set_params = query.get_compiler(using).as_sql()
     inner = qs.order_by().values("pk")
@@ -661,7 +669,7 @@ def _folded_update_many(
         return cursor.rowcount
 
 
-def _lock_before_images(qs: QuerySet, spec: tables.AuditedTable, using: str) -> dict[str, dict]:
+def _lock_before_images(qs: QuerySet, spec: tables.AuditedTable, using: str) -> _Images:
     """Lock the rows ``qs`` matches and read their images, unless there are too many."""
     limit = tables.CONFIG.max_before_state_rows
     if limit <= 0:
@@ -703,10 +711,11 @@ def _run_update(query: UpdateQuery, spec: tables.AuditedTable, using: str) -> li
 
 
 def _update_batch(self: UpdateQuery, pk_list: list[Any], values: dict, using: str) -> None:
-    spec = tables.QUERY_SPECS.get(self.model)
-    if spec is None:
+    model = self.model
+    spec = tables.QUERY_SPECS.get(model) if model is not None else None
+    if model is None or spec is None:
         return _originals["update_batch"](self, pk_list, values, using)
-    manager = self.model._base_manager.using(using)
+    manager = model._base_manager.using(using)
     for start in range(0, len(pk_list), GET_ITERATOR_CHUNK_SIZE):
         manager.filter(pk__in=pk_list[start : start + GET_ITERATOR_CHUNK_SIZE]).update(**values)
     return None
@@ -739,7 +748,8 @@ def _bulk_create(
 
     if not objs:
         return create()
-    self._for_write = True
+    # _for_write is private QuerySet state, absent from the stubs.
+    self._for_write = True  # type: ignore[attr-defined]
     using = self.db
     plan = None if ignore_conflicts or update_conflicts else _plan(spec, "INSERT")
     if plan is not None:
@@ -797,7 +807,8 @@ def _insert(
             unique_fields,
         )
     spec, plan = folding
-    self._for_write = True
+    # _for_write is private QuerySet state, absent from the stubs.
+    self._for_write = True  # type: ignore[attr-defined]
     query = InsertQuery(self.model)
     query.insert_values(fields, objs, raw=raw)
     return _folded_insert(query, spec, plan, using or self.db, returning_fields)
@@ -811,7 +822,8 @@ def _bulk_insert_ignoring(
     Every object needs a known key for that: keys from a sequence are drawn up front. Keys that
     exist before the insert belong to rows the insert skipped.
     """
-    qs._prepare_for_bulk_create(objs)
+    # _prepare_for_bulk_create is private QuerySet API, absent from the stubs.
+    qs._prepare_for_bulk_create(objs)  # type: ignore[attr-defined]
     pending = [obj for obj in objs if obj.pk is None]
     if pending:
         with connections[using].cursor() as cursor:
@@ -833,7 +845,7 @@ def _bulk_insert_ignoring(
                 len(pending),
             )
     keys = [obj.pk for obj in objs if obj.pk is not None]
-    existing = set()
+    existing: set[str] = set()
     with connections[using].cursor() as cursor:
         for chunk in _chunks([spec.prep_pk(pk, using) for pk in keys]):
             cursor.execute(
@@ -864,7 +876,8 @@ def _bulk_upsert(
 ) -> list[models.Model]:
     """Log each row of an upsert as the INSERT or UPDATE it was, with before-images of updates."""
     meta = qs.model._meta
-    qs._prepare_for_bulk_create(objs)
+    # _prepare_for_bulk_create is private QuerySet API, absent from the stubs.
+    qs._prepare_for_bulk_create(objs)  # type: ignore[attr-defined]
     fields = [meta.get_field(meta.pk.name if name == "pk" else name) for name in unique_fields]
 
     def key(values: Iterable[Any]) -> tuple:
@@ -878,7 +891,7 @@ def _bulk_upsert(
     limit = tables.CONFIG.max_before_state_rows
     with_images = not spec.skip_before and len(wanted) <= limit
     existing: dict[tuple, str] = {}  # unique key -> primary key of the existing row
-    befores: dict[str, dict] = {}
+    befores: dict[str, dict[str, Any] | None] = {}
     manager = qs.model._base_manager.using(using)
     attnames = [f.attname for f in fields]
     for chunk in _chunks(wanted, 500):
@@ -930,7 +943,7 @@ def install() -> None:
     global _FOLDED_INSERT, _FOLDED_UPDATE
     if _originals:
         return
-    targets = [
+    targets: list[tuple[type, str, Any]] = [
         (models.Model, "Model.save_base", _save_base),
         (models.Model, "Model._do_update", _do_update),
         (models.Model, "Model._do_insert", _do_insert),

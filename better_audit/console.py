@@ -212,12 +212,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         moment = parse_instant(raw["t"])
         entry_id = uuid.UUID(raw["i"])
     except (binascii.Error, ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
-        moment = None
-    if moment is None:
-        raise bad_request(
-            "Invalid cursor: pass nextCursor or prevCursor back unchanged.", "INVALID_CURSOR"
-        )
-    return moment, entry_id
+        pass
+    else:
+        if moment is not None:
+            return moment, entry_id
+    raise bad_request(
+        "Invalid cursor: pass nextCursor or prevCursor back unchanged.", "INVALID_CURSOR"
+    )
 
 
 def _page(qs: QuerySet, order: str, cursor: str | None, limit: int) -> tuple[list[Any], bool]:

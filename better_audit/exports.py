@@ -39,7 +39,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import IO, Any
+from typing import IO, Any, Protocol, cast, overload
 
 from django.db import connections, transaction
 from django.db.models import F, Func, TextField
@@ -84,11 +84,63 @@ class ExportSummary:
     chain_head: dict[str, Any] | None
 
 
+class TextSink(Protocol):
+    """Anything with a ``write(str)``: a text stream, or an adapter onto one."""
+
+    def write(self, text: str, /) -> int: ...
+
+
+# A path, a binary or text stream, or a text sink.
+Output = str | os.PathLike[str] | IO[Any] | TextSink
+
+
+@overload
+def export(
+    format: str = ...,
+    json_style: str = ...,
+    query: AuditQuery | None = ...,
+    output: None = ...,
+    *,
+    chain_head: bool = ...,
+    chunk_size: int = ...,
+    naming: str = ...,
+    max_rows: int | None = ...,
+) -> str: ...
+
+
+@overload
+def export(
+    format: str,
+    json_style: str,
+    query: AuditQuery | None,
+    output: Output,
+    *,
+    chain_head: bool = ...,
+    chunk_size: int = ...,
+    naming: str = ...,
+    max_rows: int | None = ...,
+) -> ExportSummary: ...
+
+
+@overload
+def export(
+    format: str = ...,
+    json_style: str = ...,
+    query: AuditQuery | None = ...,
+    *,
+    output: Output,
+    chain_head: bool = ...,
+    chunk_size: int = ...,
+    naming: str = ...,
+    max_rows: int | None = ...,
+) -> ExportSummary: ...
+
+
 def export(
     format: str = "json",
     json_style: str = "array",
     query: AuditQuery | None = None,
-    output: str | os.PathLike[str] | IO[Any] | None = None,
+    output: Output | None = None,
     *,
     chain_head: bool = True,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -113,7 +165,9 @@ def export(
         with open(output, "w", encoding="utf-8", newline="") as stream:
             return _write(stream, plan)
     if isinstance(output, (io.RawIOBase, io.BufferedIOBase)) or "b" in getattr(output, "mode", ""):
-        text = io.TextIOWrapper(output, encoding="utf-8", newline="", write_through=True)
+        # A binary stream, by its class or its mode.
+        binary = cast(IO[bytes], output)
+        text = io.TextIOWrapper(binary, encoding="utf-8", newline="", write_through=True)
         try:
             return _write(text, plan)
         finally:
@@ -199,6 +253,7 @@ class _Plan:
 
 def _write(stream: Any, plan: _Plan) -> ExportSummary:
     *_, summary = _run(stream, plan)
+    assert summary is not None  # the last item _run yields is the summary
     return summary
 
 

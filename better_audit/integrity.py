@@ -358,7 +358,8 @@ def verify(
         chains = _chains(cursor, tenant_id, f"SELECT DISTINCT chain::text FROM {SEALS_TABLE}")
         if tenant_id is None:
             chains = sorted(set(chains) | set(expected), key=lambda c: (c is not None, c or ""))
-            seals_where, audit_where, params = "true", "true", []
+            seals_where, audit_where = "true", "true"
+            params: list[Any] = []
         else:
             seals_where, params = _chain_condition(chains[0])
             audit_where = _chain_condition(chains[0], "a.tenant_id")[0]

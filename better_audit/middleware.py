@@ -283,14 +283,17 @@ def _install(request: HttpRequest, extraction: Extraction) -> AuditContext:
     return extraction.context
 
 
-def _to_check(request: HttpRequest, view_func: Any) -> Extraction | None:
-    """The request's extraction when ``FAIL_CLOSED`` must check it before ``view_func`` runs."""
+def _to_check(
+    request: HttpRequest, view_func: Any
+) -> tuple[list[BaseException], AuditContext] | None:
+    """The request's extraction errors and context when ``FAIL_CLOSED`` must check them before
+    ``view_func`` runs."""
     if not audit_settings.FAIL_CLOSED or _is_optional(view_func):
         return None
     extraction: Extraction | None = getattr(request, _STATE_ATTR, None)
     if extraction is None or extraction.context is None:
         return None
-    return extraction
+    return extraction.errors, extraction.context
 
 
 # --- streaming ----------------------------------------------------------------------------------
@@ -311,7 +314,8 @@ class AuditContextMiddleware(HybridMiddleware):
         super().__init__(get_response)
         if self.async_mode:
             # Django adapts process_view to the handler's mode; an async one spares a thread hop.
-            self.process_view = self._aprocess_view
+            # Django looks the hook up on the instance, so it may be swapped per instance.
+            self.process_view = self._aprocess_view  # type: ignore[method-assign,assignment]
         # A wrong setting fails when the server loads its middleware, not on some request.
         configured_extractors()
 
@@ -342,25 +346,27 @@ class AuditContextMiddleware(HybridMiddleware):
     def process_view(
         self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any
     ) -> HttpResponseBase | None:
-        extraction = _to_check(request, view_func)
-        if extraction is None:
+        checked = _to_check(request, view_func)
+        if checked is None:
             return None
-        if extraction.errors:
+        errors, context = checked
+        if errors:
             return actor_required_response(_EXTRACTION_FAILED)
-        if extraction.context.resolve_actor_id() is None:
+        if context.resolve_actor_id() is None:
             return actor_required_response(_NO_ACTOR)
         return None
 
     async def _aprocess_view(
         self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any
     ) -> HttpResponseBase | None:
-        extraction = _to_check(request, view_func)
-        if extraction is None:
+        checked = _to_check(request, view_func)
+        if checked is None:
             return None
-        if extraction.errors:
+        errors, context = checked
+        if errors:
             return actor_required_response(_EXTRACTION_FAILED)
         # Custom deferred actors may query the database, which the event loop may not do.
-        actor = await sync_to_async(extraction.context.resolve_actor_id, thread_sensitive=True)()
+        actor = await sync_to_async(context.resolve_actor_id, thread_sensitive=True)()
         if actor is None:
             return actor_required_response(_NO_ACTOR)
         return None

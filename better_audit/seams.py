@@ -21,7 +21,7 @@ class Seams:
     update_returns_rows: bool
 
 
-def _methods() -> dict[str, Callable[..., Any]]:
+def _methods() -> dict[str, Callable[..., Any] | None]:
     """Each method capture wraps or calls, by "Owner.method" (None where this Django lacks it)."""
     from django.db import models
     from django.db.models import QuerySet

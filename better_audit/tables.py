@@ -29,6 +29,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import connections
 from django.db.models import Field, Model
+from django.db.models.fields.related import RelatedField
 
 from better_audit import sql
 from better_audit.conf import audit_settings
@@ -160,6 +161,7 @@ def configure() -> None:
     own = {spec.model: spec for specs in tables.values() for spec in specs}
     for model in apps.get_models(include_auto_created=True):
         concrete = model._meta.concrete_model
+        assert concrete is not None  # None only for abstract models, which are not registered
         if concrete in own:
             query_specs[model] = own[concrete]
         chain = [concrete, *concrete._meta.get_parent_list()]
@@ -272,7 +274,13 @@ def _build_spec(
 ) -> AuditedTable | None:
     meta = model._meta
     pk = meta.pk
-    if pk is None or getattr(meta, "is_composite_pk", False) or not pk.concrete:
+    # A concrete key always has a column; the stubs type column as optional.
+    if (
+        pk is None
+        or getattr(meta, "is_composite_pk", False)
+        or not pk.concrete
+        or pk.column is None
+    ):
         problems.append(
             (
                 "E004",
@@ -310,7 +318,9 @@ def _tenant_column(model: type[Model]) -> str | None:
 
     if not is_tenant_model(model):
         return None
-    return model._meta.get_field("tenant").column
+    field = model._meta.get_field("tenant")
+    assert isinstance(field, Field)  # the TenantField that is_tenant_model found
+    return field.column
 
 
 # --- values as to_jsonb renders them ----------------------------------------------------------
@@ -464,7 +474,8 @@ def converter_for(f: Field) -> Converter:
     """A function rendering a value of ``f`` as ``to_jsonb`` does (UNKNOWN when it cannot)."""
     if getattr(f, "generated", False):
         return _unknown
-    if (f.is_relation and f.many_to_one) or f.one_to_one:
+    # Every concrete many-to-one or one-to-one field is a RelatedField.
+    if isinstance(f, RelatedField) and (f.many_to_one or f.one_to_one):
         target = f.target_field
         return converter_for(target)
     kind = f.get_internal_type()
@@ -501,7 +512,8 @@ def converter_for(f: Field) -> Converter:
     if kind == "FloatField":
         return _guard(lambda value, tz: _float(float(value)))
     if kind == "DecimalField":
-        places = f.decimal_places
+        # Chosen by internal type, so a DecimalField or a field standing in for one.
+        places = f.decimal_places  # type: ignore[attr-defined]
 
         def number(value: Any, tz: datetime.tzinfo) -> Any:
             value = f.to_python(value)
@@ -539,7 +551,8 @@ def converter_for(f: Field) -> Converter:
         encoder = getattr(f, "encoder", None)
         return _guard(lambda value, tz: json.loads(json.dumps(value, cls=encoder)))
     if kind == "ArrayField":
-        inner = converter_for(f.base_field)
+        # Chosen by internal type: PostgreSQL's ArrayField (or a field standing in for one).
+        inner = converter_for(f.base_field)  # type: ignore[attr-defined]
 
         def array(value: Any, tz: datetime.tzinfo) -> Any:
             items = [inner(item, tz) for item in value]

@@ -96,7 +96,7 @@ class AuditEntry:
         data["id"] = str(self.id)
         data["timestamp"] = self.timestamp.isoformat()
         data["tenant_id"] = None if self.tenant_id is None else str(self.tenant_id)
-        return json.loads(_json(data))
+        return json.loads(_dumps(data))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditEntry:
@@ -156,6 +156,10 @@ def _default(value: Any) -> Any:
 def _json(value: Any) -> str | None:
     if value is None:
         return None
+    return _dumps(value)
+
+
+def _dumps(value: Any) -> str:
     return json.dumps(value, default=_default, separators=(",", ":"))
 
 
@@ -443,7 +447,8 @@ def _send(payload: list[dict[str, Any]], entries: list[AuditEntry], using: str) 
         )
     else:
         try:
-            write_entries.apply_async(args=[payload, using])
+            # Celery takes any sequence of arguments; celery-types asks for a tuple.
+            write_entries.apply_async(args=[payload, using])  # type: ignore[arg-type]
             return
         except Exception as exc:
             error = exc
@@ -550,6 +555,7 @@ def _data(value: Any, name: str, using: str) -> dict[str, Any] | None:
             row = {
                 f.column: tables.json_value(getattr(value, f.attname))
                 for f in value._meta.concrete_fields
+                if f.column is not None  # always: a concrete field is one with a column
             }
         return row
     if not isinstance(value, Mapping):

@@ -42,15 +42,17 @@ from better_core.admin import ReadOnlyAdminMixin
 APP_LABEL = "better_console"
 DASHBOARD_URL_NAME = "better_console_dashboard"
 DASHBOARD_DAYS = 30
+# Set on a site once its dashboard is installed.
+_INSTALLED = "_better_console_dashboard"
 
 # --- the dashboard -------------------------------------------------------------------------------
 
 
 def install_dashboard(site: AdminSite) -> None:
     """Serve the console dashboard on ``site`` and list it in the site's app list (idempotent)."""
-    if getattr(site, "_better_console_dashboard", False):
+    if getattr(site, _INSTALLED, False):
         return
-    site._better_console_dashboard = True
+    setattr(site, _INSTALLED, True)
     site_urls = site.get_urls
     site_app_list = site.get_app_list
 
@@ -66,8 +68,9 @@ def install_dashboard(site: AdminSite) -> None:
             return app_list
         return _with_dashboard_entry(site, app_list)
 
-    site.get_urls = get_urls
-    site.get_app_list = get_app_list
+    # Patched on this site instance only, which AdminSite's callers look the methods up on.
+    site.get_urls = get_urls  # type: ignore[method-assign]
+    site.get_app_list = get_app_list  # type: ignore[method-assign]
 
 
 def _with_dashboard_entry(site: AdminSite, app_list: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -182,24 +182,31 @@ class Result:
 def expected_indexes(model: type[models.Model]) -> list[tuple[tuple[str, ...], bool]]:
     """``(columns, unique)`` of every index the model declares, the primary key aside."""
     meta = model._meta
+
+    def column(name: str) -> str:
+        field = meta.get_field(name)
+        # Indexes and unique keys name concrete fields, each of which has a column.
+        assert isinstance(field, models.Field) and field.column is not None
+        return field.column
+
     found: list[tuple[tuple[str, ...], bool]] = []
     for field in meta.concrete_fields:
-        if field.primary_key:
+        # A concrete field always has a column; the stubs type it as optional.
+        if field.primary_key or field.column is None:
             continue
         if field.unique:
             found.append(((field.column,), True))
-        elif field.db_index:
+        elif field.db_index:  # type: ignore[attr-defined]  # set by Field(); not in the stubs
             found.append(((field.column,), False))
     for index in meta.indexes:
         if index.fields:
-            columns = tuple(meta.get_field(name.lstrip("-")).column for name in index.fields)
+            columns = tuple(column(name.lstrip("-")) for name in index.fields)
             found.append((columns, False))
     for constraint in meta.constraints:
         if isinstance(constraint, models.UniqueConstraint) and constraint.fields:
-            columns = tuple(meta.get_field(name).column for name in constraint.fields)
-            found.append((columns, True))
+            found.append((tuple(column(name) for name in constraint.fields), True))
     for names in meta.unique_together:
-        found.append((tuple(meta.get_field(name).column for name in names), True))
+        found.append((tuple(column(name) for name in names), True))
     return list(dict.fromkeys(found))
 
 
@@ -230,7 +237,8 @@ def _table_results(
         [relation],
     )
     present = {row[0] for row in cursor.fetchall()}
-    expected = [field.column for field in model._meta.concrete_fields]
+    # Every concrete field has a column (the stubs type it as optional).
+    expected = [field.column for field in model._meta.concrete_fields if field.column is not None]
     missing = [column for column in expected if column not in present]
     results = [
         Result(ERROR, f"table {table} lacks columns: {', '.join(missing)}", TABLES)

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
@@ -39,6 +39,8 @@ MAX_LIMIT = 1000
 # The most rows one page holds, whatever the limit asked (as the published audit storage pages).
 PAGE_LIMIT = 250
 ORDERS = ("asc", "desc")
+
+_M = TypeVar("_M", bound=Model)
 
 
 # --- JSON -----------------------------------------------------------------------------------------
@@ -101,16 +103,17 @@ def not_found(what: str, value: Any) -> ConsoleError:
 
 def param(request: ConsoleRequest, name: str) -> str | None:
     """The query parameter ``name``, stripped; None when absent or empty."""
-    value = (request.query or {}).get(name)
+    # Handlers called directly (not through the view) may pass lists or numbers as well.
+    value: object = (request.query or {}).get(name)
     if isinstance(value, (list, tuple)):
         value = value[-1] if value else None
     if value is None:
         return None
-    value = str(value).strip()
-    if "\x00" in value:
+    text = str(value).strip()
+    if "\x00" in text:
         # PostgreSQL text cannot hold U+0000: a 400 here, not a failed query.
         raise bad_request(f"{name} holds a NUL character (%00).", "INVALID_FILTER")
-    return value or None
+    return text or None
 
 
 def parse_uuid(value: Any, name: str) -> uuid.UUID:
@@ -281,9 +284,9 @@ def console_scope(
 
 
 def keyset_page(
-    queryset: QuerySet,
+    queryset: QuerySet[_M],
     request: ConsoleRequest,
-    serialize: Callable[[list[Model]], list[Any]],
+    serialize: Callable[[list[_M]], list[Any]],
     *,
     field: str = "created_at",
     descending: bool = True,

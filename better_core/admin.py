@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin
 from django.core.paginator import Paginator
@@ -43,7 +43,7 @@ class LargeTableAdminMixin:
 
     list_per_page = 50
     show_full_result_count = False
-    paginator = EstimatedCountPaginator
+    paginator: ClassVar[type[Paginator]] = EstimatedCountPaginator
 
 
 class ReadOnlyAdminMixin:

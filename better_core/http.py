@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import FileResponse, HttpRequest, HttpResponseBase
+from django.http import FileResponse, HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 T = TypeVar("T")
 
@@ -107,11 +107,15 @@ def _wrap_body(
     sync_body: Callable[[Iterator[Any]], Iterator[Any]],
     async_body: Callable[[AsyncIterator[Any]], AsyncIterator[Any]],
 ) -> HttpResponseBase:
-    if not getattr(response, "streaming", False) or isinstance(response, FileResponse):
+    # Django's streaming responses (``response.streaming``) are StreamingHttpResponse.
+    if not isinstance(response, StreamingHttpResponse) or isinstance(response, FileResponse):
         # A file's bytes need no scope, and servers may send a file without iterating it.
         return response
+    # ``is_async`` tells which of the two kinds of iterator the body is.
     if response.is_async:
-        response.streaming_content = async_body(response.streaming_content)
+        response.streaming_content = async_body(
+            cast(AsyncIterator[bytes], response.streaming_content)
+        )
     else:
-        response.streaming_content = sync_body(response.streaming_content)
+        response.streaming_content = sync_body(cast(Iterator[bytes], response.streaming_content))
     return response

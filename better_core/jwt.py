@@ -49,13 +49,12 @@ def decode_claims(
         if key is None:
             payload = jwt.decode(token, options={"verify_signature": False})
         else:
-            options = {} if refuse_unexpected_audience else {"verify_aud": audience is not None}
             payload = jwt.decode(
                 token,
                 key,
                 algorithms=list(DEFAULT_ALGORITHMS if algorithms is None else algorithms),
                 audience=audience,
-                options=options,
+                options={} if refuse_unexpected_audience else {"verify_aud": audience is not None},
             )
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         if on_error is not None:

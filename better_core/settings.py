@@ -157,7 +157,7 @@ class Bool(Setting):
 
 
 class _Bounded(Setting):
-    kinds: tuple[type, ...] = ()
+    kinds: tuple[type[float], ...] = ()
     noun = ""
 
     def __init__(

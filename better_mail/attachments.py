@@ -39,8 +39,11 @@ def decode(data: Mapping[str, Any]) -> Any:
     if "mime" in data:
         if django.VERSION >= (6, 0):
             # Django 6.0 attaches email.message.MIMEPart and deprecates MIMEBase parts.
+            # typeshed pairs policy.default with EmailMessage; any Message class parses.
             return email.message_from_bytes(
-                base64.b64decode(data["mime"]), _class=MIMEPart, policy=email.policy.default
+                base64.b64decode(data["mime"]),
+                _class=MIMEPart,  # type: ignore[arg-type]
+                policy=email.policy.default,
             )
         parsed = email.message_from_bytes(base64.b64decode(data["mime"]))
         maintype, _, subtype = parsed.get_content_type().partition("/")

@@ -157,25 +157,24 @@ def render_template(template: type[MailTemplate], values: dict[str, Any]) -> Ren
     """Render a template with validated variables: subject, HTML (CSS inlined) and text."""
     compiled = compile_template(template)
     # Markup values are HTML to embed: the full pipeline styles them and turns them into text.
-    fast = compiled.fast_html is not None and not any(
-        isinstance(value, markupsafe.Markup) for value in values.values()
-    )
+    markup = any(isinstance(value, markupsafe.Markup) for value in values.values())
+    fast_html = None if markup else compiled.fast_html
+    source: str | None = None
+    html: str | None = None
+    text: str | None = None
     part = "subject"
     try:
         subject = compiled.subject.render(values)
         part = "body"
-        if fast:
-            source = None
-            html = compiled.fast_html.render(values)
+        if fast_html is not None:
+            html = fast_html.render(values)
         else:
             source = compiled.body.render(values)
         part = "text"
         if compiled.text is not None:
             text = compiled.text.render(values).strip() + "\n"
-        elif fast and compiled.fast_text is not None:
+        elif fast_html is not None and compiled.fast_text is not None:
             text = tidy_text(compiled.fast_text.render(values))
-        else:
-            text = None
     except jinja2.UndefinedError as exc:
         raise TemplateVariableError(
             f"Mail template {template.name!r}: the {part} uses something undefined "
@@ -192,6 +191,8 @@ def render_template(template: type[MailTemplate], values: dict[str, Any]) -> Ren
         html = compile_mjml(source, template.name)
         if text is None:
             text = mjml_to_text(source)
+    # Without an MJML source the fast path rendered both (_precompile makes them together).
+    assert html is not None and text is not None
     return RenderedMail(
         template=template.name,
         subject=" ".join(subject.split()),

@@ -167,10 +167,11 @@ def build_message(log: Any) -> EmailMultiAlternatives:
             message.attach(decoded)
         else:
             message.attach(*decoded)
-    # django-anymail reads these attributes; other backends ignore them. The log id in the
-    # metadata comes back in the provider's tracking webhooks.
-    message.metadata = {**(log.metadata or {}), METADATA_KEY: str(log.pk)}
-    message.tags = list(log.tags)
+    # django-anymail reads these attributes, which EmailMessage does not declare; other backends
+    # ignore them. The log id in the metadata comes back in the provider's tracking webhooks.
+    metadata = {**(log.metadata or {}), METADATA_KEY: str(log.pk)}
+    message.metadata = metadata  # type: ignore[attr-defined]
+    message.tags = list(log.tags)  # type: ignore[attr-defined]
     return message
 
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, router, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from better_mail import delivery
@@ -161,7 +162,7 @@ def insert_log(log: Any, using: str) -> None:
     from django.db import connections
     from django.db.models.signals import post_save, pre_save
 
-    model = type(log)
+    model: type[Model] = type(log)
     if pre_save.has_listeners(model) or post_save.has_listeners(model):
         log.save(force_insert=True, using=using)
         return
@@ -174,7 +175,8 @@ def insert_log(log: Any, using: str) -> None:
     for field, plain_type in fields:
         value = getattr(log, field.attname)
         if value is not None and (
-            type(value) is not plain_type or (plain_type is datetime and value.tzinfo is None)
+            type(value) is not plain_type
+            or (plain_type is datetime and isinstance(value, datetime) and value.tzinfo is None)
         ):
             value = field.get_db_prep_save(value, connection)
         params.append(value)
@@ -285,7 +287,7 @@ def after_commit(log_id: Any, send_at: datetime | None = None, use_celery: bool 
         transaction.on_commit(lambda: dispatch(log_id, send_at, use_celery), robust=True)
         return
     conn = transaction.get_connection()
-    pending = None
+    pending: _Pending | None = None
     # The callback registered earlier in this transaction, if it is still registered (a
     # rollback drops it, and then a new one is needed).
     for entry in reversed(getattr(conn, "run_on_commit", ())):
@@ -294,7 +296,7 @@ def after_commit(log_id: Any, send_at: datetime | None = None, use_celery: bool 
             pending = callback
             break
     fresh = pending is None
-    if fresh:
+    if pending is None:
         pending = _Pending()
     (pending.celery if use_celery else pending.in_process).append(log_id)
     if fresh:
@@ -337,9 +339,10 @@ def publish(
         chunk = ids[start : start + size]
         try:
             if len(chunk) == 1:
-                tasks.send_mail.apply_async(args=chunk, **options)
+                # Celery takes any sequence of arguments; celery-types asks for a tuple.
+                tasks.send_mail.apply_async(args=chunk, **options)  # type: ignore[arg-type]
             else:
-                tasks.send_many.apply_async(args=[chunk], **options)
+                tasks.send_many.apply_async(args=[chunk], **options)  # type: ignore[arg-type]
         except Exception:
             logger.exception(
                 "better_mail: could not publish mail(s) %s to Celery; they stay queued until "

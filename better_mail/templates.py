@@ -51,6 +51,8 @@ RESERVED_NAMES = frozenset(
 )
 
 _MISSING: Any = object()
+# The class attribute caching ``variables()``.
+_VARIABLES_CACHE = "_variables_cache"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +191,7 @@ class MailTemplate:
     @classmethod
     def variables(cls) -> dict[str, Variable]:
         """The declared variables, in declaration order (base classes first)."""
-        cached = cls.__dict__.get("_variables_cache")
+        cached = cls.__dict__.get(_VARIABLES_CACHE)
         if cached is not None:
             return cached
         try:
@@ -212,7 +214,8 @@ class MailTemplate:
                 if default is _MISSING and accepts_none(annotation):
                     default = None
                 result[attr] = Variable(attr, annotation, default)
-        cls._variables_cache = result
+        # Set on each class itself, so that a subclass never reads its base's variables.
+        setattr(cls, _VARIABLES_CACHE, result)
         return result
 
     @classmethod

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest
+
+if TYPE_CHECKING:
+    from django.db.models import Model
 
 # Resolving a tenant only reads what the client sent (a header, a path, a host name, a token);
 # these checks decide whether the caller may act in that tenant.
@@ -24,7 +27,7 @@ class Membership:
     """
 
     def __init__(
-        self, model: str | type[Any], *, user_field: str = "user", tenant_field: str = "tenant"
+        self, model: str | type[Model], *, user_field: str = "user", tenant_field: str = "tenant"
     ) -> None:
         if not isinstance(model, str) and not inspect.isclass(model):
             raise TypeError(
@@ -48,7 +51,7 @@ class Membership:
         return self._model._meta.label
 
     @property
-    def model(self) -> type[Any]:
+    def model(self) -> type[Model]:
         # Resolved on use: settings that build this check are imported before the app registry.
         if isinstance(self._model, str):
             from django.apps import apps

@@ -20,6 +20,8 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db.models import Model
+from django.db.models.fields.related import RelatedField
 
 from better_tenant.conf import tenant_settings
 
@@ -145,7 +147,7 @@ def check_request_trust(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 # --- models --------------------------------------------------------------------------------------
 
 
-def _tenant_models(app_configs: Iterable[Any] | None) -> list[type]:
+def _tenant_models(app_configs: Iterable[Any] | None) -> list[type[Model]]:
     from better_tenant.constraints import is_tenant_model
 
     if app_configs is None:
@@ -155,7 +157,7 @@ def _tenant_models(app_configs: Iterable[Any] | None) -> list[type]:
     return [m for m in models if not m._meta.abstract and not m._meta.proxy and is_tenant_model(m)]
 
 
-def _rls(model: type) -> list[Any]:
+def _rls(model: type[Model]) -> list[Any]:
     from better_tenant.constraints import TenantRLS
 
     return [c for c in model._meta.constraints if isinstance(c, TenantRLS)]
@@ -175,7 +177,7 @@ def check_tenant_models(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     return messages
 
 
-def tenant_model_messages(model: type) -> list[CheckMessage]:
+def tenant_model_messages(model: type[Model]) -> list[CheckMessage]:
     """What is wrong with one TenantModel's definition."""
     from better_tenant.constraints import is_tenant_model
 
@@ -196,7 +198,8 @@ def tenant_model_messages(model: type) -> list[CheckMessage]:
     rls = _rls(model)
     listed = {name for c in rls for name in c.foreign_keys}
     for field in model._meta.local_fields:
-        if not field.many_to_one or field.name == "tenant":
+        # Every many-to-one field among the local fields is a RelatedField (a ForeignObject).
+        if not isinstance(field, RelatedField) or not field.many_to_one or field.name == "tenant":
             continue
         remote = field.related_model
         if not isinstance(remote, type) or not is_tenant_model(remote):
@@ -231,7 +234,7 @@ def tenant_model_messages(model: type) -> list[CheckMessage]:
     return messages
 
 
-def _unique_messages(model: type) -> list[CheckMessage]:
+def _unique_messages(model: type[Model]) -> list[CheckMessage]:
     meta = model._meta
     label = meta.label
     hint = "Include the tenant, e.g. UniqueConstraint(fields=['tenant', ...]), unless the value "
@@ -282,7 +285,7 @@ def _shared_references(app_configs: Iterable[Any] | None) -> list[CheckMessage]:
     return messages
 
 
-def shared_reference_messages(model: type) -> list[CheckMessage]:
+def shared_reference_messages(model: type[Model]) -> list[CheckMessage]:
     """W004 for each foreign key from a model without tenant_id into a TenantModel, W003 for each
     automatic join table from it to one (only those of a TenantModel's fields are secured)."""
     from better_tenant.constraints import is_tenant_model
@@ -351,7 +354,7 @@ def check_rls_migrations(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     return rls_migration_messages(tenant_models, state)
 
 
-def rls_migration_messages(models: Iterable[type], state: Any) -> list[CheckMessage]:
+def rls_migration_messages(models: Iterable[type[Model]], state: Any) -> list[CheckMessage]:
     """W001 for each model whose TenantRLS is missing from (or stale in) ``state``, W003 for each
     TenantJoinRLS of its automatic join tables that is missing from it."""
     from better_tenant.constraints import TenantJoinRLS, TenantRLS

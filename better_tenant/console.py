@@ -99,9 +99,10 @@ def _page_bounds(request: ConsoleRequest) -> tuple[int, int]:
     limit, offset = parse_limit(request), 0
     text = (request.query or {}).get("offset")
     if text is not None:
-        offset = bounded_int(text, 0, sys.maxsize)
-        if offset is None:
+        parsed = bounded_int(text, 0, sys.maxsize)
+        if parsed is None:
             raise bad_request("Invalid 'offset': must be a non-negative integer", "INVALID_OFFSET")
+        offset = parsed
     return limit, offset
 
 
@@ -129,8 +130,9 @@ def get_tenant(request: ConsoleRequest) -> ConsoleResponse:
 
 def create_tenant(request: ConsoleRequest) -> ConsoleResponse:
     body = _object(request)
-    name = body.get("name") if isinstance(body.get("name"), str) else ""
-    slug = body.get("slug") if isinstance(body.get("slug"), str) else ""
+    raw_name, raw_slug = body.get("name"), body.get("slug")
+    name = raw_name if isinstance(raw_name, str) else ""
+    slug = raw_slug if isinstance(raw_slug, str) else ""
     if not name.strip() or not slug.strip():
         raise bad_request("name and slug are required", "INVALID_BODY")
     if len(name) > MAX_FIELD or len(slug) > MAX_FIELD:

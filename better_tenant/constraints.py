@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db.backends.ddl_references import Reference, Statement
 from django.db.migrations.state import StateApps
+from django.db.models import Model
 from django.db.models.constraints import BaseConstraint
 
 from better_tenant import sql
@@ -29,7 +31,7 @@ class _PolicyConstraint(BaseConstraint):
     def _identity(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.identity)
 
-    def deconstruct(self) -> tuple[str, tuple, dict]:
+    def deconstruct(self) -> tuple[str, Sequence[Any], dict[str, Any]]:
         _, args, kwargs = super().deconstruct()
         kwargs.pop("violation_error_message", None)
         kwargs.pop("violation_error_code", None)
@@ -109,13 +111,15 @@ class TenantRLS(_PolicyConstraint):
             foreign_keys=keys,
         )
 
-    def constraint_sql(self, model: Any, schema_editor: Any) -> None:
-        # Inside CREATE TABLE: the policies need the finished table, so run them afterwards.
+    def constraint_sql(self, model: Any, schema_editor: Any) -> str:
+        # Inside CREATE TABLE: the policies need the finished table, so run them afterwards (an
+        # empty definition is left out of the table's).
         for statement in self._statements(model, schema_editor):
             _defer(schema_editor, statement)
-        return None
+        return ""
 
-    def create_sql(self, model: Any, schema_editor: Any) -> str | _Deferred:
+    # Django executes and defers a Statement as well as a str; the stubs allow only str.
+    def create_sql(self, model: Any, schema_editor: Any) -> str | _Deferred:  # type: ignore[override]
         # Django may defer this too (a CREATE TABLE with parameters): tag it like the others.
         statements = self._statements(model, schema_editor)
         if not statements:
@@ -189,7 +193,11 @@ class TenantJoinRLS(_PolicyConstraint):
         except FieldDoesNotExist:
             return None
         through = getattr(field.remote_field, "through", None)
-        if not isinstance(through, type) or not through._meta.auto_created:
+        if (
+            not isinstance(through, type)
+            or not issubclass(through, Model)
+            or not through._meta.auto_created
+        ):
             return None
         references = tuple(
             _composite_key(key, key.related_model)
@@ -200,14 +208,15 @@ class TenantJoinRLS(_PolicyConstraint):
             return None
         return sql.JoinTableSpec(through._meta.db_table, tenant_settings.SYSTEM_ROLE, references)
 
-    def constraint_sql(self, model: Any, schema_editor: Any) -> None:
+    def constraint_sql(self, model: Any, schema_editor: Any) -> str:
         # Inside CREATE TABLE of the model: its join table is created right after it.
         statement = self.create_sql(model, schema_editor)
-        if statement:
+        if isinstance(statement, _Deferred):  # else "": nothing to secure
             _defer(schema_editor, statement)
-        return None
+        return ""
 
-    def create_sql(self, model: Any, schema_editor: Any) -> str | _Deferred:
+    # Django executes and defers a Statement as well as a str; the stubs allow only str.
+    def create_sql(self, model: Any, schema_editor: Any) -> str | _Deferred:  # type: ignore[override]
         spec = self.spec(model)
         if spec is None:
             return ""
@@ -317,7 +326,8 @@ class _Deferred(Statement):
 
     @property
     def tables(self) -> frozenset[str]:
-        return self.parts["needs"].tables
+        # The stubs type every part as a Table; this one is the _Needs given above.
+        return cast(_Needs, self.parts["needs"]).tables
 
 
 def _composite_key_statement(statement: str, table: str, fk: sql.ForeignKeySpec) -> _Deferred:

@@ -792,7 +792,7 @@ def evaluate_role(facts: RoleFacts) -> list[Finding]:
 
 
 def _mentions_tenant(expression: str | None) -> bool:
-    return bool(expression) and "tenant_id" in expression and sql.SETTING in expression
+    return expression is not None and "tenant_id" in expression and sql.SETTING in expression
 
 
 _CAST_RE = re.compile(r"\(?\btenant_id\)?\s*::")
@@ -1304,7 +1304,7 @@ def rls_bypass_reason(owner: OwnerFacts, table: GuardedTable) -> str | None:
 
 def _filters_by_tenant(expression: str | None) -> bool:
     # Tenant tables compare tenant_id, the tenants table its id: both to the tenant setting.
-    return bool(expression) and sql.SETTING in expression
+    return expression is not None and sql.SETTING in expression
 
 
 def hides_rows_from_runtime(table: GuardedTable) -> bool:
@@ -1800,9 +1800,11 @@ def _smoke_body(using: str, present: set[str], found: list[Finding]) -> None:
     ]
     for model in candidates:
         manager = model._base_manager.db_manager(using)
+        values = smoke_values(model)
+        assert values is not None  # the candidates are the models it can fill
         try:
             with run_as(first, using=using), transaction.atomic(using=using):
-                row = manager.create(**smoke_values(model))
+                row = manager.create(**values)
         except (IntegrityError, DataError):
             continue  # a check or unique constraint of this table; another model may do
         table = model._meta.db_table
@@ -1844,8 +1846,10 @@ def _sqlstate(exc: BaseException | None) -> str | None:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if getattr(exc, "sqlstate", None):
-            return exc.sqlstate
+        # Set by psycopg's errors only.
+        sqlstate = getattr(exc, "sqlstate", None)
+        if sqlstate:
+            return sqlstate
         exc = exc.__cause__ or exc.__context__
     return None
 
@@ -1856,7 +1860,9 @@ def _undone(using: str, write: Any) -> Any:
     try:
         return write()
     finally:
-        transaction.savepoint_rollback(sid, using=using)
+        # No savepoint id outside a transaction, where rolling back to one does nothing either.
+        if sid is not None:
+            transaction.savepoint_rollback(sid, using=using)
 
 
 def _probe(using: str, model: type[Model], pk: Any, first: Any, second: Any) -> list[str]:
@@ -1886,9 +1892,11 @@ def _probe(using: str, model: type[Model], pk: Any, first: Any, second: Any) -> 
             leaks.append("tenant B could update tenant A's row")
         if _undone(using, lambda: manager.filter(pk=pk).delete()[0]):
             leaks.append("tenant B could delete tenant A's row")
+        values = smoke_values(model)
+        assert values is not None  # _probe runs only on models it can fill
         try:
             with transaction.atomic(using=using):
-                manager.create(**{**smoke_values(model), "tenant_id": first.pk})
+                manager.create(**{**values, "tenant_id": first.pk})
         except DatabaseError as exc:
             # Only a row-level security rejection (insufficient_privilege) proves the point;
             # another error (a check constraint, say) leaves the question open.

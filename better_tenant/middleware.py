@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from django.core.signals import got_request_exception
@@ -65,8 +65,17 @@ def _load_tenant(tenant_id: uuid.UUID) -> Any:
         return None
 
 
+class _TenantRequest(HttpRequest):
+    """The attributes ``attach`` sets on a request, for type checking (it keeps its class)."""
+
+    tenant_id: uuid.UUID | None
+    tenant: Any  # the Tenant (a lazy object) or None
+    atenant: Callable[[], Awaitable[Any]]
+
+
 def attach(request: HttpRequest, tenant_id: uuid.UUID | None) -> None:
     """Set ``request.tenant_id``, a lazy ``request.tenant`` and ``await request.atenant()``."""
+    request = cast(_TenantRequest, request)
     request.tenant_id = tenant_id
     if tenant_id is None:
         request.tenant = None

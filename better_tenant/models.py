@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from django.db import models
+from django.db.models.constraints import BaseConstraint
 from django.db.models.functions import Now
 from django.db.models.signals import class_prepared
 
@@ -22,7 +23,9 @@ class CurrentTenantId(models.Expression):
     output_field = models.UUIDField()
     allowed_default = True
 
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list]:
+    # A list, not the tuple of the stubs: Django 5.2 adds the params of combined ALTERs with
+    # sum(params, []).
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:  # type: ignore[override]
         return sql.CURRENT_TENANT, []
 
     def __eq__(self, other: object) -> bool:
@@ -80,7 +83,7 @@ def _attach_rls(sender: type[models.Model], **kwargs: Any) -> None:
         return
     from better_tenant.constraints import TenantJoinRLS, TenantRLS
 
-    added = []
+    added: list[BaseConstraint] = []
     if not any(isinstance(c, TenantRLS) for c in meta.constraints):
         foreign_keys = tuple(
             f.name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.core.signals import setting_changed
@@ -171,7 +171,16 @@ def render_in_scope(response: HttpResponse) -> HttpResponse:
     return response
 
 
-class TenantScopedAdminMixin:
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+
+    _AdminBase = ModelAdmin[Any]
+else:
+    # A mixin for ModelAdmin subclasses; at run time it derives from object only.
+    _AdminBase = object
+
+
+class TenantScopedAdminMixin(_AdminBase):
     """Every view of a ModelAdmin runs, and renders, inside ``view_scope(request)``.
 
     The default scope is ``admin_scope`` (system mode for superusers); override ``view_scope``

@@ -10,20 +10,22 @@ from django.dispatch import receiver
 from better_tenant import lookup
 from better_tenant.models import Tenant
 
+# The slug a saved tenant had before the save, kept on the instance from pre_save to post_save.
+_OLD_SLUG = "_better_old_slug"
+
 
 @receiver(pre_save, sender=Tenant, dispatch_uid="better_tenant.remember_slug")
 def _remember_slug(sender: type[Tenant], instance: Tenant, **kwargs: Any) -> None:
     if instance._state.adding:
-        instance._better_old_slug = None
+        setattr(instance, _OLD_SLUG, None)
         return
-    instance._better_old_slug = (
-        Tenant.objects.filter(pk=instance.pk).values_list("slug", flat=True).first()
-    )
+    old = Tenant.objects.filter(pk=instance.pk).values_list("slug", flat=True).first()
+    setattr(instance, _OLD_SLUG, old)
 
 
 @receiver(post_save, sender=Tenant, dispatch_uid="better_tenant.invalidate_on_save")
 def _invalidate_on_save(sender: type[Tenant], instance: Tenant, **kwargs: Any) -> None:
-    old = getattr(instance, "_better_old_slug", None)
+    old = getattr(instance, _OLD_SLUG, None)
     lookup.invalidate(instance.pk, tuple(s for s in (old, instance.slug) if s))
 
 

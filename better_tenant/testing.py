@@ -90,15 +90,16 @@ def django_db_setup_with_roles(
 
     # Django empties tables between transactional tests with TRUNCATE, which the app role may
     # not do (TRUNCATE ignores RLS); run that cleanup as the owner.
-    original_teardown = TransactionTestCase._fixture_teardown
+    # _fixture_teardown is private to Django, so the stubs leave it out.
+    original_teardown = TransactionTestCase._fixture_teardown  # type: ignore[attr-defined]
 
     def _fixture_teardown(self: Any) -> None:
         with connected_as_owner():
             original_teardown(self)
 
-    TransactionTestCase._fixture_teardown = _fixture_teardown
+    TransactionTestCase._fixture_teardown = _fixture_teardown  # type: ignore[attr-defined]
     yield
-    TransactionTestCase._fixture_teardown = original_teardown
+    TransactionTestCase._fixture_teardown = original_teardown  # type: ignore[attr-defined]
     if not keepdb:
         with django_db_blocker.unblock(), connected_as_owner():
             teardown_databases(db_cfg, verbosity=request.config.option.verbose)
@@ -251,7 +252,9 @@ def assert_tenant_isolated(
                 if not model._default_manager.filter(pk=pk).exists():
                     raise IsolationError(f"{table}: the owning tenant cannot see its own row.")
         finally:
-            transaction.savepoint_rollback(sid)
+            # No savepoint id outside a transaction, where rolling back to one does nothing.
+            if sid is not None:
+                transaction.savepoint_rollback(sid)
 
 
 @pytest.fixture(name="assert_tenant_isolated")

@@ -99,6 +99,7 @@ def _valid(data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
         serializer.is_valid(raise_exception=True)
     except ValidationError as exc:
         response = exception_handler(exc, {})
+        assert response is not None  # it answers every APIException, ValidationError included
         raise ConsoleError(
             response.data["error"],
             status=response.status_code,
@@ -174,8 +175,9 @@ def list_endpoints(request: ConsoleRequest) -> ConsoleResponse:
             endpoints = endpoints.filter(tenant_id=tenant_id)
         if status is not None:
             endpoints = endpoints.filter(status=status)
+        # With many=True .data is a list (the stubs type it as a dict).
         page = keyset_page(
-            endpoints, request, lambda rows: EndpointSerializer(rows, many=True).data
+            endpoints, request, lambda rows: list(EndpointSerializer(rows, many=True).data)
         )
     return ConsoleResponse(body=page)
 
@@ -269,8 +271,9 @@ def list_deliveries(request: ConsoleRequest) -> ConsoleResponse:
             deliveries = deliveries.filter(endpoint_id=endpoint_id)
         if event is not None:
             deliveries = deliveries.filter(event=event)
+        # With many=True .data is a list (the stubs type it as a dict).
         page = keyset_page(
-            deliveries, request, lambda rows: DeliverySerializer(rows, many=True).data
+            deliveries, request, lambda rows: list(DeliverySerializer(rows, many=True).data)
         )
     return ConsoleResponse(body=page)
 

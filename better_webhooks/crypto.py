@@ -140,7 +140,9 @@ def secret_entry(endpoint_id: Any, secret: str, now: datetime | None = None) -> 
 
 def _expired(item: dict[str, Any], now: datetime) -> bool:
     expires = item.get("expires_at")
-    return bool(expires) and datetime.fromisoformat(expires) <= now
+    if not expires:
+        return False
+    return datetime.fromisoformat(expires) <= now
 
 
 def endpoint_secrets(endpoint: Any, now: datetime | None = None) -> list[str]:

@@ -16,6 +16,7 @@ errors are retried on the ``RETRY_SCHEDULE`` (or after a bounded ``Retry-After``
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -164,7 +165,18 @@ def _rows(cursor: Any) -> tuple[list[Claimed], list[Any]]:
         if isinstance(payload, str):
             payload = json.loads(payload)
         result.append(
-            Claimed(row[0], row[1], row[2], row[3], payload, *row[5:9], abandoned=row[10])
+            Claimed(
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                payload,
+                row[5],
+                row[6],
+                row[7],
+                row[8],
+                abandoned=row[10],
+            )
         )
     return result, given_up
 
@@ -462,8 +474,11 @@ def record(outcomes: list[Outcome], worker_id: str) -> list[Any]:
         disabled = _update_endpoints(mine, now)
     for endpoint, reason in disabled:
         transaction.on_commit(
-            lambda e=endpoint, r=reason: signals.endpoint_disabled.send(
-                sender=WebhookEndpoint, endpoint=e, reason=r
+            functools.partial(
+                signals.endpoint_disabled.send,
+                sender=WebhookEndpoint,
+                endpoint=endpoint,
+                reason=reason,
             ),
             using=db.alias(),
         )

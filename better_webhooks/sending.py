@@ -112,23 +112,22 @@ def send(
                 return earlier
         message_id = new_message_id()
         max_attempts = webhook_settings.MAX_ATTEMPTS
-        # One statement picks the subscribed endpoints and writes their deliveries.
-        cursor.execute(
-            _INSERT_SQL if targets is None else _INSERT_TO_SQL,
-            [
-                message_id,
-                event,
-                Jsonb(data),
-                max_attempts,
-                now,
-                idempotency_key,
-                tenant_id,
-                now,
-                now,
-                tenant_id,
-                [event, ALL_EVENTS] if targets is None else targets,
-            ],
-        )
+        # One statement picks the subscribed endpoints and writes their deliveries. The list is
+        # typed loosely: psycopg adapts Jsonb, which the stubs' parameter types leave out.
+        params: list[Any] = [
+            message_id,
+            event,
+            Jsonb(data),
+            max_attempts,
+            now,
+            idempotency_key,
+            tenant_id,
+            now,
+            now,
+            tenant_id,
+            [event, ALL_EVENTS] if targets is None else targets,
+        ]
+        cursor.execute(_INSERT_SQL if targets is None else _INSERT_TO_SQL, params)
         deliveries = [
             WebhookDelivery(
                 id=delivery_id,

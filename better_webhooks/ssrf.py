@@ -161,7 +161,8 @@ def resolve(url: str) -> Target:
         raise UnsafeURLError(f"Cannot resolve {host}: {exc}.") from exc
     addresses: list[IPAddress] = []
     for info in infos:
-        text = info[4][0].split("%", 1)[0]
+        # An AF_INET or AF_INET6 address, whose host is text (str() only tells the checker so).
+        text = str(info[4][0]).split("%", 1)[0]
         address = ipaddress.ip_address(text)
         if address not in addresses:
             addresses.append(address)

@@ -32,8 +32,9 @@ class _MappingSchema:
         self.auto.registry = ComponentRegistry()
         self.auto.method = "POST"
         self.auto.path = "/"
-        view = GenericAPIView()
-        view.request = None
+        view: GenericAPIView[Any] = GenericAPIView()
+        # No request outside a view; drf-spectacular takes None as "none" (the stubs require one).
+        view.request = None  # type: ignore[assignment]
         view.format_kwarg = None
         self.auto.view = view
 

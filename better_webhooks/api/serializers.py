@@ -249,17 +249,19 @@ class EventSerializer(serializers.Serializer):
     schema = serializers.JSONField()
 
 
+# The metaclass moves declared fields into _declared_fields, so a field named ``data`` leaves the
+# ``data`` property in place; the stubs see the class attribute only.
 class EndpointListSerializer(serializers.Serializer):
-    data = EndpointSerializer(many=True)
+    data = EndpointSerializer(many=True)  # type: ignore[assignment]
 
 
 class EventListSerializer(serializers.Serializer):
-    data = EventSerializer(many=True)
+    data = EventSerializer(many=True)  # type: ignore[assignment]
 
 
 class DeliveryPageSerializer(serializers.Serializer):
     """A page of the delivery log; ``next``/``previous`` are URLs with the cursor (or null)."""
 
-    data = DeliverySerializer(many=True)
+    data = DeliverySerializer(many=True)  # type: ignore[assignment]  # a field, as above
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)

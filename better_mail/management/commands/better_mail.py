@@ -90,6 +90,7 @@ class Command(SubcommandCommand):
                 "pick another --port or stop the process using it."
             ) from exc
         bound_host, bound_port = server.server_address[:2]
+        assert isinstance(bound_host, str)  # an AF_INET(6) socket names its host as text
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         count = len(template_names())
         self.stdout.write(

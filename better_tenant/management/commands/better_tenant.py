@@ -577,7 +577,8 @@ def write_migration(
     if path.exists():
         raise CommandError(f"-o: {path} already exists; choose another name.")
     migration = migrations.Migration(name, app_label or "better_tenant")
-    migration.dependencies = sorted(set(dependencies))
-    migration.operations = list(operations)
+    # Migration declares both per class; this one-off instance carries its own.
+    migration.dependencies = sorted(set(dependencies))  # type: ignore[misc]
+    migration.operations = list(operations)  # type: ignore[misc]
     path.write_text(MigrationWriter(migration).as_string())
     return path, app_label
