@@ -1,30 +1,54 @@
-"""Settings for the test suite: the example project plus test-only models, run as the app role."""
+"""Settings of the full test project: the five apps, DRF and the test models, as the app role."""
 
 import os
 
-import django
+from tests.projects.base import *  # noqa: F403
+from tests.projects.base import ADMIN_APPS, ADMIN_MIDDLEWARE, broker_url, databases
 
-from example_project.settings import *  # noqa: F403
-from example_project.settings import DATABASE_OWNER, DATABASES, INSTALLED_APPS
-
-_EXTRA_APPS = ("better_audit", "rest_framework", "rest_framework.authtoken")
 INSTALLED_APPS = [
-    *INSTALLED_APPS,
-    *(app for app in _EXTRA_APPS if app not in INSTALLED_APPS),
+    *ADMIN_APPS,
+    # The live server of the browser tests serves the admin's stylesheets and scripts.
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "better_tenant",
+    "better_audit",
+    "better_webhooks",
+    "better_mail",
+    "better_console",
     "tests.testapp",
 ]
 
+# Each app's middleware after authentication, in the order the README and the example use.
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    *ADMIN_MIDDLEWARE,
+    "better_audit.middleware.AuditContextMiddleware",
+    "better_tenant.middleware.TenantMiddleware",
+]
+ROOT_URLCONF = "tests.urls"
+# Development, as for the example: manage.py and the benchmarks on these settings may start with
+# the console's AUTO_APPROVE, which it refuses elsewhere. pytest-django turns DEBUG off in tests.
+DEBUG = True
+
 # The suite connects as the application role; the harness creates and migrates the test database
-# as the owner (better_tenant.testing.django_db_setup_with_roles).
-DATABASES["default"]["TEST"] = {
-    "NAME": os.environ.get("BETTER_TEST_DB", "test_better"),
-    "OWNER": {"USER": DATABASE_OWNER["USER"], "PASSWORD": DATABASE_OWNER.get("PASSWORD", "")},
-}
-# A Celery worker started by the tests connects to the test database through this variable.
-if os.environ.get("BETTER_DB_NAME"):
-    DATABASES["default"]["NAME"] = os.environ["BETTER_DB_NAME"]
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# (BETTER_TEST_DB, default test_better) as the owner (better_tenant.testing).
+DATABASES = databases()
+# The benchmarks that run on these settings ask for persistent connections, as a deployment has.
+DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("CONN_MAX_AGE", "0"))
+
+# Celery (tests.testapp.celery): REDIS_URL, or the embedded Redis in .data/redis. Tests run tasks
+# eagerly or in a worker of their own (tests.support.celery_worker).
+CELERY_BROKER_URL = broker_url()
+CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+
+# drf-spectacular describes the DRF views (the webhooks API included) as OpenAPI.
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+
+# better_tenant: requests name their tenant in a header; the tenant tests configure the other
+# resolvers (path, subdomain, token) themselves.
+BETTER_TENANT = {"HEADER": "X-Tenant-ID"}
 
 # better_audit: the audited test tables (tests/testapp models; Note, Comment and Country are not).
 BETTER_AUDIT = {
@@ -48,12 +72,8 @@ BETTER_WEBHOOKS = {
     "CELERY": False,
 }
 
-# better_mail: mails stay in django.core.mail.outbox (tests switch backends with
-# tests.mail.backends.use_backend).
-if django.VERSION >= (6, 1):
-    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
-else:
-    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# better_mail: mails stay in django.core.mail.outbox (tests.projects.base; tests switch backends
+# with tests.mail.backends.use_backend).
 
 # better_console: a fixed signing hash, both sign-in methods (tests switch with override_settings).
 BETTER_CONSOLE = {

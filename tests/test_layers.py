@@ -136,6 +136,39 @@ def test_no_package_imports_the_example_project_or_the_tests(package):
     assert not found, _report(found, f"{package} is shipped: it imports no project and no test")
 
 
+def test_the_tests_do_not_import_the_example_project():
+    # The test projects are built of the apps and tests.testapp; the example's own tests live with
+    # it (example_project/tests) and tests/test_example.py runs them in a subprocess.
+    found = _violations("tests", ("example_project",))
+    assert not found, _report(found, "tests/ imports no example_project module")
+
+
+def _conftest_imports(path: Path) -> list[str]:
+    """``path:line`` of each import of a conftest module (``from . import conftest`` included)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [f"{node.module or ''}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        if any("conftest" in name.split(".") for name in names):
+            found.append(f"{path.relative_to(ROOT).as_posix()}:{node.lineno}")
+    return found
+
+
+@pytest.mark.parametrize("folder", ["tests", "example_project/tests"])
+def test_no_test_imports_a_conftest(folder):
+    # pytest loads each conftest.py itself; the helpers tests share live in support modules.
+    found = [item for path in _files(folder) for item in _conftest_imports(path)]
+    assert not found, (
+        "conftest.py declares fixtures and hooks; import helpers from a support "
+        f"module instead (tests/support/): {found}"
+    )
+
+
 def test_better_tenant_imports_no_other_product_and_the_console_only_from_its_product_module():
     found = _violations("better_tenant", ("better_audit", "better_webhooks", "better_mail"))
     found += _violations(

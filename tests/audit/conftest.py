@@ -1,29 +1,16 @@
-"""Fixtures of the better_audit tests: audit rows read in system mode, clean rule and hook lists."""
+"""Fixtures of the better_audit tests: clean rule and hook lists after each test."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from better_audit import enrichment, hooks
-from better_audit.models import AuditLog
-from better_tenant import run_as_system
 
 
 @pytest.fixture(autouse=True)
-def _forget_rules_and_hooks():
+def _forget_rules_and_hooks() -> Iterator[None]:
     yield
     enrichment.registry.clear()
     hooks.clear()
-
-
-def logs(**filters: Any) -> list[AuditLog]:
-    """Audit rows matching ``filters``, read in system mode (every tenant and no tenant)."""
-    with run_as_system():
-        rows = list(AuditLog.objects.filter(**filters))
-    return sorted(rows, key=lambda row: (row.timestamp, _numeric(row.record_id)))
-
-
-def _numeric(value: str) -> Any:
-    return (0, int(value), "") if value.isdigit() else (1, 0, value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from better_audit.context import get_audit_context
-from example_project.celery import app
+from tests.testapp.celery import app
 
 
 @app.task(name="tests.audit.tasks.audit_snapshot")

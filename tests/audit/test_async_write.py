@@ -11,8 +11,8 @@ from django.test import override_settings
 import better_audit as audit
 from better_audit import tasks
 from better_tenant import run_as
-from example_project.celery import app
-from tests.audit.conftest import logs
+from tests.support.audit import logs
+from tests.testapp.celery import app
 from tests.testapp.models import Invoice, Label
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from better_tenant import run_as
-from tests.audit.conftest import logs
+from tests.support.audit import logs
 from tests.testapp.models import Attachment, Event, Invoice, InvoiceLine, Label
 
 pytestmark = pytest.mark.django_db

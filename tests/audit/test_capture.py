@@ -21,7 +21,7 @@ from better_audit.models import AuditLog
 from better_tenant import no_tenant, run_as, run_as_system
 from better_tenant.sql import CURRENT_TENANT
 from better_tenant.testing import connected_as_owner
-from tests.audit.conftest import logs
+from tests.support.audit import logs
 from tests.testapp.models import Invoice, Label, Note, PaidInvoice, Place, Shop
 
 pytestmark = pytest.mark.django_db

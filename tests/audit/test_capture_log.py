@@ -14,7 +14,7 @@ from django.test import override_settings
 import better_audit as audit
 from better_audit.exceptions import MissingRecordId
 from better_tenant import run_as
-from tests.audit.conftest import logs
+from tests.support.audit import logs
 from tests.testapp.models import Invoice, Label
 
 pytestmark = pytest.mark.django_db

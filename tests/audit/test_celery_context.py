@@ -14,9 +14,9 @@ from rest_framework.authtoken.models import Token
 from better_audit.celery import HEADER, InvalidContextHeader, context_from_header
 from better_audit.context import audit_context, get_audit_context, merge_audit_context
 from better_core import celery as core_celery
-from example_project.celery import app
 from tests.audit.tasks import audit_snapshot, nested_snapshot
 from tests.support.celery_worker import TIMEOUT, eager_tasks, worker_fixture
+from tests.testapp.celery import app
 
 SNAPSHOT = "tests.audit.tasks.audit_snapshot"
 MIDDLEWARE = [

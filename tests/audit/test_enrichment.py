@@ -10,7 +10,7 @@ from better_audit.checks import check_configuration
 from better_audit.enrichment import registry
 from better_audit.exceptions import EnrichmentConflict, InvalidOperation
 from better_tenant import run_as
-from tests.audit.conftest import logs
+from tests.support.audit import logs
 from tests.testapp.models import Invoice, Label
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from django.test import override_settings
 import better_audit as audit
 from better_audit.models import AuditLog
 from better_tenant import run_as_system
-from tests.audit.conftest import logs
+from tests.support.audit import logs
 from tests.testapp.models import Label
 
 pytestmark = pytest.mark.django_db

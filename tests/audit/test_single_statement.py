@@ -19,7 +19,7 @@ import better_audit as audit
 from better_audit import capture, seams, writer
 from better_audit.models import AuditLog
 from better_tenant import no_tenant, run_as, run_as_system
-from tests.audit.conftest import logs
+from tests.support.audit import logs
 from tests.testapp.models import Event, Invoice, InvoiceLine, Label, Shop
 
 pytestmark = pytest.mark.django_db

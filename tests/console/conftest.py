@@ -1,8 +1,7 @@
-"""Fixtures of the console tests: settings overrides, a production environment, JSON calls."""
+"""Fixtures of the console tests: settings overrides and a production environment."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -10,13 +9,11 @@ import pytest
 
 from better_console import environment
 from better_console.testing import console_auth  # noqa: F401
-
-BASE = "/.well-known/better"
-REMOVE = object()
+from tests.support.console import REMOVE, SENT
 
 
 @pytest.fixture
-def configure(settings) -> Callable[..., dict[str, Any]]:
+def configure(settings: Any) -> Callable[..., dict[str, Any]]:
     """``configure(KEY=value, OTHER=REMOVE)``: BETTER_CONSOLE = the test settings changed so."""
     base = dict(settings.BETTER_CONSOLE)
 
@@ -30,7 +27,7 @@ def configure(settings) -> Callable[..., dict[str, Any]]:
 
 
 @pytest.fixture
-def production(settings, monkeypatch) -> None:
+def production(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Neither development (DEBUG off) nor a test run, as a deployed server sees it."""
     settings.DEBUG = False
     monkeypatch.setattr(environment, "is_test_run", lambda: False)
@@ -38,30 +35,13 @@ def production(settings, monkeypatch) -> None:
 
 
 @pytest.fixture
-def magic_only(configure) -> None:
-    """Magic link sign-in only; codes are captured by tests.console.conftest.capture_code."""
+def magic_only(configure: Callable[..., dict[str, Any]]) -> None:
+    """Magic link sign-in only; codes are captured by tests.support.console.capture_code."""
     SENT.clear()
     configure(
         AUTO_APPROVE=False,
         MAGIC_LINK={
             "ALLOWED_EMAILS": ["admin@example.com", "*@ops.example.com"],
-            "SEND_CODE": "tests.console.conftest.capture_code",
+            "SEND_CODE": "tests.support.console.capture_code",
         },
     )
-
-
-SENT: list[dict[str, Any]] = []
-
-
-def capture_code(email: str, session_id: str, code: str, **context: Any) -> None:
-    SENT.append({"email": email, "session_id": session_id, "code": code, **context})
-
-
-def post(client, path: str, body: Any = None, **extra: Any):
-    """POST a JSON body to ``BASE + path``."""
-    data = "" if body is None else json.dumps(body)
-    return client.post(BASE + path, data=data, content_type="application/json", **extra)
-
-
-def get(client, path: str, **extra: Any):
-    return client.get(BASE + path, **extra)

@@ -16,7 +16,7 @@ from better_console.models import MagicLink
 from better_console.testing import session_token
 from better_tenant import run_as_system
 from better_tenant.api import create_tenant
-from tests.console.conftest import BASE, SENT
+from tests.support.console import BASE, SENT
 
 pytestmark = pytest.mark.django_db
 
@@ -724,7 +724,7 @@ def world(magic_only, configure) -> dict[str, Any]:
         AUTO_APPROVE=False,
         MAGIC_LINK={
             "ALLOWED_EMAILS": ["admin@example.com"],
-            "SEND_CODE": "tests.console.conftest.capture_code",
+            "SEND_CODE": "tests.support.console.capture_code",
         },
     )
     world: dict[str, Any] = {"unknown": str(uuid.uuid4())}

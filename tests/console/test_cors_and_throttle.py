@@ -6,7 +6,7 @@ import pytest
 
 from better_console.registry import Endpoint, register_product, unregister_product
 from better_console.throttling import client_ip
-from tests.console.conftest import BASE, SENT, get, post
+from tests.support.console import BASE, SENT, get, post
 
 pytestmark = pytest.mark.django_db
 
@@ -93,7 +93,7 @@ def test_throttling_counts_verify_and_claim(client, configure, magic_only):
         THROTTLE="2/min",
         MAGIC_LINK={
             "ALLOWED_EMAILS": "admin@example.com",
-            "SEND_CODE": "tests.console.conftest.capture_code",
+            "SEND_CODE": "tests.support.console.capture_code",
         },
     )
     session_id = post(client, "/console/session/init", {"email": "admin@example.com"}).json()[

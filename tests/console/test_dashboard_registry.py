@@ -31,7 +31,7 @@ from better_console.dashboard import (
 from better_console.exceptions import ConsoleConfigurationError
 from better_mail.templates import registry as mail_templates
 from better_tenant.shortcuts import in_system_mode
-from tests.console.conftest import post
+from tests.support.console import post
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from django.test import Client
 
 from better_console.magic_link import CODE_ALPHABET
 from better_console.models import ConsoleSession, MagicLink
-from tests.console.conftest import SENT, post
 from tests.support.concurrency import run_threads
+from tests.support.console import SENT, post
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,7 +23,7 @@ def _magic(configure):
         THROTTLE=None,
         MAGIC_LINK={
             "ALLOWED_EMAILS": "admin@example.com",
-            "SEND_CODE": "tests.console.conftest.capture_code",
+            "SEND_CODE": "tests.support.console.capture_code",
         },
     )
 

@@ -16,7 +16,7 @@ from better_console.magic_link import CODE_ALPHABET, CODE_FORMAT, generate_code
 from better_console.models import ConsoleSession, MagicLink
 from better_console.registry import Endpoint, register_product, unregister_product
 from better_console.sessions import token_digest
-from tests.console.conftest import SENT, get, post
+from tests.support.console import SENT, get, post
 
 pytestmark = pytest.mark.django_db
 
@@ -150,7 +150,7 @@ def test_max_attempts_is_configurable(client, configure):
         AUTO_APPROVE=False,
         MAGIC_LINK={
             "ALLOWED_EMAILS": "admin@example.com",
-            "SEND_CODE": "tests.console.conftest.capture_code",
+            "SEND_CODE": "tests.support.console.capture_code",
             "MAX_ATTEMPTS": 2,
         },
     )
@@ -309,7 +309,7 @@ def test_the_allow_list_takes_addresses_and_globs(client, email, allowed):
 
 def test_allowed_emails_come_from_the_environment(client, configure, monkeypatch):
     monkeypatch.setenv("BETTER_CONSOLE_ALLOWED_EMAILS", "ops@myapp.com, admin@myapp.com")
-    configure(AUTO_APPROVE=False, MAGIC_LINK={"SEND_CODE": "tests.console.conftest.capture_code"})
+    configure(AUTO_APPROVE=False, MAGIC_LINK={"SEND_CODE": "tests.support.console.capture_code"})
     assert post(client, "/console/session/init", {"email": "admin@myapp.com"}).status_code == 200
     assert post(client, "/console/session/init", {"email": "x@myapp.com"}).status_code == 400
 
@@ -319,7 +319,7 @@ def wildcard(configure, **extra):
         AUTO_APPROVE=False,
         MAGIC_LINK={
             "ALLOWED_EMAILS": "*",
-            "SEND_CODE": "tests.console.conftest.capture_code",
+            "SEND_CODE": "tests.support.console.capture_code",
             **extra,
         },
     )

@@ -9,7 +9,7 @@ from django.http import Http404, StreamingHttpResponse
 
 from better_console import ConsoleError, ConsoleResponse, Endpoint
 from better_console.registry import register_product, unregister_product
-from tests.console.conftest import BASE, get
+from tests.support.console import BASE, get
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from better_console import conf
 from better_console.models import ConsoleSession, MagicLink
 from better_console.sessions import AUDIENCE
 from better_console.tokens import secret_from_hash
-from tests.console.conftest import BASE, REMOVE, get, post
+from tests.support.console import BASE, REMOVE, get, post
 
 pytestmark = pytest.mark.django_db
 

@@ -26,8 +26,8 @@ from better_console.tokens import generate_token_pair, secret_from_hash
 from better_tenant import run_as_system
 from better_tenant.api import create_tenant
 from better_tenant.models import Tenant
-from tests.console.conftest import BASE, SENT, get, post
 from tests.console.test_admin_console import staff
+from tests.support.console import BASE, SENT, get, post
 
 pytestmark = pytest.mark.django_db
 
@@ -190,7 +190,7 @@ def test_guessing_across_many_links_is_capped_per_email(client, configure, magic
         AUTO_APPROVE=False,
         MAGIC_LINK={
             "ALLOWED_EMAILS": ["admin@example.com", "*@ops.example.com"],
-            "SEND_CODE": "tests.console.conftest.capture_code",
+            "SEND_CODE": "tests.support.console.capture_code",
         },
     )
     statuses = [
@@ -217,7 +217,7 @@ def test_links_verified_by_their_owner_do_not_count_towards_the_cap(client, conf
         AUTO_APPROVE=False,
         MAGIC_LINK={
             "ALLOWED_EMAILS": ["admin@example.com"],
-            "SEND_CODE": "tests.console.conftest.capture_code",
+            "SEND_CODE": "tests.support.console.capture_code",
         },
     )
     # An owner who signs in often is never held up: a verified link cannot be guessed at.
@@ -317,7 +317,7 @@ def test_the_allow_list_cannot_be_stretched(client, configure, magic_only, email
         AUTO_APPROVE=False,
         MAGIC_LINK={
             "ALLOWED_EMAILS": ["admin@example.com", "kate@example.com", "*@ops.example.com"],
-            "SEND_CODE": "tests.console.conftest.capture_code",
+            "SEND_CODE": "tests.support.console.capture_code",
         },
     )
     response = init(client, email)
@@ -332,7 +332,7 @@ def test_glob_metacharacters_in_patterns_are_literal(client, configure, magic_on
         AUTO_APPROVE=False,
         MAGIC_LINK={
             "ALLOWED_EMAILS": "adm?n@example.com,[ab]ob@example.com,a.c@example.com",
-            "SEND_CODE": "tests.console.conftest.capture_code",
+            "SEND_CODE": "tests.support.console.capture_code",
         },
     )
     for email in ("admin@example.com", "bob@example.com", "abc@example.com"):
@@ -518,7 +518,7 @@ def test_poll_has_its_own_budget_and_cannot_verify(client, configure, magic_only
         POLL_THROTTLE="2/min",
         MAGIC_LINK={
             "ALLOWED_EMAILS": "admin@example.com",
-            "SEND_CODE": "tests.console.conftest.capture_code",
+            "SEND_CODE": "tests.support.console.capture_code",
         },
     )
     session_id = init(client).json()["sessionId"]

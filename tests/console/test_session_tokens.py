@@ -17,7 +17,7 @@ from better_console.registry import Endpoint, register_product, unregister_produ
 from better_console.sessions import AUDIENCE, effective_permissions
 from better_console.testing import auth_headers, session_token
 from better_console.tokens import secret_from_hash
-from tests.console.conftest import get
+from tests.support.console import get
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,7 @@ from better_console.exceptions import (
 from better_console.models import MagicLink
 from better_console.refusals import refuse_unsafe_start
 from better_core.settings import Invalid
-from tests.console.conftest import REMOVE
+from tests.support.console import REMOVE
 
 MAGIC = {"ALLOWED_EMAILS": "admin@example.com"}
 
@@ -118,7 +118,7 @@ def test_no_way_to_deliver_codes(configure, monkeypatch):
     )
     configure(MAGIC_LINK=MAGIC)
     assert ids(check_settings()) == ["better_console.E016"]
-    configure(MAGIC_LINK={**MAGIC, "SEND_CODE": "tests.console.conftest.capture_code"})
+    configure(MAGIC_LINK={**MAGIC, "SEND_CODE": "tests.support.console.capture_code"})
     assert check_settings() == []
 
 
@@ -126,7 +126,7 @@ def test_the_unsafe_settings_are_errors_in_production(configure, production):
     configure(
         TOKEN_HASH="short",
         AUTO_APPROVE=True,
-        MAGIC_LINK={"ALLOWED_EMAILS": "*", "SEND_CODE": "tests.console.conftest.capture_code"},
+        MAGIC_LINK={"ALLOWED_EMAILS": "*", "SEND_CODE": "tests.support.console.capture_code"},
     )
     assert errors(check_settings()) == [
         "better_console.E003",
@@ -139,7 +139,7 @@ def test_the_unsafe_settings_are_accepted_in_tests(configure):
     configure(
         TOKEN_HASH="short",
         AUTO_APPROVE=True,
-        MAGIC_LINK={"ALLOWED_EMAILS": "*", "SEND_CODE": "tests.console.conftest.capture_code"},
+        MAGIC_LINK={"ALLOWED_EMAILS": "*", "SEND_CODE": "tests.support.console.capture_code"},
     )
     assert errors(check_settings()) == []
 

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from tests.console.test_admin_console import EXPECTED_FIGURES, seed_console_data
-from tests.e2e.conftest import login
+from tests.support.browser import login
 
 CHANGELISTS = [
     ("better_tenant_tenant", "Select tenant to change", "acme"),

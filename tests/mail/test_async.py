@@ -23,9 +23,9 @@ from better_mail.exceptions import MailConfigurationError
 from better_mail.models import MailLog, MailStatus
 from better_mail.templates import MailTemplate
 from better_tenant import run_as, run_as_system
-from example_project.celery import app
 from tests.mail.backends import CountingBackend, ScriptedBackend, use_backend
 from tests.support.concurrency import run_threads
+from tests.testapp.celery import app
 
 SCRIPTED = "tests.mail.backends.ScriptedBackend"
 

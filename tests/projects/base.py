@@ -8,9 +8,9 @@ from pathlib import Path
 import django
 import environ
 
-from better_core.embedded import configure_databases
+from better_core.embedded import configure_databases, configure_redis
 
-# The repository root: the embedded server (.data/) and .env are the main suite's.
+# The repository root: the embedded servers (.data/) and .env are shared by every test project.
 _ROOT = Path(__file__).resolve().parents[2]
 _env = environ.Env()
 if (_ROOT / ".env").exists():
@@ -66,13 +66,26 @@ else:
     EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 
-def databases(project: str) -> dict[str, dict]:
+def databases(project: str = "") -> dict[str, dict]:
     """``DATABASES``: the app role at run time; a test database of the project's own, which the
-    harness creates and migrates as the owner (better_tenant.testing), like the main suite's."""
+    harness creates and migrates as the owner (better_tenant.testing).
+
+    The full project (``tests/settings.py``, no ``project``) uses ``BETTER_TEST_DB`` itself; each
+    other project suffixes it with its name.
+    """
     runtime, owner = configure_databases(_env, _ROOT)
+    # A Celery worker started by the tests connects to the test database through this variable.
+    if os.environ.get("BETTER_DB_NAME"):
+        runtime["NAME"] = os.environ["BETTER_DB_NAME"]
+    name = os.environ.get("BETTER_TEST_DB", "test_better")
     # One database per project, so that the projects and the main suite may run side by side.
     runtime["TEST"] = {
-        "NAME": f"{os.environ.get('BETTER_TEST_DB', 'test_better')}_{project}",
+        "NAME": f"{name}_{project}" if project else name,
         "OWNER": {"USER": owner["USER"], "PASSWORD": owner.get("PASSWORD", "")},
     }
     return {"default": runtime}
+
+
+def broker_url() -> str:
+    """The Celery broker: REDIS_URL, or the embedded Redis in the repository's .data/redis."""
+    return configure_redis(_env, _ROOT)

@@ -1,1 +1,1 @@
-"""Helpers shared by the test packages: a real Celery worker and concurrent request runners."""
+"""Helpers shared by the test packages and the example's tests; conftest.py files import them."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from example_project.celery import app
+from tests.testapp.celery import app
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 20
@@ -45,7 +45,7 @@ def worker_fixture(
 ) -> Callable[..., Iterator[Worker]]:
     """A module-scoped fixture starting a solo-pool worker, as the app role.
 
-    ``include`` names task modules the worker imports besides the example project's;
+    ``include`` names task modules the worker imports besides the installed apps' ``tasks``;
     ``queue_prefix`` begins the name of the worker's queue (a fresh queue per module); the name
     of the test database is passed to the worker in the environment variable ``database_env``,
     which its settings read.
@@ -76,7 +76,7 @@ def _run_worker(
         database_env: connection.settings_dict["NAME"],
     }
     command = [
-        sys.executable, "-m", "celery", "-A", "example_project", "worker",
+        sys.executable, "-m", "celery", "-A", "tests.testapp.celery", "worker",
         "--pool=solo", "--concurrency=1", "-Q", queue, "-n", node, "--loglevel=INFO",
         *(f"--include={module}" for module in include),
         "--without-gossip", "--without-mingle", "--without-heartbeat",

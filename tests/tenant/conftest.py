@@ -1,29 +1,16 @@
-"""Tenants with notes for the request tests: ``acme`` and ``globex``, and ``make`` for more."""
-
-import uuid
+"""Tenants with notes for the request tests: ``acme`` and ``globex``."""
 
 import pytest
 
-from better_tenant import run_as
-from better_tenant.api import create_tenant
-from tests.testapp.models import Note
-
-
-def make(name: str, *titles: str):
-    """A new tenant named ``name`` (a unique slug) holding notes with ``titles``."""
-    suffix = uuid.uuid4().hex[:8]
-    tenant = create_tenant(f"{name} {suffix}", f"{name.lower()}-{suffix}")
-    with run_as(tenant):
-        for title in titles:
-            Note.objects.create(title=title)
-    return tenant
+from better_tenant.models import Tenant
+from tests.support.tenants import tenant_with_notes
 
 
 @pytest.fixture
-def acme():
-    return make("Acme", "acme-1", "acme-2")
+def acme() -> Tenant:
+    return tenant_with_notes("Acme", "acme-1", "acme-2")
 
 
 @pytest.fixture
-def globex():
-    return make("Globex", "globex-1")
+def globex() -> Tenant:
+    return tenant_with_notes("Globex", "globex-1")

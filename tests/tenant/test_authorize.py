@@ -18,13 +18,13 @@ from better_tenant import checks, get_tenant_id, run_as
 from better_tenant.authorization import Membership, membership
 from better_tenant.errors import TenantForbidden
 from better_tenant.middleware import TenantMiddleware
-from example_project.projects.models import Membership as MembershipRow
+from tests.testapp.models import Membership as MembershipRow
 from tests.testapp.models import Note
 
 pytestmark = [pytest.mark.urls("tests.testapp.urls"), pytest.mark.django_db]
 
-# The example project's memberships: a tenant table under row-level security.
-members = membership("projects.Membership", user_field="user", tenant_field="tenant")
+# The test memberships: a tenant table under row-level security.
+members = membership("testapp.Membership", user_field="user", tenant_field="tenant")
 BASE = {
     "HEADER": "X-Tenant-ID",
     "PATH": "/t/:tenantId/*",
@@ -230,7 +230,7 @@ def test_membership_needs_a_model():
     with pytest.raises(TypeError, match="membership"):
         membership(42)
     assert repr(members) == (
-        "membership('projects.Membership', user_field='user', tenant_field='tenant')"
+        "membership('testapp.Membership', user_field='user', tenant_field='tenant')"
     )
     assert isinstance(members, Membership)
 
@@ -332,9 +332,9 @@ def test_an_unusable_authorize_is_an_error(value, text):
         ("better_tenant.authorization.membership", "cannot be called as (request, tenant_id)"),
         (lambda request: True, "cannot be called as (request, tenant_id)"),
         (membership("nope.Membership"), "cannot be loaded"),
-        (membership("projects.Membership", user_field="role"), "not a foreign key to auth.User"),
-        (membership("projects.Membership", tenant_field="owner"), "has no field 'owner'"),
-        (membership("projects.Project"), "has no field 'user'"),
+        (membership("testapp.Membership", user_field="role"), "not a foreign key to auth.User"),
+        (membership("testapp.Membership", tenant_field="owner"), "has no field 'owner'"),
+        (membership("testapp.Note"), "has no field 'user'"),
     ],
 )
 def test_an_authorize_that_cannot_answer_is_an_error(value, text):

@@ -14,26 +14,26 @@ from better_core import celery as core_celery
 from better_tenant import celery as tenant_celery
 from better_tenant import get_context, run_as, run_as_system
 from better_tenant.celery import HEADER, send_on_commit
-from example_project.celery import app
-from example_project.projects.models import Project
-from example_project.projects.tasks import create_project, create_project_retrying, project_summary
 from tests.support.celery_worker import TIMEOUT, eager_tasks, worker_fixture
+from tests.testapp.celery import app
+from tests.testapp.models import Note
+from tests.testapp.tasks import create_note, create_note_retrying, note_summary
 
 worker = worker_fixture(
     doc="A solo-pool worker on a queue of its own, on the test database as the app role."
 )
 
 
-def projects_of(tenant: Any) -> list[str]:
+def titles_of(tenant: Any) -> list[str]:
     with run_as(tenant):
-        return sorted(Project.objects.values_list("name", flat=True))
+        return sorted(Note.objects.values_list("title", flat=True))
 
 
-def summary(tenant: Any, names: list[str], is_system: bool = False) -> dict[str, Any]:
+def summary(tenant: Any, titles: list[str], is_system: bool = False) -> dict[str, Any]:
     return {
         "tenant_id": str(tenant.pk) if tenant else None,
         "is_system": is_system,
-        "projects": names,
+        "titles": titles,
     }
 
 
@@ -41,10 +41,10 @@ def summary(tenant: Any, names: list[str], is_system: bool = False) -> dict[str,
 def two_tenants(tenant_factory: Any) -> tuple[Any, Any]:
     a, b = tenant_factory(), tenant_factory()
     with run_as(a):
-        Project.objects.create(name="a-1")
-        Project.objects.create(name="a-2")
+        Note.objects.create(title="a-1")
+        Note.objects.create(title="a-2")
     with run_as(b):
-        Project.objects.create(name="b-1")
+        Note.objects.create(title="b-1")
     return a, b
 
 
@@ -55,32 +55,32 @@ def two_tenants(tenant_factory: Any) -> tuple[Any, Any]:
 def test_task_sent_in_a_tenant_sees_exactly_that_tenants_rows(worker, two_tenants):
     a, b = two_tenants
     with run_as(a):
-        from_a = worker.send(project_summary)
+        from_a = worker.send(note_summary)
     with run_as(b):
-        from_b = worker.send(project_summary)
+        from_b = worker.send(note_summary)
     assert from_a.get(timeout=TIMEOUT) == summary(a, ["a-1", "a-2"])
     assert from_b.get(timeout=TIMEOUT) == summary(b, ["b-1"])
 
 
 @pytest.mark.django_db(transaction=True)
 def test_task_without_a_tenant_sees_nothing_and_cannot_insert(worker, two_tenants):
-    assert worker.run(project_summary) == summary(None, [])
+    assert worker.run(note_summary) == summary(None, [])
 
-    result = worker.send(create_project, "orphan")
-    with pytest.raises(IntegrityError, match="no tenant in scope for an insert into projects"):
+    result = worker.send(create_note, "orphan")
+    with pytest.raises(IntegrityError, match="no tenant in scope for an insert into test_notes"):
         result.get(timeout=TIMEOUT)
     assert result.state == "FAILURE"
     with run_as_system():
-        assert not Project.objects.filter(name="orphan").exists()
+        assert not Note.objects.filter(title="orphan").exists()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_system_mode_is_not_carried_but_an_explicit_header_is(worker, two_tenants):
     _, b = two_tenants
     with run_as_system():
-        assert Project.objects.count() == 3
-        implicit = worker.send(project_summary)
-        addressed = worker.send(project_summary, headers={HEADER: str(b.pk)})
+        assert Note.objects.count() == 3
+        implicit = worker.send(note_summary)
+        addressed = worker.send(note_summary, headers={HEADER: str(b.pk)})
     assert implicit.get(timeout=TIMEOUT) == summary(None, [])
     assert addressed.get(timeout=TIMEOUT) == summary(b, ["b-1"])
 
@@ -89,46 +89,46 @@ def test_system_mode_is_not_carried_but_an_explicit_header_is(worker, two_tenant
 def test_task_creates_its_row_in_the_senders_tenant(worker, two_tenants):
     a, b = two_tenants
     with run_as(a):
-        created = worker.run(create_project, "made-by-task")
+        created = worker.run(create_note, "made-by-task")
     assert created["tenant_id"] == str(a.pk)
     # The solo worker runs one task at a time, so this one starts after the first committed.
     with run_as(a):
-        assert "made-by-task" in worker.run(project_summary)["projects"]
-    assert projects_of(a) == ["a-1", "a-2", "made-by-task"]
-    assert projects_of(b) == ["b-1"]
+        assert "made-by-task" in worker.run(note_summary)["titles"]
+    assert titles_of(a) == ["a-1", "a-2", "made-by-task"]
+    assert titles_of(b) == ["b-1"]
     with run_as_system():
-        assert str(Project.objects.get(name="made-by-task").tenant_id) == str(a.pk)
+        assert str(Note.objects.get(title="made-by-task").tenant_id) == str(a.pk)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_failing_task_rolls_back_its_writes_and_the_worker_goes_on(worker, two_tenants):
     a, _ = two_tenants
     with run_as(a):
-        failed = worker.send(create_project, "doomed", True)
+        failed = worker.send(create_note, "doomed", True)
     with pytest.raises(RuntimeError, match="failed on purpose"):
         failed.get(timeout=TIMEOUT)
     with run_as(a):
-        assert worker.run(project_summary) == summary(a, ["a-1", "a-2"])
-    assert projects_of(a) == ["a-1", "a-2"]
+        assert worker.run(note_summary) == summary(a, ["a-1", "a-2"])
+    assert titles_of(a) == ["a-1", "a-2"]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_retried_task_keeps_its_tenant_and_rolls_back_the_failed_attempt(worker, two_tenants):
     a, b = two_tenants
     with run_as(a):
-        assert worker.run(create_project_retrying, "retry") == "retry-1"
-        worker.run(project_summary)  # runs after the retried attempt has committed
-    assert projects_of(a) == ["a-1", "a-2", "retry-1"]
-    assert projects_of(b) == ["b-1"]
+        assert worker.run(create_note_retrying, "retry") == "retry-1"
+        worker.run(note_summary)  # runs after the retried attempt has committed
+    assert titles_of(a) == ["a-1", "a-2", "retry-1"]
+    assert titles_of(b) == ["b-1"]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_malformed_header_runs_the_task_with_no_tenant_and_logs_it(worker, two_tenants):
     a, _ = two_tenants
     with run_as(a):
-        forged = worker.send(project_summary, headers={HEADER: "not-a-uuid"})
+        forged = worker.send(note_summary, headers={HEADER: "not-a-uuid"})
         assert forged.get(timeout=TIMEOUT) == summary(None, [])
-        assert worker.run(project_summary) == summary(a, ["a-1", "a-2"])
+        assert worker.run(note_summary) == summary(a, ["a-1", "a-2"])
     assert "'not-a-uuid', which is not a tenant UUID" in worker.log.read_text()
 
 
@@ -139,13 +139,13 @@ def test_send_on_commit_sends_after_commit_with_the_tenant_and_never_on_rollback
     a, _ = two_tenants
     committed_id, rolled_back_id = str(uuid.uuid4()), str(uuid.uuid4())
     with run_as(a):
-        Project.objects.create(name="fresh")
-        send_on_commit(project_summary.s().set(queue=worker.queue, task_id=committed_id))
+        Note.objects.create(title="fresh")
+        send_on_commit(note_summary.s().set(queue=worker.queue, task_id=committed_id))
     with pytest.raises(RuntimeError), run_as(a):
-        send_on_commit(project_summary.s().set(queue=worker.queue, task_id=rolled_back_id))
+        send_on_commit(note_summary.s().set(queue=worker.queue, task_id=rolled_back_id))
         raise RuntimeError("roll back")
     assert app.AsyncResult(committed_id).get(timeout=TIMEOUT) == summary(a, ["a-1", "a-2", "fresh"])
-    worker.run(project_summary)  # the queue is FIFO: anything sent before has run by now
+    worker.run(note_summary)  # the queue is FIFO: anything sent before has run by now
     assert app.AsyncResult(rolled_back_id).state == "PENDING"
 
 
@@ -162,40 +162,40 @@ def eager() -> Iterator[None]:
 def test_eager_task_runs_as_the_callers_tenant(eager, two_tenants):
     a, b = two_tenants
     with run_as(a):
-        assert project_summary.delay().get() == summary(a, ["a-1", "a-2"])
+        assert note_summary.delay().get() == summary(a, ["a-1", "a-2"])
         assert get_context().tenant_id == a.pk
     with run_as(b):
-        created = create_project.delay("eager-b").get()
+        created = create_note.delay("eager-b").get()
     assert created["tenant_id"] == str(b.pk)
-    assert projects_of(b) == ["b-1", "eager-b"]
+    assert titles_of(b) == ["b-1", "eager-b"]
 
 
 @pytest.mark.django_db
 def test_eager_task_without_tenant_or_from_system_mode_sees_nothing(eager, two_tenants):
-    assert project_summary.delay().get() == summary(None, [])
+    assert note_summary.delay().get() == summary(None, [])
     with run_as_system():
-        assert project_summary.delay().get() == summary(None, [])
+        assert note_summary.delay().get() == summary(None, [])
         # The caller is back in system mode (role and all) once the task is done.
         assert get_context().is_system
-        assert Project.objects.count() == 3
+        assert Note.objects.count() == 3
     _, b = two_tenants
-    assert project_summary.apply_async(headers={HEADER: str(b.pk)}).get() == summary(b, ["b-1"])
+    assert note_summary.apply_async(headers={HEADER: str(b.pk)}).get() == summary(b, ["b-1"])
 
 
 @pytest.mark.django_db
 def test_eager_failing_task_rolls_back_only_its_own_writes(eager, two_tenants):
     a, _ = two_tenants
     with run_as(a):
-        Project.objects.create(name="caller")
-        result = create_project.delay("doomed", fail=True)
+        Note.objects.create(title="caller")
+        result = create_note.delay("doomed", fail=True)
         assert result.state == "FAILURE"
         assert isinstance(result.result, RuntimeError)
-        assert sorted(Project.objects.values_list("name", flat=True)) == ["a-1", "a-2", "caller"]
+        assert sorted(Note.objects.values_list("title", flat=True)) == ["a-1", "a-2", "caller"]
         app.conf.task_eager_propagates = True
         with pytest.raises(RuntimeError, match="failed on purpose"):
-            create_project.delay("doomed-too", fail=True)
-        assert not Project.objects.filter(name__startswith="doomed").exists()
-    assert projects_of(a) == ["a-1", "a-2", "caller"]
+            create_note.delay("doomed-too", fail=True)
+        assert not Note.objects.filter(title__startswith="doomed").exists()
+    assert titles_of(a) == ["a-1", "a-2", "caller"]
 
 
 # --- wiring --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from django.test import AsyncClient, Client
 from better_tenant import run_as, run_as_system, tenant_required
 from better_tenant.api import update_tenant
 from better_tenant.middleware import TenantMiddleware
-from tests.tenant.conftest import make
+from tests.support.tenants import tenant_with_notes
 from tests.testapp.models import Note
 
 pytestmark = [pytest.mark.urls("tests.testapp.urls"), pytest.mark.django_db]
@@ -366,7 +366,7 @@ def _lines(response) -> list[str]:
 
 
 def test_streamed_queryset_yields_only_the_tenants_rows(client, acme, globex):
-    make("Other", "other-1", "other-2", "other-3")
+    tenant_with_notes("Other", "other-1", "other-2", "other-3")
     response = client.get("/stream", headers={"X-Tenant-ID": acme.slug})
     assert response.status_code == 200
     assert response.streaming

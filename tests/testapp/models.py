@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 from better_tenant.models import TenantModel
@@ -36,6 +37,24 @@ class Country(models.Model):
 
     def __str__(self) -> str:
         return self.code
+
+
+class Membership(TenantModel):
+    """A user's role in one tenant, under row-level security: better_tenant's membership() check."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    role = models.CharField(max_length=10, default="member")
+
+    class Meta:
+        db_table = "test_memberships"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "user"], name="test_memberships_tenant_user_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} ({self.role})"
 
 
 # --- audited by better_audit (BETTER_AUDIT["TABLES"] in tests/settings.py) ----------------------

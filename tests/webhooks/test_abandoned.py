@@ -12,8 +12,7 @@ from better_webhooks import delivery, replay
 from better_webhooks.checks import check_configuration
 from better_webhooks.db import system_scope
 from better_webhooks.models import WebhookDelivery, WebhookDeliveryAttempt
-
-from .conftest import run_worker_until_idle
+from tests.support.webhooks import run_worker_until_idle
 
 
 def expire_leases() -> None:

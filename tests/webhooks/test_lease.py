@@ -21,8 +21,7 @@ from better_webhooks.client import Client, attempt_limit
 from better_webhooks.db import system_scope
 from better_webhooks.models import WebhookDelivery, WebhookDeliveryAttempt
 from better_webhooks.worker import Worker
-
-from .conftest import run_worker_until_idle
+from tests.support.webhooks import run_worker_until_idle
 
 # One attempt may last 1.5 s, so an attempt starts only while 3.5 s of the lease are left: a
 # 4.5 s lease starts attempts during its first second and releases the rest of the batch.

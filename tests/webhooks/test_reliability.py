@@ -16,8 +16,7 @@ from django.utils import timezone
 import better_webhooks as webhooks
 from better_webhooks.db import system_scope
 from better_webhooks.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
-
-from .conftest import run_worker_until_idle, start_receiver
+from tests.support.webhooks import run_worker_until_idle, start_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 

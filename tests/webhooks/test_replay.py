@@ -9,8 +9,7 @@ from better_webhooks import replay, tasks
 from better_webhooks.conf import webhook_settings
 from better_webhooks.db import system_scope
 from better_webhooks.models import WebhookDelivery
-
-from .conftest import run_worker_until_idle
+from tests.support.webhooks import run_worker_until_idle
 
 
 def test_requeue_gives_a_fresh_set_of_attempts_and_publishes_after_commit(

@@ -18,8 +18,7 @@ from better_webhooks.exceptions import (
     UnknownEventError,
 )
 from better_webhooks.models import WebhookDelivery, WebhookEndpoint
-
-from .conftest import run_worker_until_idle
+from tests.support.webhooks import run_worker_until_idle
 
 USER = {"id": "usr_1", "email": "a@example.com"}
 

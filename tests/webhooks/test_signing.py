@@ -21,8 +21,7 @@ from better_webhooks.verify import (
     verify_webhook_signature,
     webhook_receiver,
 )
-
-from .conftest import run_worker_until_idle
+from tests.support.webhooks import run_worker_until_idle
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 MSG_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"

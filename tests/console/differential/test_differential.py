@@ -16,7 +16,7 @@ from urllib.parse import urlencode, urlsplit
 import jwt
 import pytest
 
-from tests.console.differential import conftest
+from tests.support.console import SENT
 
 BASE = "/.well-known/better"
 TOKEN_HASH = "sha256:" + "c0ffee00" * 8
@@ -355,7 +355,7 @@ def our_side(url: str) -> Side:
         return session_token(level, lifetime=seconds)
 
     def code_of(session_id: str) -> str | None:
-        sent = [item["code"] for item in conftest.SENT if item["session_id"] == session_id]
+        sent = [item["code"] for item in SENT if item["session_id"] == session_id]
         return sent[-1] if sent else None
 
     def expire(session_id: str, seconds: int) -> None:
@@ -373,7 +373,7 @@ def our_settings(mode: str) -> dict[str, Any]:
     """BETTER_CONSOLE as the reference of ``mode`` is configured (no throttling: it has none)."""
     magic = {
         "ALLOWED_EMAILS": list(EMAILS),
-        "SEND_CODE": "tests.console.differential.conftest.capture_code",
+        "SEND_CODE": "tests.support.console.capture_code",
         "MAX_ATTEMPTS": MAX_ATTEMPTS,
     }
     return {
@@ -446,7 +446,7 @@ def servers(
 
     def make(mode: str) -> Run:
         settings.BETTER_CONSOLE = our_settings(mode)
-        conftest.SENT.clear()
+        SENT.clear()
         reference = reference_servers(**reference_env(mode))
         return Run(reference_side(reference.url, reference.output), our_side(live_server.url))
 

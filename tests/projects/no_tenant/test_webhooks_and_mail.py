@@ -49,7 +49,7 @@ def test_send_queues_then_the_worker_delivers_signed(receiver):
 
 
 def test_a_tenant_is_refused_where_no_tenant_exists(receiver):
-    """As the console answers 400 to a tenantId, the Python API refuses a tenant= it cannot check."""
+    """As the console answers 400 to a tenantId, the Python API refuses tenant= it cannot check."""
     import uuid
 
     from better_webhooks.exceptions import TenancyNotInstalledError

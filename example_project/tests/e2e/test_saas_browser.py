@@ -11,6 +11,7 @@ from better_tenant import run_as
 from example_project.projects import demo
 from example_project.projects.models import Project, Task
 from example_project.projects.testing import use_saas_settings
+from tests.support.browser import login
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def seeded(transactional_db: None, settings: Any) -> Any:
 
 def test_walk_through_the_saas_admin(admin_page, seeded, server_errors):
     page = admin_page
-    # The index lists the example's models beside the suite's apps.
+    # The index lists the example's models beside the apps'.
     page.click('#content-main a[href="/admin/projects/project/"]')
     page.wait_for_load_state()
     rows = page.locator("#result_list").inner_text()
@@ -61,8 +62,6 @@ def test_walk_through_the_saas_admin(admin_page, seeded, server_errors):
 
 def test_a_tenant_user_is_not_let_into_the_admin(page, seeded):
     """alice is a customer of the SaaS, not staff: the admin refuses her password."""
-    from tests.e2e.conftest import login
-
     with pytest.raises(AssertionError, match="refused"):
         login(page, "alice@acme.test", demo.DEMO_PASSWORD)
     assert Project.objects.count() == 0  # outside any tenant RLS shows nothing

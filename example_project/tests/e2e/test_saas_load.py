@@ -10,7 +10,7 @@ from pathlib import Path
 
 from benchmarks.example_load import check_page
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ACME, GLOBEX = "5b0d9d1e-0000-4000-8000-00000000000a", "5b0d9d1e-0000-4000-8000-00000000000b"
 
 
