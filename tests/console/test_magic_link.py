@@ -451,6 +451,11 @@ def test_the_mailed_link_opens_a_page_that_verifies(client):
     assert response["Content-Type"] == "text/html; charset=utf-8"
     assert response["Cache-Control"] == "no-store"
     assert b"Sign-in verified" in response.content
+    # No inline style or script: the page passes a policy that allows only its stylesheet.
+    policy = response["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "style-src 'self'" in policy
+    assert b"<style" not in response.content and b"<script" not in response.content
+    assert b"better_console/verification.css" in response.content
     assert poll(client, session_id).json() == {"status": "verified"}
     # Opening it again tells the link is used up, as a page too.
     again = open_link(client, session_id, code)
@@ -467,3 +472,12 @@ def test_the_verify_page_counts_wrong_codes_and_escapes_what_it_is_sent(client):
     assert response.status_code == 400
     assert b"<script>" not in response.content
     assert b"Invalid session_id format" in response.content
+
+
+def test_the_verify_page_allows_its_stylesheet_where_static_files_are_served(client, settings):
+    settings.STATIC_URL = "https://cdn.example.com/static/"
+    session_id, code = init(client)
+    response = open_link(client, session_id, code)
+    assert response.status_code == 200
+    assert "style-src https://cdn.example.com;" in response["Content-Security-Policy"]
+    assert b"https://cdn.example.com/static/better_console/verification.css" in response.content
