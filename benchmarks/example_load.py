@@ -10,8 +10,9 @@ demo_data``) get ``--projects`` projects each. This process signs in as alice (A
 ``--concurrency`` threads, each thread on its own connection, alternating the two tenants:
 
 * ``api``: ``GET /api/projects?limit=<page>``, the SaaS's list view. TenantMiddleware resolves
-  the tenant from the token and runs the view in its transaction; DRF authenticates the token
-  and checks the membership; the query has no tenant filter of its own (RLS).
+  the tenant from the token and runs the view as that tenant, each query carrying it (a read
+  opens no transaction); DRF authenticates the token and checks the membership; the query has no
+  tenant filter of its own (RLS).
 * ``baseline``: the same page of the same rows, serialized the same way, from a copy of the table
   without RLS, outside TenantMiddleware: the view verifies the same token, loads the user and
   filters with ``WHERE tenant_id = <the token's tenant>``.
@@ -23,7 +24,7 @@ single foreign row or a cross-tenant answer other than 404 is printed and the sc
 
 The last line gives both rates and their ratio. The absolute figures are those of Django's
 development server sharing the machine's cores with PostgreSQL and this client; the ratio is the
-cost of the tenancy (tenant resolution, the transaction around the view, the membership check,
+cost of the tenancy (tenant resolution, the tenant carried on each query, the membership check,
 RLS) on top of the same authentication, serialization and middleware. Usage:
 ``python benchmarks/example_load.py [--requests 500] [--concurrency 4] [--projects 200]
 [--page 20] [--rounds 4] [--database bench_example] [--drop]``.

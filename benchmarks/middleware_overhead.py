@@ -7,11 +7,15 @@ persistent connection, ``DEBUG = False``:
 * ``plain``: no TenantMiddleware; the view reads the X-Tenant-ID header and filters a table
   without RLS explicitly (``WHERE tenant_id = ...``); this is the baseline.
 * ``uuid`` / ``slug``: TenantMiddleware resolves the X-Tenant-ID header (a UUID, or a slug looked
-  up through the cache) and the view queries the RLS table with no filter of its own.
-* ``run_as``: no middleware; the view wraps its query in ``run_as(uuid)`` by hand (shows how much
-  of the cost is the transaction and the RLS query rather than the middleware).
+  up through the cache) and the view queries the RLS table with no filter of its own; the
+  statement carries the tenant (``better_tenant.statements``).
+* ``one_txn``: ``uuid`` with ``BETTER_TENANT["ATOMIC"] = True``, the whole view in one
+  transaction (BEGIN with the settings, the query, COMMIT): the behaviour before statements
+  carried the tenant.
+* ``run_as``: no middleware; the view wraps its query in ``run_as(uuid)`` by hand (a transaction).
 * ``atomic``: the baseline view inside ``transaction.atomic()``, i.e. what ``ATOMIC_REQUESTS``
   costs a project that already runs each view in a transaction.
+* ``plain10`` / ``uuid10`` / ``one_txn10``: the same with a view that runs ten queries.
 
 Both tables hold the same rows and the same (tenant_id, created) index. The variants run in
 interleaved batches; each figure is the median time per request over the batches. Usage:
@@ -90,18 +94,24 @@ class PlainNote(models.Model):
         return self.title
 
 
-def rls_view(request):
-    rows = list(Note.objects.order_by("-created").values_list("id", "title")[:PAGE])
+def rls_view(request, queries: int = 1):
+    rows = []
+    for page in range(queries):
+        start = page * PAGE
+        rows += Note.objects.order_by("-created").values_list("id", "title")[start : start + PAGE]
     return JsonResponse({"notes": rows})
 
 
-def plain_view(request):
+def plain_view(request, queries: int = 1):
     tenant_id = uuid.UUID(request.META["HTTP_X_TENANT_ID"])
-    rows = list(
-        PlainNote.objects.filter(tenant_id=tenant_id)
-        .order_by("-created")
-        .values_list("id", "title")[:PAGE]
-    )
+    rows = []
+    for page in range(queries):
+        start = page * PAGE
+        rows += (
+            PlainNote.objects.filter(tenant_id=tenant_id)
+            .order_by("-created")
+            .values_list("id", "title")[start : start + PAGE]
+        )
     return JsonResponse({"notes": rows})
 
 
@@ -118,6 +128,8 @@ def run_as_view(request):
 urlpatterns = [
     path("rls", rls_view),
     path("plain", plain_view),
+    path("rls10", rls_view, {"queries": 10}),
+    path("plain10", plain_view, {"queries": 10}),
     path("run-as", run_as_view),
     path("atomic", atomic_view),
 ]
@@ -223,36 +235,48 @@ def request(handler: WSGIHandler, env: dict) -> bytes:
 def check_same_answers(variants: dict, tenants: list[tuple[str, str]]) -> None:
     """Every variant must return the same page for the same tenant (else the timing is moot)."""
     for tenant_id, slug in tenants[:5]:
-        bodies = {
-            name: request(handler, environ(path_info, slug if name == "slug" else tenant_id))
-            for name, (handler, path_info) in variants.items()
-        }
-        if len(set(bodies.values())) != 1 or b'"notes": []' in bodies["plain"]:
-            raise RuntimeError(f"variants disagree for tenant {slug}: {bodies}")
+        bodies = {}
+        for name, (handler, path_info, atomic) in variants.items():
+            with tenant_atomic(atomic):
+                bodies[name] = request(
+                    handler, environ(path_info, slug if name == "slug" else tenant_id)
+                )
+        for suffix in ("", "10"):
+            group = {v for name, v in bodies.items() if name.endswith("10") == bool(suffix)}
+            if len(group) != 1 or b'"notes": []' in bodies["plain" + suffix]:
+                raise RuntimeError(f"variants disagree for tenant {slug}: {bodies}")
+
+
+def tenant_atomic(atomic: bool) -> override_settings:
+    return override_settings(
+        BETTER_TENANT={"HEADER": "X-Tenant-ID", "EXEMPT_PATHS": [], "ATOMIC": atomic}
+    )
 
 
 def measure(variants: dict, tenants: list[tuple[str, str]], rounds: int, batch: int) -> dict:
     envs = {
         name: [environ(path_info, slug if name == "slug" else tid) for tid, slug in tenants]
-        for name, (_handler, path_info) in variants.items()
+        for name, (_handler, path_info, _atomic) in variants.items()
     }
     timings: dict[str, list[float]] = {name: [] for name in variants}
     order = list(variants)
     position = 0
     for _ in range(2):  # warm-up: every tenant's identifiers cached, connection, code paths
-        for name, (handler, _path) in variants.items():
-            for env in envs[name]:
-                request(handler, env)
+        for name, (handler, _path, atomic) in variants.items():
+            with tenant_atomic(atomic):
+                for env in envs[name]:
+                    request(handler, env)
     rng = random.Random(11)
     for _ in range(rounds):
         rng.shuffle(order)
         for name in order:
-            handler = variants[name][0]
+            handler, _path, atomic = variants[name]
             batch_envs = [envs[name][(position + k) % len(tenants)] for k in range(batch)]
-            start = time.perf_counter()
-            for env in batch_envs:
-                request(handler, env)
-            timings[name].append((time.perf_counter() - start) / batch)
+            with tenant_atomic(atomic):
+                start = time.perf_counter()
+                for env in batch_envs:
+                    request(handler, env)
+                timings[name].append((time.perf_counter() - start) / batch)
         position += batch
     return {name: statistics.median(values) for name, values in timings.items()}
 
@@ -292,11 +316,15 @@ def main() -> None:
         with override_settings(MIDDLEWARE=[*base, TENANT_MIDDLEWARE]):
             tenant_handler = WSGIHandler()
         variants = {
-            "plain": (plain_handler, "/plain"),
-            "uuid": (tenant_handler, "/rls"),
-            "slug": (tenant_handler, "/rls"),
-            "run_as": (plain_handler, "/run-as"),
-            "atomic": (plain_handler, "/atomic"),
+            "plain": (plain_handler, "/plain", False),
+            "uuid": (tenant_handler, "/rls", False),
+            "slug": (tenant_handler, "/rls", False),
+            "one_txn": (tenant_handler, "/rls", True),
+            "run_as": (plain_handler, "/run-as", False),
+            "atomic": (plain_handler, "/atomic", False),
+            "plain10": (plain_handler, "/plain10", False),
+            "uuid10": (tenant_handler, "/rls10", False),
+            "one_txn10": (tenant_handler, "/rls10", True),
         }
         if caches["default"]._max_entries < 2 * len(tenants):
             raise RuntimeError("the identifier cache is too small for the benchmark's tenants")
@@ -316,22 +344,22 @@ def main() -> None:
         f"page of {PAGE}, {stack}, persistent connection"
     )
     for name, seconds in result.items():
-        print(f"  {name:7s} {seconds * 1000:.3f} ms/request  ratio {seconds / result['plain']:.2f}")
+        base = result["plain10" if name.endswith("10") else "plain"]
+        print(f"  {name:9s} {seconds * 1000:.3f} ms/request  ratio {seconds / base:.2f}")
     print(f"  one database round trip (SELECT 1): {trip * 1e6:.0f} us")
-    plain, by_hand = result["plain"], result["run_as"]
+    plain = result["plain"]
     print(
-        f"  added per request: {(by_hand - plain) * 1e6:.0f} us by run_as() itself (a transaction: "
-        f"BEGIN, set_config, COMMIT), {(result['uuid'] - by_hand) * 1e6:+.0f} us (uuid) / "
-        f"{(result['slug'] - by_hand) * 1e6:+.0f} us (slug) by the middleware around it"
+        f"  added per request: {(result['uuid'] - plain) * 1e6:.0f} us with the tenant on the "
+        f"statement, {(result['one_txn'] - plain) * 1e6:.0f} us with one transaction (ATOMIC)"
     )
     print(
-        f"  against the baseline view already inside transaction.atomic(): ratio "
-        f"{result['uuid'] / result['atomic']:.2f} (uuid) / "
-        f"{result['slug'] / result['atomic']:.2f} (slug)"
+        f"  ten queries: ratio {result['uuid10'] / result['plain10']:.2f} with the tenant on each "
+        f"statement, {result['one_txn10'] / result['plain10']:.2f} in one transaction (ATOMIC)"
     )
     print(
         f"middleware_overhead: ratio {result['uuid'] / result['plain']:.2f} (uuid header) / "
-        f"{result['slug'] / result['plain']:.2f} (slug header) vs no middleware "
+        f"{result['slug'] / result['plain']:.2f} (slug header) vs no middleware, "
+        f"{result['one_txn'] / result['plain']:.2f} with ATOMIC (one transaction) "
         f"({result['uuid'] * 1000:.2f} ms vs {result['plain'] * 1000:.2f} ms per request, {stack})"
     )
 

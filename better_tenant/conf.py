@@ -220,6 +220,14 @@ SCHEMA = {
     "CELERY": Bool(
         True, id="better_tenant.E003", hint="True carries the sender's tenant to Celery tasks."
     ),
+    # False: a view is atomic exactly when the project makes it so (ATOMIC_REQUESTS, atomic());
+    # each statement carries the tenant. True: the whole view runs in one transaction.
+    "ATOMIC": Bool(
+        False,
+        id="better_tenant.E003",
+        hint="True runs each tenant view in one transaction (rolled back if it raises); False "
+        "leaves transactions to Django.",
+    ),
 }
 
 tenant_settings = AppSettings(

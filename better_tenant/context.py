@@ -1,11 +1,12 @@
-"""The tenant scope: which tenant the current code runs as, held in a contextvar and in PostgreSQL.
+"""The tenant scope: which tenant the current code runs as, held in a contextvar and per connection.
 
-Every scope opens ``transaction.atomic`` (a savepoint when nested) and sets the tenant with
-``set_config(.., true)``: transaction-local, never session state, so PgBouncer in transaction mode,
-persistent connections and connection pools cannot carry a tenant from one request to the next.
-The same statement stamps the transaction (``sql.STAMP_SETTING``), and the policies honour the
-tenant only beside that stamp: a tenant that code set at session level reads as no tenant in every
-later transaction on the connection.
+Statements carry the scope to PostgreSQL (``better_tenant.statements``) with ``set_config(..,
+true)``: transaction-local, never session state, so PgBouncer in transaction mode, persistent
+connections and connection pools cannot carry a tenant from one request to the next. The same
+statement stamps the transaction (``sql.STAMP_SETTING``), and the policies honour the tenant only
+beside that stamp: a tenant that code set at session level reads as no tenant in every later
+transaction on the connection. ``run_as`` opens ``transaction.atomic`` (a savepoint when nested)
+unless given ``atomic=False``.
 """
 
 from __future__ import annotations
@@ -15,19 +16,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError, connections, transaction
-from psycopg import DatabaseError as _PgDatabaseError
-from psycopg.pq import ExecStatus, TransactionStatus
+from django.db import connections, transaction
+from django.db.backends.signals import connection_created
 
 from better_core.scope import Scope
-from better_tenant import sql
+from better_tenant import statements
 from better_tenant.conf import tenant_settings
-from better_tenant.exceptions import (
-    InvalidTenantId,
-    ScopeConflict,
-    SystemRoleUnavailable,
-    TenantScopeRequired,
-)
+from better_tenant.exceptions import InvalidTenantId, ScopeConflict, TenantScopeRequired
+from better_tenant.statements import STATE_ATTRIBUTE, ConnectionState
 
 if TYPE_CHECKING:
     from better_tenant.models import Tenant
@@ -54,8 +50,6 @@ class TenantContext:
 
 
 EMPTY = TenantContext()
-_IDLE = TransactionStatus.IDLE
-_TUPLES_OK = ExecStatus.TUPLES_OK
 _current: ContextVar[TenantContext] = ContextVar("better_tenant_context", default=EMPTY)
 
 
@@ -102,20 +96,52 @@ def to_tenant_id(value: Any) -> uuid.UUID:
     )
 
 
+STATE_KEY = "_better_tenant_state"
+
+
+def connection_state(conn: Any) -> ConnectionState:
+    """The scopes open on a Django connection (created on first use), shared with its statements."""
+    state = conn.__dict__.get(STATE_KEY)
+    if state is None:
+        state = conn.__dict__[STATE_KEY] = ConnectionState()
+    return state
+
+
+def install(conn: Any) -> None:
+    """Make the statements of ``conn`` carry its scope (see ``better_tenant.statements``)."""
+    if conn.vendor == "postgresql":
+        statements.install(conn, connection_state(conn))
+
+
+def _connected(sender: Any, connection: Any, **kwargs: Any) -> None:
+    install(connection)
+
+
+connection_created.connect(_connected, dispatch_uid="better_tenant.context.install")
+
+
 class _DatabaseScope(Scope):
-    """Enter ``target`` on the connection of ``using`` inside an atomic block."""
+    """Run as ``target`` on the connection of ``using``; with ``atomic``, in ``transaction.atomic``.
+
+    Entering sets nothing in the database: each statement carries the scope in the round trip it
+    makes anyway (``better_tenant.statements``).
+    """
 
     uses_database = True
 
-    def __init__(self, target: TenantContext, using: str | None = None) -> None:
+    def __init__(
+        self, target: TenantContext, using: str | None = None, atomic: bool = True
+    ) -> None:
         self.target = target
         self.using = using
+        self.atomic = atomic
 
     def enter(self) -> TenantContext:
         alias = self.using or tenant_settings.DATABASE
         self.previous = _current.get()
         conn = connections[alias]
-        stack = conn.__dict__.setdefault("_better_tenant_scopes", [])
+        state = connection_state(conn)
+        stack = state.scopes
         if stack and stack[-1] is not self.previous:
             # Another scope that is not ours is open on this connection: typically two asyncio
             # tasks of one request sharing Django's sync thread. Their settings would interleave.
@@ -125,15 +151,15 @@ class _DatabaseScope(Scope):
                 "nest; run concurrent tenant work in separate requests, threads or "
                 "asgiref.sync.ThreadSensitiveContext blocks."
             )
-        # The outermost block ends the transaction, which drops the settings by itself.
-        self.outermost = not conn.in_atomic_block
-        self.atomic = transaction.atomic(using=alias)
-        self.atomic.__enter__()
-        try:
-            apply_context(alias, self.target, self.previous)
-        except BaseException as exc:
-            self.atomic.__exit__(type(exc), exc, exc.__traceback__)
-            raise
+        if (
+            conn.connection is not None
+            and getattr(conn.connection, STATE_ATTRIBUTE, None) is not state
+        ):
+            # Connected before this app's connection_created receiver ran (or through a pool).
+            install(conn)
+        self.transaction = transaction.atomic(using=alias) if self.atomic else None
+        if self.transaction is not None:
+            self.transaction.__enter__()
         _current.set(self.target)
         stack.append(self.target)
         return self.target
@@ -143,81 +169,30 @@ class _DatabaseScope(Scope):
         # Set, not reset with a token: under async the scope is entered and left in different
         # context copies.
         _current.set(self.previous)
-        stack = connections[alias].__dict__.get("_better_tenant_scopes") or []
+        stack = connection_state(connections[alias]).scopes
         if stack and stack[-1] is self.target:
             stack.pop()
-        try:
-            # A released savepoint keeps set_config values, so put the outer scope back by hand;
-            # on an error the savepoint rollback restores them.
-            if exc is None and not self.outermost and not connections[alias].needs_rollback:
-                apply_context(alias, self.previous, self.target)
-        finally:
-            self.atomic.__exit__(
+        # The next statement carries the outer scope again; nothing to undo in the database now.
+        if self.transaction is not None:
+            self.transaction.__exit__(
                 type(exc) if exc else None, exc, exc.__traceback__ if exc else None
             )
 
 
-def apply_context(alias: str, target: TenantContext, current: TenantContext) -> None:
-    """Set the tenant (and the role, when system mode changes) for the open transaction."""
-    tenant = str(target.tenant_id) if target.tenant_id else ""
-    role = None
-    if target.is_system != current.is_system:
-        role = tenant_settings.SYSTEM_ROLE if target.is_system else "none"
-    conn = connections[alias]
-    try:
-        if not _begin_with_settings(conn, tenant, role):
-            with conn.cursor() as cursor:
-                if role is None:
-                    cursor.execute(f"SELECT {sql.scope_settings_sql('%s')}", [tenant])
-                else:
-                    cursor.execute(
-                        f"SELECT {sql.scope_settings_sql('%s')}, set_config('role', %s, true)",
-                        [tenant, role],
-                    )
-    except DatabaseError as exc:
-        if role and ("permission denied to set role" in str(exc) or "does not exist" in str(exc)):
-            raise SystemRoleUnavailable(
-                f"run_as_system() needs the database role {conn.settings_dict['USER']!r} to be a "
-                f"NOINHERIT member of {role!r}: {exc}. Run `manage.py better_tenant init "
-                "--app-role <role>` as the owner, or set BETTER_TENANT['SYSTEM_ROLE']."
-            ) from exc
-        raise
+def run_as(tenant: Any, *, using: str | None = None, atomic: bool = True) -> Scope:
+    """Run code as ``tenant`` (a UUID, UUID string or Tenant): with, async with, or decorator.
 
-
-def _begin_with_settings(conn: Any, tenant: str, role: str | None) -> bool:
-    """Open the transaction and set the scope in one round trip, when the transaction is new.
-
-    psycopg would otherwise send BEGIN on its own before the set_config query: one more round
-    trip on every request. The values are a validated UUID and a configured role name, quoted
-    as literals. Skipped while queries are logged (DEBUG), so connection.queries stays complete.
+    The block is one ``transaction.atomic`` (a savepoint when nested); ``atomic=False`` leaves
+    transactions to the code inside, as ``TenantMiddleware`` does for a view.
     """
-    if conn.queries_logged or not conn.in_atomic_block or conn.vendor != "postgresql":
-        return False
-    conn.ensure_connection()
-    pgconn = conn.connection.pgconn
-    if pgconn.transaction_status != _IDLE or conn.connection.autocommit:
-        return False
-    settings = [sql.scope_settings_sql(sql.literal(tenant))]
-    if role is not None:
-        settings.append(f"set_config('role', {sql.literal(role)}, true)")
-    with conn.wrap_database_errors:
-        result = pgconn.exec_(f"BEGIN; SELECT {', '.join(settings)}".encode())
-        if result.status != _TUPLES_OK:
-            message = (result.error_message or b"").decode(errors="replace").strip()
-            raise _PgDatabaseError(message or "better_tenant: setting the tenant failed")
-    return True
+    return _DatabaseScope(TenantContext(tenant_id=to_tenant_id(tenant)), using, atomic)
 
 
-def run_as(tenant: Any, *, using: str | None = None) -> Scope:
-    """Run code as ``tenant`` (a UUID, UUID string or Tenant): with, async with, or decorator."""
-    return _DatabaseScope(TenantContext(tenant_id=to_tenant_id(tenant)), using)
-
-
-def run_as_system(*, using: str | None = None) -> Scope:
+def run_as_system(*, using: str | None = None, atomic: bool = True) -> Scope:
     """Run code across all tenants (RLS bypassed through the system role) for admin work."""
-    return _DatabaseScope(TenantContext(is_system=True), using)
+    return _DatabaseScope(TenantContext(is_system=True), using, atomic)
 
 
-def no_tenant(*, using: str | None = None) -> Scope:
+def no_tenant(*, using: str | None = None, atomic: bool = True) -> Scope:
     """Run code with no tenant in scope (tenant tables then show no rows)."""
-    return _DatabaseScope(EMPTY, using)
+    return _DatabaseScope(EMPTY, using, atomic)

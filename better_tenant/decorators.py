@@ -27,9 +27,10 @@ def tenant_required(view: V | None = None, *, status: int | None = None) -> Any:
 
     Inside an active tenant scope (TenantMiddleware already resolved the request) the view runs
     as is. Otherwise the tenant is resolved and authorized like the middleware does and the view
-    runs inside ``run_as(tenant_id)``; a request without a known tenant gets the JSON error with
-    ``status`` (default ``MISSING_TENANT_STATUS``, or the ``ON_MISSING_TENANT`` handler when no
-    status is given), a mismatched or refused one a 403. Works on sync and async views.
+    runs as the tenant as under the middleware (``ATOMIC`` included); a request without a known
+    tenant gets the JSON error with ``status`` (default ``MISSING_TENANT_STATUS``, or the
+    ``ON_MISSING_TENANT`` handler when no status is given), a mismatched or refused one a 403.
+    Works on sync and async views.
     """
     if status is not None and (not isinstance(status, int) or not 400 <= status <= 599):
         raise ValueError(

@@ -28,12 +28,14 @@ ASYNC_REQUESTS = 480
 ASYNC_IN_FLIGHT = 16
 
 
-@pytest.fixture(autouse=True)
-def configure(settings):
+@pytest.fixture(autouse=True, params=[False, True], ids=["statements", "atomic"])
+def configure(request, settings):
+    """Both ways a view runs: each statement carrying the tenant, or one transaction (ATOMIC)."""
     settings.BETTER_TENANT = {
         "HEADER": "X-Tenant-ID",
         "PATH": "/t/:tenantId/*",
         "EXEMPT_PATHS": ["/public/"],
+        "ATOMIC": request.param,
     }
     settings.MIDDLEWARE = ["better_tenant.middleware.TenantMiddleware"]
     caches["default"].clear()
@@ -85,9 +87,9 @@ def test_threads_on_interleaved_tenants_never_see_another_tenants_rows(tenants):
         for j in range(REQUESTS_PER_THREAD):
             path, headers, tenant, titles = request_for(tenants, i, j)
             if j % 10 == 9:
-                # A view that writes and raises on this thread's connection; the requests after
-                # it must neither see its row nor inherit its tenant.
-                failed = client.get("/notes/fail?title=leak", headers=headers)
+                # A view that writes and raises in its transaction on this thread's connection;
+                # the requests after it must neither see its row nor inherit its tenant.
+                failed = client.get("/notes/atomic-fail?title=leak", headers=headers)
                 if failed.status_code != 500:
                     problems.append(f"thread {i}: failing view answered {failed.status_code}")
             response = client.get(path, headers=headers)

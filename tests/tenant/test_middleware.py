@@ -393,7 +393,8 @@ def test_streamed_async_iterator_yields_only_the_tenants_rows(acme, globex):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_view_raising_rolls_back_and_leaves_no_tenant(acme):
+def test_view_raising_rolls_back_and_leaves_no_tenant(acme, settings):
+    configure_tenant(settings, ATOMIC=True)
     client = Client(raise_request_exception=False)
     before = client.get("/public/state").json()
     response = client.get("/notes/fail?title=doomed", headers={"X-Tenant-ID": acme.slug})
@@ -424,7 +425,8 @@ def test_successful_view_commits(acme):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_async_view_raising_rolls_back(acme):
+def test_async_view_raising_rolls_back(acme, settings):
+    configure_tenant(settings, ATOMIC=True)
     client = AsyncClient(raise_request_exception=False)
     response = async_to_sync(client.get)(
         "/async/notes/fail?title=doomed-async", headers={"X-Tenant-ID": acme.slug}
@@ -435,6 +437,64 @@ def test_async_view_raising_rolls_back(acme):
     state = async_to_sync(client.get)("/public/state").json()
     assert state["setting"] in ("", None)
     assert (state["tenant_id"], state["in_atomic"]) == (None, False)
+
+
+# --- without ATOMIC a view is atomic exactly when the project makes it so -------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_atomic_a_raising_view_keeps_its_write_as_django_does_and_leaves_no_tenant(acme):
+    client = Client(raise_request_exception=False)
+    before = client.get("/public/state").json()
+    response = client.get("/notes/fail?title=written", headers={"X-Tenant-ID": acme.slug})
+    assert response.status_code == 500
+    with run_as_system():
+        # Autocommit: the INSERT committed on its own, in the request's tenant.
+        assert Note.objects.get(title="written").tenant_id == acme.pk
+    after = client.get("/public/state").json()
+    assert after["pid"] == before["pid"]
+    assert after["setting"] in ("", None)
+    assert (after["tenant_id"], after["visible_notes"], after["in_atomic"]) == (None, 0, False)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_atomic_a_view_that_is_atomic_rolls_back(acme):
+    client = Client(raise_request_exception=False)
+    response = client.get("/notes/atomic-fail?title=undone", headers={"X-Tenant-ID": acme.slug})
+    assert response.status_code == 500
+    with run_as_system():
+        assert not Note.objects.filter(title="undone").exists()
+    assert client.get("/notes", headers={"X-Tenant-ID": acme.slug}).json()["titles"] == [
+        "acme-1",
+        "acme-2",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_atomic_atomic_requests_makes_each_view_one_transaction(acme, globex):
+    from django.db import connection
+
+    connection.settings_dict["ATOMIC_REQUESTS"] = True
+    try:
+        client = Client(raise_request_exception=False)
+        body = client.get("/notes", headers={"X-Tenant-ID": acme.slug}).json()
+        assert (body["titles"], body["in_atomic"]) == (["acme-1", "acme-2"], True)
+        assert body["setting"] == str(acme.pk)
+        failed = client.get("/notes/fail?title=undone", headers={"X-Tenant-ID": globex.slug})
+        assert failed.status_code == 500
+    finally:
+        connection.settings_dict["ATOMIC_REQUESTS"] = False
+    with run_as_system():
+        assert not Note.objects.filter(title="undone").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_atomic_a_view_runs_outside_a_transaction_and_sees_only_its_tenant(acme, globex):
+    client = Client()
+    body = client.get("/notes", headers={"X-Tenant-ID": globex.slug}).json()
+    assert (body["titles"], body["in_atomic"]) == (["globex-1"], False)
+    # The view's own statement carried the tenant.
+    assert body["setting"] == str(globex.pk)
 
 
 # --- tenant_required ----------------------------------------------------------------------------
@@ -498,7 +558,8 @@ def test_decorator_rejects_a_positional_status():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_decorated_view_raising_rolls_back(acme):
+def test_decorated_view_raising_rolls_back(acme, settings):
+    configure_tenant(settings, ATOMIC=True)
     client = Client(raise_request_exception=False)
     response = client.get(
         "/public/decorated-fail?title=doomed-dec", headers={"X-Tenant-ID": acme.slug}

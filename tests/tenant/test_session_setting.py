@@ -5,13 +5,13 @@ import uuid
 
 import pytest
 from django.db import IntegrityError, connection, transaction
-from django.test.utils import CaptureQueriesContext
 
 from better_tenant import no_tenant, run_as, run_as_system
 from better_tenant.errors import CrossTenantWrite
 from better_tenant.models import Tenant
 from better_tenant.sql import SETTING, STAMP_SETTING
 from tests.support.celery_worker import eager_tasks
+from tests.support.wire import queries, wire
 from tests.testapp.models import Note
 from tests.testapp.tasks import note_summary
 
@@ -115,11 +115,13 @@ def test_an_untenanted_task_on_the_same_connection_reads_nothing(data):
 
 
 def test_the_scope_sets_tenant_and_stamp_in_one_statement(data):
-    with CaptureQueriesContext(connection) as queries, run_as(data["a"]):
-        pass
-    statements = [q["sql"] for q in queries.captured_queries if "set_config" in q["sql"]]
+    with wire() as sent, run_as(data["a"]):
+        assert Note.objects.count() == 2
+    statements = [query for query in queries(sent) if "set_config" in query]
+    # One string: the tenant and the stamp, then the query itself.
     assert len(statements) == 1
     assert SETTING in statements[0] and STAMP_SETTING in statements[0]
+    assert "test_notes" in statements[0]
 
 
 def test_the_policy_still_uses_the_tenant_id_index(data):

@@ -13,6 +13,7 @@ urlpatterns = [
     path("async/tenant", views.tenant_slug_async),
     path("notes/create", views.create_note),
     path("notes/fail", views.create_then_fail),
+    path("notes/atomic-fail", views.atomic_create_then_fail),
     path("async/notes/fail", views.create_then_fail_async),
     path("stream", views.stream_notes),
     path("async/stream", views.stream_notes_async),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import connection
+from django.db import connection, transaction
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 
 from better_tenant import get_context, tenant_required
@@ -60,6 +60,12 @@ def create_then_fail(request: HttpRequest) -> JsonResponse:
     """Write a note, then fail: the write must not survive."""
     Note.objects.create(title=request.GET.get("title", "doomed"))
     raise RuntimeError("the view failed after writing")
+
+
+@transaction.atomic
+def atomic_create_then_fail(request: HttpRequest) -> JsonResponse:
+    """``create_then_fail`` in a view that makes itself atomic: the write must not survive."""
+    return create_then_fail(request)
 
 
 async def create_then_fail_async(request: HttpRequest) -> JsonResponse:
