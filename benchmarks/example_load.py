@@ -27,7 +27,9 @@ development server sharing the machine's cores with PostgreSQL and this client; 
 cost of the tenancy (tenant resolution, the tenant carried on each query, the membership check,
 RLS) on top of the same authentication, serialization and middleware. Usage:
 ``python benchmarks/example_load.py [--requests 500] [--concurrency 4] [--projects 200]
-[--page 20] [--rounds 4] [--database bench_example] [--drop]``.
+[--page 20] [--rounds 4] [--database bench_example] [--atomic] [--drop]``; ``--atomic`` runs
+each tenant view in one transaction (``BETTER_TENANT["ATOMIC"]``), as before statements carried
+the tenant.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def check_page(
 # --- the server (a process of its own) -----------------------------------------------------------
 
 
-def configure(database: str) -> None:
+def configure(database: str, atomic: bool = False) -> None:
     """Set up Django with the example project's settings on the benchmark's database."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "example_project.settings"
     from django.conf import settings
@@ -93,6 +95,7 @@ def configure(database: str) -> None:
     settings.BETTER_TENANT = {
         **settings.BETTER_TENANT,
         "EXEMPT_PATHS": [*settings.BETTER_TENANT["EXEMPT_PATHS"], "/baseline/"],
+        "ATOMIC": atomic,
     }
     import django
 
@@ -166,9 +169,9 @@ def baseline_urlpatterns() -> list[Any]:
     ]
 
 
-def serve(database: str) -> None:
+def serve(database: str, atomic: bool) -> None:
     """Serve the example project (and the baseline view) on 127.0.0.1 until SIGTERM."""
-    configure(database)
+    configure(database, atomic)
     import types
 
     from django.conf import settings
@@ -265,8 +268,9 @@ def drop(database: str) -> None:
 class Server:
     """The server process, started with this script's ``--serve``."""
 
-    def __init__(self, database: str) -> None:
+    def __init__(self, database: str, atomic: bool) -> None:
         command = [sys.executable, str(Path(__file__).resolve()), "--serve", "--database", database]
+        command += ["--atomic"] if atomic else []
         self.process = subprocess.Popen(
             command, cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ}
         )
@@ -391,10 +395,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="alternating chunks per variant")
     parser.add_argument("--database", default=DATABASE)
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
+    parser.add_argument(
+        "--atomic",
+        action="store_true",
+        help="BETTER_TENANT['ATOMIC'] = True: each tenant view in one transaction",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.database)
+        serve(args.database, args.atomic)
         return
     for name in ("requests", "concurrency", "projects", "rounds"):
         if getattr(args, name) < 1:
@@ -414,7 +423,7 @@ def main() -> None:
         f"example_load: database {args.database}, 2 tenants x {args.projects} projects "
         f"(+ the demo's), prepared in {time.perf_counter() - started:.1f} s"
     )
-    server = Server(args.database)
+    server = Server(args.database, args.atomic)
     problems: list[str] = []
     try:
         tokens = sign_in(server.port)
