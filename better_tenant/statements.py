@@ -49,7 +49,7 @@ STATE_ATTRIBUTE = "_better_tenant_state"
 # tenant there, so that no statement that cannot run in a transaction block gets a prefix.
 _ROW_KEYWORDS = frozenset(
     {"select", "with", "insert", "update", "delete", "merge", "values", "table", "explain", "do"}
-    | {"copy"}
+    | {"copy", "execute", "declare"}
 )
 # Statements that end, start or mark a transaction, which never carry the scope.
 _TRANSACTION_KEYWORDS = frozenset(
@@ -151,14 +151,16 @@ def _wanted(conn: Any, state: ConnectionState) -> tuple[TenantContext | None, bo
 
 def _system_role_error(exc: Exception, target: TenantContext | None, conn: Any) -> None:
     message = str(exc)
+    role = tenant_settings.SYSTEM_ROLE
+    # Only the role's own errors: a missing table in the statement is not one.
     if (
         target is not None
         and target.is_system
-        and ("permission denied to set role" in message or "does not exist" in message)
+        and ("permission denied to set role" in message or f'role "{role}" does not' in message)
     ):
         raise SystemRoleUnavailable(
             f"run_as_system() needs the database role {conn.info.user!r} to be a NOINHERIT "
-            f"member of {tenant_settings.SYSTEM_ROLE!r}: {message.strip()}. Run `manage.py "
+            f"member of {role!r}: {message.strip()}. Run `manage.py "
             "better_tenant init --app-role <role>` as the owner, or set "
             "BETTER_TENANT['SYSTEM_ROLE']."
         ) from exc

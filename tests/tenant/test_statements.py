@@ -16,6 +16,7 @@ from psycopg.pq import TransactionStatus
 
 from better_tenant import no_tenant, run_as, run_as_system
 from better_tenant.api import create_tenant
+from better_tenant.exceptions import SystemRoleUnavailable
 from better_tenant.statements import settings_sql
 from tests.support.wire import queries, wire
 from tests.testapp.models import Note
@@ -265,3 +266,30 @@ def test_a_view_under_the_middleware_sends_no_begin_or_commit(tenants, client, s
         response = client.get("/notes", headers={"X-Tenant-ID": str(acme.pk)})
     assert response.status_code == 200 and response.json()["in_atomic"] is True
     assert any("BEGIN" in m for m in sent) and any("COMMIT" in m for m in sent)
+
+
+def test_a_system_role_that_cannot_be_entered_is_named_at_the_first_statement(tenants, settings):
+    settings.BETTER_TENANT = {"HEADER": "X-Tenant-ID", "SYSTEM_ROLE": "better_no_such_role"}
+    with pytest.raises(SystemRoleUnavailable, match="better_no_such_role"), run_as_system():
+        Note.objects.count()
+    # Nothing was left behind: the next statement runs as the app role with no tenant.
+    assert Note.objects.count() == 0
+
+
+def test_an_error_of_the_statement_itself_is_not_taken_for_the_system_role(tenants):
+    with pytest.raises(DatabaseError, match="does not exist") as raised, run_as_system():
+        one("SELECT count(*) FROM no_such_table")
+    assert not isinstance(raised.value, SystemRoleUnavailable)
+
+
+def test_prepared_statements_and_sql_cursors_carry_the_tenant(tenants):
+    acme, _ = tenants
+    with run_as(acme, atomic=False), connection.cursor() as cursor:
+        cursor.execute("PREPARE titles AS SELECT count(*) FROM test_notes")
+        cursor.execute("EXECUTE titles")
+        assert cursor.fetchone() == (3,)
+        cursor.execute("DEALLOCATE titles")
+        cursor.execute("DECLARE held CURSOR WITH HOLD FOR SELECT title FROM test_notes")
+        cursor.execute("FETCH ALL FROM held")
+        assert len(cursor.fetchall()) == 3
+        cursor.execute("CLOSE held")
