@@ -268,10 +268,10 @@ async def arun_in_scope(
 
 def scope_streaming(response: HttpResponseBase, tenant_id: uuid.UUID) -> HttpResponseBase:
     """Make a streaming body, read after the view returned, run as ``tenant_id`` too."""
-    # With ATOMIC, one transaction for the whole body, as for the view. Without it, a server-side
-    # cursor of .iterator() is declared WITH HOLD (Django's choice in autocommit) and outlives the
-    # transaction its settings were made in.
-    return stream_in_scope(response, lambda: run_as(tenant_id, atomic=tenant_settings.ATOMIC))
+    # One transaction for the whole body, whatever ATOMIC says: a server-side cursor of
+    # .iterator() then lives and dies with it, where a holdable one declared in autocommit would
+    # not survive PgBouncer's transaction pooling between two fetches.
+    return stream_in_scope(response, lambda: run_as(tenant_id))
 
 
 # --- the middleware ------------------------------------------------------------------------------
