@@ -114,10 +114,11 @@ def settings_sql(target: TenantContext | None, held: Any) -> str:
     tenant = str(target.tenant_id) if target is not None and target.tenant_id else ""
     is_system = target is not None and target.is_system
     parts = [sql.scope_settings_sql(sql.literal(tenant))]
-    held_system = held is UNKNOWN or (held is not None and held.is_system)
-    if is_system and not (held is not None and held is not UNKNOWN and held.is_system):
+    # The role changes only when system mode does; after a savepoint rollback it may be either.
+    held_system = held is not None and held is not UNKNOWN and held.is_system
+    if is_system and not held_system:
         parts.append(f"set_config('role', {sql.literal(tenant_settings.SYSTEM_ROLE)}, true)")
-    elif not is_system and held_system:
+    elif not is_system and (held_system or held is UNKNOWN):
         parts.append("set_config('role', 'none', true)")
     return "SELECT " + ", ".join(parts)
 
@@ -199,8 +200,8 @@ def _settings_first(
     yield
 
 
-def _plan(cursor: Any, query: Any) -> tuple[ConnectionState, TenantContext | None, str] | None:
-    """The state, the context to set and the statement's first keyword; None: send as is."""
+def _plan(cursor: Any, query: Any) -> tuple[ConnectionState, TenantContext | None] | None:
+    """The state and the context the statement must set; None: send it as is."""
     state: ConnectionState | None = getattr(cursor.connection, STATE_ATTRIBUTE, None)
     if state is None or (state.applied is None and not state.scopes):
         return None
@@ -220,7 +221,7 @@ def _plan(cursor: Any, query: Any) -> tuple[ConnectionState, TenantContext | Non
     # one brings them in line; outside, only statements that touch rows need them.
     if not in_transaction and keyword not in _ROW_KEYWORDS:
         return None
-    return state, target, keyword
+    return state, target
 
 
 class TenantCursorMixin:
@@ -232,7 +233,7 @@ class TenantCursorMixin:
         plan = _plan(self, query)
         if plan is None:
             return super().execute(query, params, **kwargs)  # type: ignore[misc]
-        state, target, _ = plan
+        state, target = plan
         conn = self.connection
         # One string holds two statements only in the simple-query protocol: client-side
         # binding (Django's default) or no parameters, outside pipeline mode, text results.
@@ -261,7 +262,7 @@ class TenantCursorMixin:
         plan = _plan(self, query)
         if plan is None:
             return super().executemany(query, params_seq, **kwargs)  # type: ignore[misc]
-        with _settings_first(self.connection, plan[0], plan[1]):
+        with _settings_first(self.connection, *plan):
             return super().executemany(query, params_seq, **kwargs)  # type: ignore[misc]
 
     @contextmanager
@@ -272,7 +273,7 @@ class TenantCursorMixin:
                 yield copy
             return
         with (
-            _settings_first(self.connection, plan[0], plan[1]),
+            _settings_first(self.connection, *plan),
             super().copy(statement, params, **kwargs) as copy,  # type: ignore[misc]
         ):
             yield copy
@@ -282,7 +283,7 @@ class TenantCursorMixin:
         if plan is None:
             yield from super().stream(query, params, **kwargs)  # type: ignore[misc]
             return
-        with _settings_first(self.connection, plan[0], plan[1]):
+        with _settings_first(self.connection, *plan):
             yield from super().stream(query, params, **kwargs)  # type: ignore[misc]
 
 
@@ -310,7 +311,7 @@ def named_cursor_wrapper(
     if isinstance(cursor, psycopg.ServerCursor):
         plan = _plan(cursor, query)
         if plan is not None:
-            with _settings_first(cursor.connection, plan[0], plan[1]):
+            with _settings_first(cursor.connection, *plan):
                 return execute(query, params, many, context)
     return execute(query, params, many, context)
 
