@@ -1,20 +1,24 @@
-"""Benchmark: tenant-scoped queries under our RLS policy, the seed's policy and an explicit WHERE.
+"""Benchmark: tenant-scoped queries under our policy, the opt-out, the seed's and explicit WHERE.
 
-Three tables hold the same 1,000,000 rows of 1,000 tenants and the same indexes; they differ only in
+Four tables hold the same 1,000,000 rows of 1,000 tenants and the same indexes; they differ only in
 how rows are scoped:
 
-- ``ours``: exactly ``better_tenant.sql.enable_table_sql`` (the tenant policy compares
-  ``tenant_id`` to ``sql.CURRENT_TENANT``: the setting cast to uuid, honoured only beside the
-  current transaction's stamp; plus the system policy);
+- ``ours``: exactly ``better_tenant.sql.enable_table_sql``, the default signed context: the
+  policy compares ``tenant_id`` with ``(SELECT better_tenant_current())``, which verifies the
+  context's HMAC (bound to the backend and the transaction) once per query; plus the system
+  policy;
+- ``unsigned``: the opt-out (``SIGNED_CONTEXT = False``), the policy migration 0002 installed:
+  the setting cast to uuid, honoured only beside the current transaction's stamp;
 - ``seed``: the seed's single policy that casts the column to text and ORs a bypass flag;
 - ``plain``: no RLS; the same queries carry an explicit ``WHERE tenant_id = $n``.
 
 Every query runs as the application role (no superuser, no BYPASSRLS, not the owner) inside a
-transaction that sets ``app.current_tenant`` and the transaction's stamp with
-``set_config(.., true)`` (``better_tenant.sql.scope_settings_sql``, the statement every scope
-sends), as prepared statements with server-side parameters for every variant. The variants are
-interleaved in random order on one connection and compared by their median latency (server time
-plus round trip). The last line printed is the result.
+transaction that enters the tenant the way each variant's scope does (``better_tenant_enter`` with
+a bound proof for ``ours``, ``set_config`` of the tenant and the stamp for the others), as
+prepared statements with server-side parameters for every variant. Only the query is timed; the
+entering statement is timed apart. The variants are interleaved in random order on one
+connection and compared by their median latency (server time plus round trip). The last line
+printed is the result.
 
 Run: ``.venv/bin/python benchmarks/rls_policy.py`` (embedded PostgreSQL, or DATABASE_URL plus
 DATABASE_OWNER_URL). The data is built once in the database ``bench_rls`` and reused.
@@ -37,10 +41,16 @@ import psycopg
 from _common import BenchDatabase, bench_database, geometric_mean, median_ms
 from psycopg.types.numeric import Int8
 
+from better_tenant import keys
 from better_tenant.sql import (
+    CURRENT_TENANT_V2,
+    ENTER_FUNCTION,
+    SYSTEM_TARGET,
     TableSpec,
+    context_functions_sql,
     enable_table_sql,
     ensure_system_role_sql,
+    key_sequences,
     qn,
     scope_settings_sql,
     tenant_key_name,
@@ -56,16 +66,33 @@ ANCHOR = datetime(2025, 1, 1, tzinfo=UTC)
 SPAN = timedelta(days=365)
 RANGE_DAYS = 30
 SAMPLE_PAIRS = 5_000
-LAYOUT_VERSION = "1"
+LAYOUT_VERSION = "3"
+# The benchmark database's context key (the project's own key is never needed here).
+KEY = hashlib.sha256(b"better benchmark rls_policy").digest()[: keys.KEY_BYTES]
 
-OURS, SEED, PLAIN = "ours", "seed", "plain"
-TABLES = {OURS: "bench_ours", SEED: "bench_seed", PLAIN: "bench_plain"}
+OURS, UNSIGNED, SEED, PLAIN = "ours", "unsigned", "seed", "plain"
+TABLES = {
+    OURS: "bench_ours",
+    UNSIGNED: "bench_unsigned",
+    SEED: "bench_seed",
+    PLAIN: "bench_plain",
+}
+UNSIGNED_POLICY_EXPR = f"tenant_id = {CURRENT_TENANT_V2}"
 
 SEED_POLICY_EXPR = (
     "(tenant_id)::text = current_setting('app.current_tenant', true) "
     "OR current_setting('app.bypass_rls', true) = 'true'"
 )
 SET_TENANT = f"SELECT {scope_settings_sql('%s')}"
+ENTER = f"SELECT {ENTER_FUNCTION}(%s)"
+
+
+def enter(conn: psycopg.Connection, variant: str, target: str, prepare: bool = True) -> None:
+    """Scope the open transaction to ``target`` as the variant's scope would."""
+    if variant == OURS:
+        conn.execute(ENTER, [keys.proof(target, KEY)], prepare=prepare)
+    elif target != SYSTEM_TARGET:
+        conn.execute(SET_TENANT, [target], prepare=prepare)
 
 
 @dataclass(frozen=True)
@@ -124,7 +151,8 @@ def layout_marker(system_role: str) -> str:
     """Identifies the data and policies; a table whose comment differs is rebuilt."""
     spec = TableSpec(TABLES[OURS], system_role)
     parts = [LAYOUT_VERSION, str(ROWS), str(TENANTS), ANCHOR.isoformat()]
-    parts += [enable_table_sql(spec), SEED_POLICY_EXPR]
+    parts += [enable_table_sql(spec), context_functions_sql(True), UNSIGNED_POLICY_EXPR]
+    parts += [SEED_POLICY_EXPR]
     digest = hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
     return f"better benchmark rls_policy {digest}"
 
@@ -151,6 +179,9 @@ def build(db: BenchDatabase, system_role: str, marker: str) -> None:
     started = time.perf_counter()
     with db.connect_owner(autocommit=True) as conn:
         conn.execute(ensure_system_role_sql(system_role))
+        conn.execute(context_functions_sql(True))
+        for name, value in zip(key_sequences(1), keys.halves(KEY), strict=True):
+            conn.execute("SELECT setval(%s::regclass, %s, true)", [name, value])
         conn.execute(trigger_function_sql())
         for table in TABLES.values():
             conn.execute(f"DROP TABLE IF EXISTS {qn(table)}")
@@ -182,7 +213,7 @@ def build(db: BenchDatabase, system_role: str, marker: str) -> None:
                     "step": SPAN / ROWS,
                 },
             )
-        for variant in (OURS, SEED):
+        for variant in (OURS, UNSIGNED, SEED):
             table = qn(TABLES[variant])
             conn.execute(f"INSERT INTO {table} SELECT * FROM {qn(TABLES[PLAIN])} ORDER BY id")
             conn.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table, ROWS])
@@ -197,6 +228,15 @@ def build(db: BenchDatabase, system_role: str, marker: str) -> None:
                     "UNIQUE (tenant_id, id)"
                 )
         conn.execute(enable_table_sql(TableSpec(TABLES[OURS], system_role)))
+        unsigned = qn(TABLES[UNSIGNED])
+        conn.execute(
+            f"""ALTER TABLE {unsigned} ENABLE ROW LEVEL SECURITY;
+                ALTER TABLE {unsigned} FORCE ROW LEVEL SECURITY;
+                CREATE POLICY {qn("rls_tenant_" + TABLES[UNSIGNED])} ON {unsigned} FOR ALL
+                  USING ({UNSIGNED_POLICY_EXPR}) WITH CHECK ({UNSIGNED_POLICY_EXPR});
+                CREATE POLICY {qn("rls_system_" + TABLES[UNSIGNED])} ON {unsigned} FOR ALL
+                  TO {qn(system_role)} USING (true) WITH CHECK (true);"""
+        )
         seed = qn(TABLES[SEED])
         conn.execute(
             f"""ALTER TABLE {seed} ENABLE ROW LEVEL SECURITY;
@@ -241,8 +281,9 @@ def warm_up(conn: psycopg.Connection, system_role: str) -> None:
     for variant, table in TABLES.items():
         try:
             with conn.transaction():
-                if variant == OURS:
+                if variant in (OURS, UNSIGNED):
                     # run_as_system's route to every row: the system policy of that role.
+                    enter(conn, variant, SYSTEM_TARGET, prepare=False)
                     conn.execute(f"SET LOCAL ROLE {qn(system_role)}")
                 elif variant == SEED:
                     conn.execute("SELECT set_config('app.bypass_rls', 'true', true)")
@@ -253,16 +294,18 @@ def warm_up(conn: psycopg.Connection, system_role: str) -> None:
 
 def run_once(
     conn: psycopg.Connection, query: Query, variant: str, tenant: uuid.UUID, row_id: int, since
-) -> tuple[float, list]:
-    """One measured execution: the query alone, inside a transaction scoped to ``tenant``."""
+) -> tuple[float, float, list]:
+    """One measured execution inside a transaction scoped to ``tenant``: the time to enter the
+    tenant, the time of the query alone, and its rows."""
     text = query.sql(variant)
     params = query.params(variant, tenant, row_id, since)
     with conn.transaction():
-        conn.execute(SET_TENANT, [str(tenant)], prepare=True)
         started = time.perf_counter()
+        enter(conn, variant, str(tenant))
+        entered = time.perf_counter()
         rows = conn.execute(text, params, prepare=True).fetchall()
-        elapsed = time.perf_counter() - started
-    return elapsed, rows
+        done = time.perf_counter()
+    return entered - started, done - entered, rows
 
 
 def same_result(query: Query, a: list, b: list) -> bool:
@@ -276,7 +319,7 @@ def explain_line(
     """The plan's node chain for ``query``, e.g. ``Index Scan using .. (Index Cond: ..)``."""
     text = query.sql(variant)
     with conn.transaction():
-        conn.execute(SET_TENANT, [str(tenant)])
+        enter(conn, variant, str(tenant), prepare=False)
         if generic:
             # PostgreSQL 16+: the plan a prepared statement uses once it switches to generic.
             numbered = iter(range(1, text.count("%s") + 1))
@@ -350,6 +393,7 @@ def main() -> None:
     since = ANCHOR - timedelta(days=RANGE_DAYS)
 
     samples: dict[tuple[str, str], list[float]] = {(q.name, v): [] for q in QUERIES for v in TABLES}
+    entering: dict[str, list[float]] = {v: [] for v in TABLES}
     with db.connect_app(autocommit=True) as conn:
         check_app_role(conn, db)
         warm_up(conn, args.system_role)
@@ -365,16 +409,17 @@ def main() -> None:
             rng.shuffle(order)
             for query in order:
                 tenant, row_id = rng.choice(pairs)
-                variants = [OURS, PLAIN]
+                variants = [OURS, UNSIGNED, PLAIN]
                 if round_no % args.seed_every == 0:
                     variants.append(SEED)
                 rng.shuffle(variants)
                 results = {}
                 for variant in variants:
-                    elapsed, rows = run_once(conn, query, variant, tenant, row_id, since)
+                    entered, elapsed, rows = run_once(conn, query, variant, tenant, row_id, since)
                     results[variant] = rows
                     if round_no >= 0:
                         samples[(query.name, variant)].append(elapsed)
+                        entering[variant].append(entered)
                 for variant, rows in results.items():
                     if not same_result(query, rows, results[PLAIN]):
                         raise SystemExit(
@@ -387,35 +432,44 @@ def main() -> None:
         tenant = pairs[0][0]
         range_query = next(q for q in QUERIES if q.name == "range")
         print(f"\nEXPLAIN of the range query (tenant {tenant}, custom plan):")
-        for variant in (OURS, SEED, PLAIN):
+        for variant in TABLES:
             line = explain_line(conn, range_query, variant, tenant, since, generic=False)
-            print(f"  {variant:<5} {line}")
+            print(f"  {variant:<8} {line}")
         if version_num >= 160000:
             print("EXPLAIN (GENERIC_PLAN) of the range query:")
-            for variant in (OURS, SEED, PLAIN):
+            for variant in TABLES:
                 line = explain_line(conn, range_query, variant, tenant, since, generic=True)
-                print(f"  {variant:<5} {line}")
+                print(f"  {variant:<8} {line}")
 
     print(f"\nmedian latency in ms ({measured_s:.0f} s of measuring):")
     print(
-        f"  {'query':<32}{'ours':>9}{'seed':>11}{'WHERE':>9}{'ours/W':>9}{'seed/W':>10}"
-        "   plans generic/custom (ours, seed, WHERE)"
+        f"  {'query':<32}{'ours':>8}{'unsigned':>10}{'seed':>10}{'WHERE':>8}{'ours/W':>8}"
+        f"{'uns/W':>7}{'seed/W':>8}   plans generic/custom (ours, unsigned, seed, WHERE)"
     )
-    ours_ms, seed_ms, plain_ms = [], [], []
+    medians: dict[str, list[float]] = {v: [] for v in TABLES}
     for query in QUERIES:
-        o, s, p = (median_ms(samples[(query.name, v)]) for v in (OURS, SEED, PLAIN))
-        ours_ms.append(o)
-        seed_ms.append(s)
-        plain_ms.append(p)
+        row = {v: median_ms(samples[(query.name, v)]) for v in TABLES}
+        for variant, value in row.items():
+            medians[variant].append(value)
+        p = row[PLAIN]
         plans = ", ".join("{}/{}".format(*cache.get((query.name, v), (0, 0))) for v in TABLES)
         print(
-            f"  {query.label:<32}{o:>9.3f}{s:>11.3f}{p:>9.3f}{o / p:>9.2f}{s / p:>10.1f}   {plans}"
+            f"  {query.label:<32}{row[OURS]:>8.3f}{row[UNSIGNED]:>10.3f}{row[SEED]:>10.3f}"
+            f"{p:>8.3f}{row[OURS] / p:>8.2f}{row[UNSIGNED] / p:>7.2f}{row[SEED] / p:>8.1f}"
+            f"   {plans}"
         )
-    ours_gm, seed_gm, plain_gm = (geometric_mean(v) for v in (ours_ms, seed_ms, plain_ms))
     print(
-        f"rls_policy: ratio {ours_gm / plain_gm:.2f} (ours {ours_gm:.3f} ms / explicit WHERE "
-        f"{plain_gm:.3f} ms, geometric mean of {len(QUERIES)} queries, {ROWS:,} rows, "
-        f"{TENANTS:,} tenants); seed policy ratio {seed_gm / plain_gm:.1f}"
+        "entering the tenant, median per transaction: "
+        f"better_tenant_enter {median_ms(entering[OURS]):.3f} ms, "
+        f"set_config {median_ms(entering[UNSIGNED]):.3f} ms"
+    )
+    gm = {v: geometric_mean(medians[v]) for v in TABLES}
+    worst = max(o / p for o, p in zip(medians[OURS], medians[PLAIN], strict=True))
+    print(
+        f"rls_policy: ratio {gm[OURS] / gm[PLAIN]:.2f} (signed {gm[OURS]:.3f} ms / explicit WHERE "
+        f"{gm[PLAIN]:.3f} ms, geometric mean of {len(QUERIES)} queries, worst query "
+        f"{worst:.2f}, {ROWS:,} rows, {TENANTS:,} tenants); unsigned ratio "
+        f"{gm[UNSIGNED] / gm[PLAIN]:.2f}, seed policy ratio {gm[SEED] / gm[PLAIN]:.1f}"
     )
 
 

@@ -79,6 +79,7 @@ from better_audit import sql
 from better_audit.conf import audit_settings
 from better_audit.exceptions import AuditConfigurationError
 from better_core.roles import literal
+from better_tenant.shortcuts import holding, holds_sql, tenancy_installed
 
 SEALS_TABLE = "audit_log_seals"
 PURGES_TABLE = "audit_purges"
@@ -169,6 +170,16 @@ def admin_role() -> str:
     return audit_settings.INTEGRITY["ADMIN_ROLE"]
 
 
+#: With better_tenant, the admin role's policies also ask for this marker, which only a proof
+#: signed with the context key enters (``better_tenant.holding``): the role alone opens nothing.
+ADMIN_MARKER = "better_audit_admin"
+
+
+def admin_condition() -> str:
+    """The USING of the admin role's policies: the marker with better_tenant, else ``true``."""
+    return holds_sql(ADMIN_MARKER) or "true"
+
+
 def _alias(using: str | None) -> str:
     if using:
         return using
@@ -187,7 +198,11 @@ def privileged(using: str | None = None) -> Iterator[Any]:
     alias = _alias(using)
     role = admin_role()
     conn = connections[alias]
-    with transaction.atomic(using=alias), conn.cursor() as cursor:
+    with (
+        holding(ADMIN_MARKER, using=alias),
+        transaction.atomic(using=alias),
+        conn.cursor() as cursor,
+    ):
         cursor.execute("SELECT current_setting('role'), session_user")
         previous, session_user = cursor.fetchone()
         try:
@@ -877,7 +892,9 @@ def append_only_sql(role: str) -> str:
     """Forward SQL of the ``AuditAppendOnly`` migration operation (see the module docstring)."""
     admin = sql.qn(role)
     logs, seals, purges = sql.qn(sql.TABLE), sql.qn(SEALS_TABLE), sql.qn(PURGES_TABLE)
+    allowed_by = admin_condition()
     parts = [
+        *context_functions_sql(),
         ensure_admin_role_sql(role),
         trigger_function_sql(),
         _revoke_sql(sql.TABLE, "UPDATE, DELETE, TRUNCATE", role),
@@ -887,14 +904,16 @@ def append_only_sql(role: str) -> str:
         f"GRANT SELECT, INSERT, UPDATE (purge_id) ON {seals} TO {admin};",
         f"GRANT SELECT, INSERT ON {purges} TO {admin};",
         # Policies only matter while RLS is enabled on audit_logs (with better_tenant).
-        f"CREATE POLICY {ADMIN_POLICY_PREFIX}_read ON {logs} FOR SELECT TO {admin} USING (true);",
-        f"CREATE POLICY {ADMIN_POLICY_PREFIX}_delete ON {logs} FOR DELETE TO {admin} USING (true);",
+        f"CREATE POLICY {ADMIN_POLICY_PREFIX}_read ON {logs} FOR SELECT TO {admin} "
+        f"USING ({allowed_by});",
+        f"CREATE POLICY {ADMIN_POLICY_PREFIX}_delete ON {logs} FOR DELETE TO {admin} "
+        f"USING ({allowed_by});",
     ]
     for table in (SEALS_TABLE, PURGES_TABLE):
         parts += [
             f"ALTER TABLE {sql.qn(table)} ENABLE ROW LEVEL SECURITY;",
             f"CREATE POLICY {ADMIN_POLICY_PREFIX} ON {sql.qn(table)} FOR ALL TO {admin} "
-            "USING (true) WITH CHECK (true);",
+            f"USING ({allowed_by}) WITH CHECK ({allowed_by});",
         ]
     for table, allowed in PROTECTED_TABLES.items():
         call = f"{TRIGGER_FUNCTION}({literal(role)}, '{allowed}')"
@@ -930,3 +949,26 @@ def drop_append_only_sql(role: str, system_role: str | None = None) -> str:
     if system_role:
         parts.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {logs} TO {sql.qn(system_role)};")
     return "\n".join(parts)
+
+
+def context_functions_sql() -> list[str]:
+    """better_tenant's context functions, which the admin policies call (with better_tenant)."""
+    if not tenancy_installed():
+        return []
+    from better_tenant.operations import context_functions
+
+    return [context_functions()]
+
+
+def admin_proof_sql(role: str, forwards: bool = True) -> str:
+    """Make the admin role's policies ask for the marker (backwards: the role alone again)."""
+    from better_tenant.sql import rewrite_role_policies_sql
+
+    marker = holds_sql(ADMIN_MARKER) or "true"
+    # How PostgreSQL prints the condition inside a policy.
+    printed = f"( SELECT better_tenant_holds('{ADMIN_MARKER}'::text) AS better_tenant_holds)"
+    if forwards:
+        return "\n".join(
+            [*context_functions_sql(), rewrite_role_policies_sql(role, "true", marker)]
+        )
+    return rewrite_role_policies_sql(role, printed, "true")

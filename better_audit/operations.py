@@ -77,12 +77,16 @@ class AuditLogRLS(_PostgresSQL):
     def forward_sql(self) -> str:
         from better_tenant import sql as tenant_sql
         from better_tenant.conf import tenant_settings
+        from better_tenant.operations import context_functions
 
         role = tenant_settings.SYSTEM_ROLE
         return "\n".join(
             [
                 tenant_sql.ensure_system_role_sql(role),
-                sql.enable_rls_sql(role, tenant_sql.CURRENT_TENANT, self.table),
+                context_functions(),
+                sql.enable_rls_sql(
+                    role, tenant_sql.POLICY_TENANT, tenant_sql.SYSTEM_CHECK, self.table
+                ),
             ]
         )
 
@@ -122,3 +126,29 @@ class AuditAppendOnly(_PostgresSQL):
 
             system_role = tenant_settings.SYSTEM_ROLE
         return integrity.drop_append_only_sql(integrity.admin_role(), system_role)
+
+
+class AuditAdminProof(_PostgresSQL):
+    """With better_tenant, the admin role's policies ask for the marker only a signed proof
+    enters (``better_audit.integrity.ADMIN_MARKER``), so a role switch alone opens nothing."""
+
+    requirement = "better_audit's append-only audit trail needs PostgreSQL (roles, triggers)"
+
+    def deconstruct(self) -> tuple[str, list, dict]:
+        return self.__class__.__name__, [], {}
+
+    def describe(self) -> str:
+        return "The audit admin role's policies ask for a signed marker (with better_tenant)"
+
+    def forward_sql(self) -> str:
+        from better_audit import integrity
+
+        return integrity.admin_proof_sql(integrity.admin_role())
+
+    def backward_sql(self) -> str:
+        from better_audit import integrity
+
+        return integrity.admin_proof_sql(integrity.admin_role(), forwards=False)
+
+    def _applies(self, app_label: str, schema_editor: Any) -> bool:
+        return tenancy_installed() and super()._applies(app_label, schema_editor)

@@ -77,7 +77,9 @@ def insert_sql(rows: int, *, table: str = TABLE, idempotent: bool = False) -> st
     return statement
 
 
-def enable_rls_sql(system_role: str, current_tenant: str, table: str = TABLE) -> str:
+def enable_rls_sql(
+    system_role: str, current_tenant: str, system_check: str, table: str = TABLE
+) -> str:
     """Row-level security for the audit table (see the module docstring)."""
     t = qn(table)
     return "\n".join(
@@ -89,7 +91,7 @@ def enable_rls_sql(system_role: str, current_tenant: str, table: str = TABLE) ->
             f"CREATE POLICY {qn(INSERT_POLICY)} ON {t} FOR INSERT TO PUBLIC\n"
             f"  WITH CHECK (tenant_id IS NOT DISTINCT FROM {current_tenant});",
             f"CREATE POLICY {qn(SYSTEM_POLICY)} ON {t} FOR ALL TO {qn(system_role)}\n"
-            "  USING (true) WITH CHECK (true);",
+            f"  USING ({system_check}) WITH CHECK ({system_check});",
             f"GRANT SELECT, INSERT, UPDATE, DELETE ON {t} TO {qn(system_role)};",
         ]
     )

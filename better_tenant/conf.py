@@ -99,6 +99,30 @@ def _cache_alias(alias: str) -> None:
         )
 
 
+def _context_key(value: Any) -> Any:
+    if not isinstance(value, str | bytes):
+        raise Invalid(f"must be a string or bytes, got {type(value).__name__}.")
+    if len(value) < 32:
+        raise Invalid(
+            f"is {len(value)} characters long; a key needs at least 32.",
+            hint="Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'",
+        )
+    return value
+
+
+def _context_key_fallbacks(value: Any) -> Any:
+    if value is None:
+        return value
+    if not isinstance(value, list | tuple) or len(value) > 1:
+        raise Invalid(
+            "must be None or a list of at most one key: the database holds two live keys, the "
+            "signing key and one fallback."
+        )
+    for key in value:
+        _context_key(key)
+    return value
+
+
 SCHEMA = {
     "DATABASE": Str(
         "default",
@@ -219,6 +243,29 @@ SCHEMA = {
     ),
     "CELERY": Bool(
         True, id="better_tenant.E003", hint="True carries the sender's tenant to Celery tasks."
+    ),
+    # Signed: an injected set_config cannot name another tenant (see better_tenant.sql).
+    "SIGNED_CONTEXT": Bool(
+        True,
+        id="better_tenant.E014",
+        hint="True (the default) verifies the tenant in the database; False trusts the plain "
+        "setting, for databases where the owner may not create SECURITY DEFINER functions.",
+    ),
+    "CONTEXT_KEY": Setting(
+        None,
+        nullable=True,
+        parse=_context_key,
+        strict=True,
+        id="better_tenant.E014",
+        hint="At least 32 characters, or None to derive the key from SECRET_KEY.",
+    ),
+    "CONTEXT_KEY_FALLBACKS": Setting(
+        None,
+        nullable=True,
+        parse=_context_key_fallbacks,
+        strict=True,
+        id="better_tenant.E014",
+        hint="None (derived from SECRET_KEY_FALLBACKS) or a list of at most one earlier key.",
     ),
     # False: a view is atomic exactly when the project makes it so (ATOMIC_REQUESTS, atomic());
     # each statement carries the tenant. True: the whole view runs in one transaction.

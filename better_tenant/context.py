@@ -11,6 +11,7 @@ unless given ``atomic=False``.
 
 from __future__ import annotations
 
+import re
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from django.db import connections, transaction
 from django.db.backends.signals import connection_created
 
 from better_core.scope import Scope
-from better_tenant import statements
+from better_tenant import sql, statements
 from better_tenant.conf import tenant_settings
 from better_tenant.exceptions import InvalidTenantId, ScopeConflict, TenantScopeRequired
 from better_tenant.statements import STATE_ATTRIBUTE, ConnectionState
@@ -35,6 +36,8 @@ class TenantContext:
 
     tenant_id: uuid.UUID | None = None
     is_system: bool = False
+    #: Another app's privileged path this scope holds (``holding``), for policies that ask.
+    marker: str | None = None
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -191,6 +194,19 @@ def run_as(tenant: Any, *, using: str | None = None, atomic: bool = True) -> Sco
 def run_as_system(*, using: str | None = None, atomic: bool = True) -> Scope:
     """Run code across all tenants (RLS bypassed through the system role) for admin work."""
     return _DatabaseScope(TenantContext(is_system=True), using, atomic)
+
+
+def holding(marker: str, *, using: str | None = None) -> Scope:
+    """Run code, in one transaction, holding ``marker``: policies written with
+    ``sql.holds_sql(marker)`` let it through. In signed mode that takes a proof signed with the
+    context key, so SQL injected elsewhere cannot claim it; no tenant is in scope meanwhile.
+    """
+    if not re.fullmatch(sql.MARKER_PATTERN.strip("^$"), marker) or marker == sql.SYSTEM_TARGET:
+        raise ValueError(
+            f"{marker!r} is not a marker: use lower-case letters, digits and underscores, "
+            "starting with a letter, and not 'system' (run_as_system() enters that)."
+        )
+    return _DatabaseScope(TenantContext(marker=marker), using, True)
 
 
 def no_tenant(*, using: str | None = None, atomic: bool = True) -> Scope:

@@ -792,7 +792,7 @@ def evaluate_role(facts: RoleFacts) -> list[Finding]:
 
 
 def _mentions_tenant(expression: str | None) -> bool:
-    return expression is not None and "tenant_id" in expression and sql.SETTING in expression
+    return expression is not None and "tenant_id" in expression and sql.reads_tenant(expression)
 
 
 _CAST_RE = re.compile(r"\(?\btenant_id\)?\s*::")
@@ -834,7 +834,7 @@ def policy_problems(expression: str) -> list[tuple[str, str]]:
 
 def _policy_hint(table: str) -> str:
     return (
-        f"Recreate the policy on {table} with `tenant_id = {sql.CURRENT_TENANT}` in both USING "
+        f"Recreate the policy on {table} with `tenant_id = {sql.POLICY_TENANT}` in both USING "
         "and WITH CHECK; system mode needs no OR, it has its own policy TO the system role."
     )
 
@@ -992,7 +992,7 @@ def _evaluate_policies(facts: TableFacts, role: str, system_role: str) -> list[F
             problems.append(
                 (
                     "policy_not_tenant",
-                    f"applies to {role} without comparing tenant_id to {sql.SETTING}, so it "
+                    f"applies to {role} without comparing tenant_id to the tenant in scope, so it "
                     "opens rows of every tenant (permissive policies are ORed together)",
                 )
             )
@@ -1025,8 +1025,8 @@ def _evaluate_policies(facts: TableFacts, role: str, system_role: str) -> list[F
                 "system_policy_missing",
                 f"no policy TO {system_role}: run_as_system() sees no rows of this table",
                 f"CREATE POLICY {sql.qn(sql.system_policy_name(facts.name))} ON "
-                f"{sql.qn(facts.name)} FOR ALL TO {sql.qn(system_role)} USING (true) "
-                "WITH CHECK (true);",
+                f"{sql.qn(facts.name)} FOR ALL TO {sql.qn(system_role)} USING "
+                f"{sql.SYSTEM_CHECK} WITH CHECK {sql.SYSTEM_CHECK};",
             )
         )
     return found
@@ -1304,7 +1304,7 @@ def rls_bypass_reason(owner: OwnerFacts, table: GuardedTable) -> str | None:
 
 def _filters_by_tenant(expression: str | None) -> bool:
     # Tenant tables compare tenant_id, the tenants table its id: both to the tenant setting.
-    return expression is not None and sql.SETTING in expression
+    return expression is not None and sql.reads_tenant(expression)
 
 
 def hides_rows_from_runtime(table: GuardedTable) -> bool:
@@ -1982,7 +1982,10 @@ def run_checks(using: str | None = None, *, smoke: bool = True) -> Report:
 
         bypasses = inspect_bypasses(cursor, tables, system_role, role.name)
         report.findings += evaluate_bypasses(bypasses, role.name)
+    # Imported here: hardening builds its findings with this module's Finding.
+    from better_tenant.hardening import context_findings
 
+    report.findings += context_findings(connection, role.name)
     if not smoke:
         return report
     if role.superuser or role.bypassrls:

@@ -53,6 +53,17 @@ def _system_role() -> str:
     return tenant_settings.SYSTEM_ROLE
 
 
+def context_functions() -> str:
+    """``sql.context_functions_sql`` in the mode the settings choose (idempotent).
+
+    Every operation whose SQL calls those functions emits it first, since a migration of another
+    app may create its policies before better_tenant's own migrations have run.
+    """
+    from better_tenant.conf import tenant_settings
+
+    return sql.context_functions_sql(tenant_settings.SIGNED_CONTEXT)
+
+
 def _require_postgres(schema_editor: Any) -> None:
     if schema_editor.connection.vendor != "postgresql":
         raise NotSupportedError(
@@ -72,6 +83,7 @@ class InstallTenantRLS(_TenantSQL):
         return "\n".join(
             [
                 sql.ensure_system_role_sql(role),
+                context_functions(),
                 sql.trigger_function_sql(),
                 sql.tenants_table_sql(role, self.options["tenants_table"]),
             ]
@@ -156,6 +168,7 @@ class OptionalTenantRLS(_TenantSQL):
         return "\n".join(
             [
                 sql.ensure_system_role_sql(role),
+                context_functions(),
                 sql.enable_optional_table_sql(
                     self.options["table"], role, self.options.get("untenanted_writes", False)
                 ),

@@ -217,3 +217,21 @@ class TenantScopedAdminMixin(_AdminBase):
     ) -> HttpResponse:
         with self.view_scope(request):
             return render_in_scope(super().history_view(request, object_id, extra_context))
+
+
+def holding(marker: str, *, using: str | None = None) -> AbstractContextManager[Any]:
+    """``better_tenant.holding(marker)`` where better_tenant is installed, else a no-op."""
+    if not tenancy_installed():
+        return nullcontext()
+    from better_tenant.context import holding as hold
+
+    return hold(marker, using=using)
+
+
+def holds_sql(marker: str) -> str | None:
+    """The policy condition for ``holding(marker)``, or None without better_tenant."""
+    if not tenancy_installed():
+        return None
+    from better_tenant.sql import holds_sql as condition
+
+    return condition(marker)

@@ -40,12 +40,28 @@ CURRENT_TENANT_V2 = (
     f"CASE WHEN current_setting('{STAMP_SETTING}', true) = {TRANSACTION_STAMP} "
     f"THEN {CURRENT_TENANT_V1} END"
 )
-CURRENT_TENANT = CURRENT_TENANT_V2
+# From migration 0003: functions that verify the signed context (see "the signed context" below).
+CURRENT_FUNCTION = "better_tenant_current"
+SYSTEM_FUNCTION = "better_tenant_is_system"
+ENTER_FUNCTION = "better_tenant_enter"
+CURRENT_TENANT_V3 = f"{CURRENT_FUNCTION}()"
+CURRENT_TENANT = CURRENT_TENANT_V3
+# In a policy the function runs once per query (an InitPlan) rather than once per row or rescan.
+POLICY_TENANT = f"(SELECT {CURRENT_TENANT})"
+SYSTEM_CHECK = f"(SELECT {SYSTEM_FUNCTION}())"
+# How PostgreSQL prints those two inside a policy (pg_get_expr), which the rewrites look for.
+POLICY_TENANT_PRINTED = f"( SELECT {CURRENT_FUNCTION}() AS {CURRENT_FUNCTION})"
+SYSTEM_CHECK_PRINTED = f"( SELECT {SYSTEM_FUNCTION}() AS {SYSTEM_FUNCTION})"
 TRIGGER_FUNCTION = "set_tenant_id"
 TRIGGER_NAME = "set_tenant_id_trigger"
 TENANTS_TABLE = "tenants"
 TENANTS_READ_POLICY = "rls_tenants_read"
 TENANTS_WRITE_POLICY = "rls_tenants_write"
+
+
+def reads_tenant(expression: str) -> bool:
+    """Whether a policy expression reads the tenant in scope (the function, or the old setting)."""
+    return CURRENT_FUNCTION in expression or SETTING in expression
 
 
 def short_name(*parts: str) -> str:
@@ -114,7 +130,7 @@ def tenants_table_sql(system_role: str, table: str = TENANTS_TABLE) -> str:
 ALTER TABLE {qn(table)} FORCE ROW LEVEL SECURITY;
 CREATE POLICY {qn(TENANTS_READ_POLICY)} ON {qn(table)} FOR SELECT USING (true);
 CREATE POLICY {qn(TENANTS_WRITE_POLICY)} ON {qn(table)} FOR ALL TO {qn(system_role)}
-  USING (true) WITH CHECK (true);
+  USING ({SYSTEM_CHECK}) WITH CHECK ({SYSTEM_CHECK});
 GRANT SELECT, INSERT, UPDATE, DELETE ON {qn(table)} TO {qn(system_role)};"""
 
 
@@ -162,9 +178,9 @@ def _rls_sql(
         f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY;",
         f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY;",
         f"CREATE POLICY {qn(tenant_policy_name(table))} ON {name} FOR ALL TO PUBLIC\n"
-        f"  USING ({using or f'tenant_id = {CURRENT_TENANT}'})\n  WITH CHECK ({check});",
+        f"  USING ({using or f'tenant_id = {POLICY_TENANT}'})\n  WITH CHECK ({check});",
         f"CREATE POLICY {qn(system_policy_name(table))} ON {name} FOR ALL "
-        f"TO {qn(system_role)}\n  USING (true) WITH CHECK (true);",
+        f"TO {qn(system_role)}\n  USING ({SYSTEM_CHECK}) WITH CHECK ({SYSTEM_CHECK});",
     ]
     if trigger:
         parts.append(
@@ -195,7 +211,7 @@ def enable_table_sql(spec: TableSpec) -> str:
     parts = _rls_sql(
         spec.table,
         spec.system_role,
-        f"tenant_id = {CURRENT_TENANT}",
+        f"tenant_id = {POLICY_TENANT}",
         TRIGGER_NAME,
         TRIGGER_FUNCTION,
     )
@@ -306,9 +322,9 @@ def enable_optional_table_sql(table: str, system_role: str, untenanted_writes: b
     outside any tenant may also write rows without one (``IS NOT DISTINCT FROM``).
     """
     check = (
-        f"tenant_id IS NOT DISTINCT FROM {CURRENT_TENANT}"
+        f"tenant_id IS NOT DISTINCT FROM {POLICY_TENANT}"
         if untenanted_writes
-        else f"tenant_id = {CURRENT_TENANT}"
+        else f"tenant_id = {POLICY_TENANT}"
     )
     rls = _rls_sql(table, system_role, check, OPTIONAL_TRIGGER_NAME, OPTIONAL_TRIGGER_FUNCTION)
     return "\n".join([optional_trigger_function_sql(), *rls])
@@ -367,8 +383,12 @@ def scope_settings_sql(tenant: str) -> str:
     )
 
 
-def rewrite_current_tenant_sql(old: str, new: str) -> str:
-    """Make every policy and column default that reads the tenant through ``old`` use ``new``.
+def rewrite_current_tenant_sql(
+    old: str, new: str, in_policies: str | None = None, printed_in_policies: str | None = None
+) -> str:
+    """Make every policy and column default that reads the tenant through ``old`` use ``new``
+    (``in_policies`` instead of ``new`` in policies, where a subquery may stand; in policies
+    ``printed_in_policies``, how PostgreSQL prints it there, stands for ``old``).
 
     Covers the schemas on the search path, whichever app created the policy (TenantModel tables,
     EnableTenantRLS and OptionalTenantRLS tables, the audit log). PostgreSQL prints ``old`` itself
@@ -379,11 +399,14 @@ def rewrite_current_tenant_sql(old: str, new: str) -> str:
     changes nothing.
     """
     replacement = literal(f" ({new})")
+    policy_replacement = replacement if in_policies is None else literal(f" {in_policies}")
+    printed = literal(printed_in_policies) if printed_in_policies else "NULL"
     schemas = "SELECT n.oid FROM pg_namespace n WHERE n.nspname = ANY (current_schemas(false))"
     return f"""DO $rewrite$
 DECLARE
   old_text text;
   new_text text;
+  policy_old text;
   done text := chr(1);
   item record;
   qual text;
@@ -398,6 +421,7 @@ BEGIN
   IF strpos(new_text, old_text) = 0 THEN
     done := NULL;
   END IF;
+  policy_old := coalesce({printed}, old_text);
   FOR item IN
     SELECT p.polname, p.polrelid::regclass AS tbl,
            pg_get_expr(p.polqual, p.polrelid) AS qual,
@@ -411,10 +435,10 @@ BEGIN
       qual := replace(qual, new_text, done);
       checked := replace(checked, new_text, done);
     END IF;
-    CONTINUE WHEN strpos(coalesce(qual, ''), old_text) = 0
-              AND strpos(coalesce(checked, ''), old_text) = 0;
-    qual := replace(qual, old_text, {replacement});
-    checked := replace(checked, old_text, {replacement});
+    CONTINUE WHEN strpos(coalesce(qual, ''), policy_old) = 0
+              AND strpos(coalesce(checked, ''), policy_old) = 0;
+    qual := replace(qual, policy_old, {policy_replacement});
+    checked := replace(checked, policy_old, {policy_replacement});
     IF done IS NOT NULL THEN
       qual := replace(qual, done, new_text);
       checked := replace(checked, done, new_text);
@@ -482,7 +506,7 @@ def tenants_visibility_sql(table: str = TENANTS_TABLE) -> str:
     name = qn(table)
     return f"""CREATE POLICY {qn(TENANTS_OWNER_POLICY)} ON {name} FOR SELECT TO CURRENT_USER
   USING (true);
-ALTER POLICY {qn(TENANTS_READ_POLICY)} ON {name} USING (id = {CURRENT_TENANT});
+ALTER POLICY {qn(TENANTS_READ_POLICY)} ON {name} USING (id = {POLICY_TENANT});
 DO $lookup$
 DECLARE
   target text := (SELECT format('%I.%I', n.nspname, c.relname)
@@ -551,5 +575,294 @@ def grant_privileges_sql(
         [
             grant_table_privileges_sql(owner, app, system_role, schema),
             grant_lookup_sql(schema, app, system_role),
+            revoke_keys_sql(),
         ]
     )
+
+
+# --- the signed context ------------------------------------------------------------------------
+#
+# A setting any SQL can write cannot decide which tenant's rows a statement sees: an injected
+# ``set_config`` would name another tenant. In signed mode the setting holds the target (a tenant
+# id or a marker such as ``system``) and an HMAC-SHA256 over the target, the backend's pid and the
+# transaction's start. Only ``better_tenant_enter()`` writes such a value, and only for a proof
+# the application signed with the same key (``better_tenant.keys``). The functions policies call
+# run as the owner (SECURITY DEFINER, fixed search_path) to read the key; they return the target
+# only while the MAC matches this backend and this transaction, so a value copied from another
+# backend or an earlier transaction reads as no tenant. Comparisons hash both sides first, so
+# their timing says nothing of the MAC.
+#
+# The 128-bit keys live in owner-only sequences, two per key (``pg_sequence_last_value`` is a
+# plain function call: a table would cost a query, its plan and executor, on every statement,
+# which measured as much as the rest of the check together).
+
+KEY_SLOTS = (1, 2)
+#: How far (seconds) a proof's time may be from the database clock: its signing to its use.
+PROOF_MAX_AGE = 300
+SYSTEM_TARGET = "system"
+# What each MAC covers starts with a label, so a proof can never pass for a context value.
+PROOF_LABEL = "better_tenant.enter"
+CONTEXT_LABEL = "better_tenant.context"
+HOLDS_FUNCTION = "better_tenant_holds"
+# A target is a tenant id or a marker: "system", or another app's privileged path.
+MARKER_PATTERN = "^[a-z][a-z0-9_]{0,62}$"
+_DEFINER = "SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
+# Shape checks with translate(): a regular expression costs more than the whole MAC check.
+_HEX = "'0123456789abcdef'"
+_LOWER = "'abcdefghijklmnopqrstuvwxyz'"
+_MARKER_CHARS = "'abcdefghijklmnopqrstuvwxyz0123456789_'"
+# The HMAC pads, 8 bytes at a time (the key is XORed as two int8 values).
+_INNER, _OUTER = (int.from_bytes(bytes([b]) * 8, "big", signed=True) for b in (0x36, 0x5C))
+
+
+def key_sequences(slot: int) -> tuple[str, str]:
+    """The two sequences holding the high and low 8 bytes of the key in ``slot``."""
+    return f"better_tenant_key_{slot}_hi", f"better_tenant_key_{slot}_lo"
+
+
+KEY_SEQUENCES = tuple(name for slot in KEY_SLOTS for name in key_sequences(slot))
+
+
+def _only(text: str, alphabet: str, shape: str) -> str:
+    """SQL: ``text`` is ``shape`` once every character of ``alphabet`` is read as ``x``."""
+    return f"translate({text}, {alphabet}, repeat('x', length({alphabet}))) = {shape}"
+
+
+def _pad_sql(slot: int, pad: int) -> str:
+    """The 64-byte HMAC pad block of the key in ``slot``; ``%N$s`` are the sequences' oids."""
+    hi, lo = (KEY_SEQUENCES.index(name) + 1 for name in key_sequences(slot))
+    fill = bytes([pad & 0xFF]).hex() * 48
+    return (
+        f"int8send(pg_sequence_last_value(%{hi}$s::oid::regclass) # {pad}) || "
+        f"int8send(pg_sequence_last_value(%{lo}$s::oid::regclass) # {pad}) || "
+        f"'\\x{fill}'::bytea"
+    )
+
+
+def _hmac_sql(slot: int, message: str) -> str:
+    """HMAC-SHA256 of ``message`` (bytea) under the key in ``slot`` (NULL when it is empty)."""
+    return f"sha256({_pad_sql(slot, _OUTER)} || sha256({_pad_sql(slot, _INNER)} || {message}))"
+
+
+def _label(text: str) -> str:
+    return f"'\\x{text.encode().hex()}'::bytea"
+
+
+# What a context MAC covers: the target, this backend, this transaction's start (binary, so no
+# setting such as DateStyle changes it).
+_CONTEXT_MESSAGE = (
+    f"{_label(CONTEXT_LABEL + '|')} || convert_to(target, 'UTF8') || int4send(pg_backend_pid())"
+    " || timestamptz_send(now())"
+)
+
+
+def _verifier_sql(signature: str, returns: str, target_is: str, result: str, miss: str) -> str:
+    """A function returning ``result`` while the setting holds a context MAC'd for this backend
+    and transaction whose target passes ``target_is``, else ``miss``.
+
+    As few plpgsql statements as possible: each expression is set up again in every transaction,
+    and the policies call this once per query. The second key is tried only when the first fails.
+    """
+    shape = f"{target_is} AND substr(context, length(context) - 64, 1) = '|' AND " + _only(
+        "right(context, 64)", _HEX, "repeat('x', 64)"
+    )
+    message = _CONTEXT_MESSAGE.replace("target", "left(context, -65)")
+    given = "sha256(decode(right(context, 64), 'hex'))"
+    checks = "\n".join(
+        # CASE, not AND: the shape is checked before decode(), which would raise.
+        # (Parenthesised: plpgsql would end the condition at the CASE's own THEN.)
+        f"  IF (CASE WHEN {shape} THEN sha256({_hmac_sql(slot, message)}) = {given} END) THEN\n"
+        f"    RETURN {result};\n  END IF;"
+        for slot in KEY_SLOTS
+    )
+    return f"""CREATE OR REPLACE FUNCTION {signature} RETURNS {returns}
+LANGUAGE plpgsql STABLE {_DEFINER} AS $body$
+DECLARE
+  context text := current_setting('{SETTING}', true);
+BEGIN
+{checks}
+  RETURN {miss};
+END
+$body$;"""
+
+
+def _enter_sql() -> str:
+    refused = "ERRCODE = 'insufficient_privilege'"
+    uuid_shape = _only("target", _HEX, "'xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx'")
+    marker_shape = " AND ".join(
+        [
+            "length(target) BETWEEN 1 AND 63",
+            _only("left(target, 1)", _LOWER, "'x'"),
+            _only("target", _MARKER_CHARS, "repeat('x', length(target))"),
+        ]
+    )
+    proof = f"convert_to('{PROOF_LABEL}|' || target || '|' || issued, 'UTF8')"
+    first, second = (f"sha256({_hmac_sql(slot, proof)}) = given" for slot in KEY_SLOTS)
+    context = f"CASE slot WHEN 1 THEN {_hmac_sql(1, 'message')} ELSE {_hmac_sql(2, 'message')} END"
+    return f"""CREATE OR REPLACE FUNCTION {ENTER_FUNCTION}(proof text) RETURNS text
+LANGUAGE plpgsql VOLATILE {_DEFINER} AS $body$
+DECLARE
+  target text := split_part(proof, '|', 1);
+  issued text := split_part(proof, '|', 2);
+  mac text := split_part(proof, '|', 3);
+  given bytea;
+  message bytea;
+  slot int;
+BEGIN
+  IF NOT coalesce(({uuid_shape} OR ({marker_shape}))
+                  AND length(issued) BETWEEN 1 AND 12
+                  AND {_only("issued", "'0123456789'", "repeat('x', length(issued))")}
+                  AND {_only("mac", _HEX, "repeat('x', 64)")}
+                  AND proof = target || '|' || issued || '|' || mac, false) THEN
+    RAISE EXCEPTION USING {refused},
+      MESSAGE = 'better_tenant: malformed context proof';
+  END IF;
+  IF abs(extract(epoch FROM clock_timestamp()) - issued::int8) > {PROOF_MAX_AGE} THEN
+    RAISE EXCEPTION USING {refused},
+      MESSAGE = 'better_tenant: context proof signed ' || issued || ', more than {PROOF_MAX_AGE} s '
+                || 'from the database clock',
+      HINT = 'Keep the application and database clocks in sync (NTP).';
+  END IF;
+  given := sha256(decode(mac, 'hex'));
+  IF {first} THEN
+    slot := 1;
+  ELSIF {second} THEN
+    slot := 2;
+  ELSE
+    RAISE EXCEPTION USING {refused},
+      MESSAGE = 'better_tenant: context proof refused: no key installed in the database matches',
+      HINT = 'Run manage.py better_tenant check, then better_tenant init as the owner to install '
+             'BETTER_TENANT[''CONTEXT_KEY''].';
+  END IF;
+  message := {_CONTEXT_MESSAGE};
+  PERFORM set_config('{SETTING}', target || '|' || encode({context}, 'hex'), true);
+  RETURN target;
+END
+$body$;"""
+
+
+def context_functions_sql(signed: bool) -> str:
+    """The functions policies call, with the key sequences they read in signed mode.
+
+    Signed: ``better_tenant_current()``, ``better_tenant_is_system()`` and
+    ``better_tenant_holds(marker)`` (another app's privileged path) verify the context MAC;
+    ``better_tenant_enter(proof)`` checks a proof and writes the context. Unsigned (the opt-out):
+    the first reads the plain setting beside the transaction's stamp, as migration 0002 did,
+    ``is_system()`` and ``holds(marker)`` are true (the role alone decides), and there is no
+    ``enter``. Idempotent; the sequences go in the current schema.
+    """
+    if not signed:
+        return f"""CREATE OR REPLACE FUNCTION {CURRENT_FUNCTION}() RETURNS uuid
+LANGUAGE sql STABLE SECURITY INVOKER AS $body$ SELECT {CURRENT_TENANT_V2} $body$;
+CREATE OR REPLACE FUNCTION {SYSTEM_FUNCTION}() RETURNS boolean
+LANGUAGE sql STABLE SECURITY INVOKER AS $body$ SELECT true $body$;
+CREATE OR REPLACE FUNCTION {HOLDS_FUNCTION}(marker text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY INVOKER AS $body$ SELECT true $body$;
+DROP FUNCTION IF EXISTS {ENTER_FUNCTION}(text);"""
+    current = _verifier_sql(
+        f"{CURRENT_FUNCTION}()", "uuid", "length(context) = 101", "left(context, 36)::uuid", "NULL"
+    )
+    system = _verifier_sql(
+        f"{SYSTEM_FUNCTION}()",
+        "boolean",
+        f"left(context, -65) = '{SYSTEM_TARGET}'",
+        "true",
+        "false",
+    )
+    holds = _verifier_sql(
+        f"{HOLDS_FUNCTION}(marker text)", "boolean", "left(context, -65) = marker", "true", "false"
+    )
+    names = ", ".join(literal(name) for name in KEY_SEQUENCES)
+    # The functions name the sequences by oid: no search_path, no quoting, found as created.
+    return f"""DO $keys$
+DECLARE
+  name text;
+BEGIN
+  FOREACH name IN ARRAY ARRAY[{names}] LOOP
+    EXECUTE format('CREATE SEQUENCE IF NOT EXISTS %I AS bigint MINVALUE %s MAXVALUE %s NO CYCLE',
+                   name, -9223372036854775808, 9223372036854775807);
+  END LOOP;
+END
+$keys$;
+{revoke_keys_sql()}
+DO $signed$
+DECLARE
+  oids text[] := ARRAY(SELECT to_regclass(quote_ident(current_schema()) || '.' || name)::oid::text
+                       FROM unnest(ARRAY[{names}]) WITH ORDINALITY AS n(name, i) ORDER BY i);
+BEGIN
+  EXECUTE format($create$
+{current}
+{system}
+{holds}
+{_enter_sql()}$create$, VARIADIC oids);
+END
+$signed$;"""
+
+
+def revoke_keys_sql() -> str:
+    """No role but the owner may touch the key sequences (if they exist), whatever a grant gave."""
+    names = ", ".join(literal(name) for name in KEY_SEQUENCES)
+    return f"""DO $revoke$
+DECLARE
+  item record;
+BEGIN
+  FOR item IN
+    SELECT DISTINCT c.oid::regclass AS seq,
+           CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END
+             AS grantee
+    FROM pg_class c, aclexplode(c.relacl) a
+    WHERE c.oid IN (SELECT to_regclass(quote_ident(current_schema()) || '.' || n)
+                    FROM unnest(ARRAY[{names}]) AS n)
+      AND a.grantee <> c.relowner
+  LOOP
+    EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM %s', item.seq, item.grantee);
+  END LOOP;
+END
+$revoke$;"""
+
+
+def drop_context_functions_sql() -> str:
+    return "\n".join(
+        [f"DROP FUNCTION IF EXISTS {ENTER_FUNCTION}(text);"]
+        + [f"DROP SEQUENCE IF EXISTS {qn(name)};" for name in KEY_SEQUENCES]
+    )
+
+
+def holds_sql(marker: str) -> str:
+    """A policy condition: the transaction entered ``marker`` with a proof (see ``holding``)."""
+    return f"(SELECT {HOLDS_FUNCTION}({literal(marker)}))"
+
+
+def rewrite_role_policies_sql(role: str, old: str, new: str) -> str:
+    """Make every policy for ``role`` alone whose USING is ``old`` use ``new`` (and WITH CHECK)."""
+    schemas = "SELECT n.oid FROM pg_namespace n WHERE n.nspname = ANY (current_schemas(false))"
+    return f"""DO $rewrite$
+DECLARE
+  item record;
+BEGIN
+  FOR item IN
+    SELECT p.polname, p.polcmd, p.polrelid::regclass AS tbl
+    FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+    WHERE c.relnamespace IN ({schemas})
+      AND p.polroles = ARRAY[(SELECT oid FROM pg_roles WHERE rolname = {literal(role)})]
+      AND pg_get_expr(p.polqual, p.polrelid) = {literal(old)}
+  LOOP
+    EXECUTE format('ALTER POLICY %I ON %s USING (%s)', item.polname, item.tbl, {literal(new)})
+            || CASE WHEN item.polcmd IN ('*', 'a', 'w')
+                    THEN format(' WITH CHECK (%s)', {literal(new)}) ELSE '' END;
+  END LOOP;
+END
+$rewrite$;"""
+
+
+def revoke_temporary_sql() -> str:
+    """No temporary objects for roles not granted them: the temporary schema is searched first
+    for tables, so a temp view left on a connection would run in a later request. The role
+    running this (the owner, who runs migrations that use a scratch temp table) keeps the
+    privilege. Needs the database's owner or a superuser."""
+    return """DO $temporary$
+BEGIN
+  EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+  EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO CURRENT_USER', current_database());
+END
+$temporary$;"""

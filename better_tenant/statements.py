@@ -32,7 +32,7 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.pq import TransactionStatus
 
-from better_tenant import sql
+from better_tenant import keys, sql
 from better_tenant.conf import tenant_settings
 from better_tenant.exceptions import SystemRoleUnavailable
 
@@ -83,7 +83,7 @@ class ConnectionState:
         if not self.scopes:
             return None
         top = self.scopes[-1]
-        return top if top.tenant_id is not None or top.is_system else None
+        return top if top.tenant_id is not None or top.is_system or top.marker else None
 
 
 def _head(query: Any, cursor: Any) -> str:
@@ -94,6 +94,15 @@ def _head(query: Any, cursor: Any) -> str:
         return query[:512].decode("latin-1")
     # psycopg.sql objects (Django's callproc builds one), rendered with the cursor's context.
     return str(query.as_string(cursor))[:512]
+
+
+def _may_hold_several(query: Any, cursor: Any) -> bool:
+    """Whether a ``;`` stands before the end of the query (a literal's counts too: that errs
+    on the safe side, the path that takes any string)."""
+    if isinstance(query, bytes):
+        return b";" in query.rstrip().rstrip(b";")
+    text = query if isinstance(query, str) else str(query.as_string(cursor))
+    return ";" in text.rstrip().rstrip(";")
 
 
 def _first_keyword(head: str) -> str:
@@ -110,10 +119,19 @@ def _prefixed(prefix: str, query: Any) -> Any:
 
 
 def settings_sql(target: TenantContext | None, held: Any) -> str:
-    """The ``SELECT`` making the transaction hold ``target`` (None: no tenant) after ``held``."""
+    """The ``SELECT`` making the transaction hold ``target`` (None: no tenant) after ``held``.
+
+    In signed mode a tenant or system mode is entered through ``better_tenant_enter(%s)``, whose
+    proof goes as a bound parameter (``proof_for``); no tenant needs no proof.
+    """
     tenant = str(target.tenant_id) if target is not None and target.tenant_id else ""
     is_system = target is not None and target.is_system
-    parts = [sql.scope_settings_sql(sql.literal(tenant))]
+    if not tenant_settings.SIGNED_CONTEXT:
+        parts = [sql.scope_settings_sql(sql.literal(tenant))]
+    elif tenant or is_system or (target is not None and target.marker):
+        parts = [f"{sql.ENTER_FUNCTION}(%s)"]
+    else:
+        parts = [f"set_config('{sql.SETTING}', '', true)"]
     # The role changes only when system mode does; after a savepoint rollback it may be either.
     held_system = held is not None and held is not UNKNOWN and held.is_system
     if is_system and not held_system:
@@ -121,6 +139,17 @@ def settings_sql(target: TenantContext | None, held: Any) -> str:
     elif not is_system and (held_system or held is UNKNOWN):
         parts.append("set_config('role', 'none', true)")
     return "SELECT " + ", ".join(parts)
+
+
+def proof_for(target: TenantContext | None) -> list[str] | None:
+    """The bound parameters of ``settings_sql(target, ..)``: a proof in signed mode, else none."""
+    if target is None or not tenant_settings.SIGNED_CONTEXT:
+        return None
+    if target.tenant_id is not None:
+        return [keys.proof(str(target.tenant_id))]
+    if target.is_system:
+        return [keys.proof(sql.SYSTEM_TARGET)]
+    return [keys.proof(target.marker)] if target.marker else None
 
 
 def _hide_prefix(cursor: Any, prefix: str) -> None:
@@ -171,8 +200,9 @@ def _apply_alone(conn: Any, state: ConnectionState, target: TenantContext | None
     """Set ``target`` for the open transaction with a statement of its own."""
     statement = settings_sql(target, state.applied)
     try:
-        # A plain psycopg cursor: this statement must not pass through the prefixing cursor.
-        psycopg.Cursor(conn).execute(statement)
+        # A plain psycopg cursor: this statement must not pass through the prefixing cursor, and
+        # it binds the proof on the server, so the proof is in no statement text.
+        psycopg.Cursor(conn).execute(statement, proof_for(target))
     except psycopg.Error as exc:
         _system_role_error(exc, target, conn)
         raise
@@ -245,6 +275,13 @@ class TenantCursorMixin:
         if not simple:
             with _settings_first(conn, state, target):
                 return super().execute(query, params, **kwargs)  # type: ignore[misc]
+        proof = proof_for(target)
+        if proof is not None:
+            if _may_hold_several(query, self):
+                # Perhaps several statements, which the extended protocol of a pipeline refuses.
+                with _settings_first(conn, state, target):
+                    return super().execute(query, params, **kwargs)  # type: ignore[misc]
+            return self._execute_signed(state, target, proof, query, params, **kwargs)
         prefix = settings_sql(target, state.applied)
         try:
             super().execute(_prefixed(prefix, query), params, **kwargs)  # type: ignore[misc]
@@ -254,6 +291,33 @@ class TenantCursorMixin:
         # The first result is the settings' row: show the statement's own, as without a prefix.
         self.nextset()  # type: ignore[attr-defined]
         _hide_prefix(self, prefix)
+        if conn.pgconn.transaction_status == _INTRANS:
+            state.applied = target
+        return self
+
+    def _execute_signed(
+        self,
+        state: ConnectionState,
+        target: TenantContext | None,
+        proof: list[str],
+        query: Any,
+        params: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """Send the settings with a bound proof and the statement in one round trip.
+
+        A pipeline sends both before a single Sync: in autocommit they are one implicit
+        transaction, as a prefixed simple query would be, and in a transaction the settings join it.
+        """
+        conn = self.connection
+        statement = settings_sql(target, state.applied)
+        try:
+            with conn.pipeline():
+                psycopg.Cursor(conn).execute(statement, proof)
+                super().execute(query, params, **kwargs)  # type: ignore[misc]
+        except psycopg.Error as exc:
+            _system_role_error(exc, target, conn)
+            raise
         if conn.pgconn.transaction_status == _INTRANS:
             state.applied = target
         return self

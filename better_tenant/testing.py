@@ -57,7 +57,7 @@ def django_db_setup_with_roles(
 
     from better_tenant.conf import tenant_settings
     from better_tenant.registry import registered_roles
-    from better_tenant.sql import grant_privileges_sql, membership_sql
+    from better_tenant.sql import grant_privileges_sql, membership_sql, revoke_temporary_sql
 
     keepdb = django_db_keepdb and not django_db_createdb
     app_users = {alias: connections[alias].settings_dict["USER"] for alias in connections}
@@ -78,6 +78,8 @@ def django_db_setup_with_roles(
                     # The roles of the apps' privileged paths (their migrations made them).
                     for role in registered_roles():
                         cursor.execute(membership_sql(app_users[alias], role.role_name()))
+                    # As `better_tenant init` does: nothing temporary for the app role.
+                    cursor.execute(revoke_temporary_sql())
 
     with django_db_blocker.unblock():
         refusal = _bypassing_role()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from better_tenant import sql
-from better_tenant.operations import _TenantSQL
+from typing import Any
+
+from django.db import router
+
+from better_tenant import keys, sql
+from better_tenant.operations import _TenantSQL, context_functions
 
 
 class BindTenantToTransaction(_TenantSQL):
@@ -50,3 +54,61 @@ class InstallTenantLookup(_TenantSQL):
 
     def describe(self) -> str:
         return "Show a tenant only its own tenants row; install better_tenant_lookup()"
+
+
+class SignTenantContext(_TenantSQL):
+    """Policies verify the tenant instead of trusting a setting any SQL could write.
+
+    Forwards installs the key sequences and the context functions (in the mode
+    ``BETTER_TENANT["SIGNED_CONTEXT"]`` chooses), makes every policy, column default and trigger
+    function read the tenant through ``better_tenant_current()`` and every policy for the system
+    role alone require ``better_tenant_is_system()``, then installs the live keys. Backwards
+    restores migration 0002's reading and drops the keys.
+    """
+
+    def forward_sql(self) -> str:
+        role = self._role()
+        return "\n".join(
+            [
+                context_functions(),
+                sql.rewrite_current_tenant_sql(
+                    sql.CURRENT_TENANT_V2, sql.CURRENT_TENANT_V3, in_policies=sql.POLICY_TENANT
+                ),
+                sql.trigger_functions_sql(sql.CURRENT_TENANT_V3),
+                sql.rewrite_role_policies_sql(role, "true", sql.SYSTEM_CHECK),
+            ]
+        )
+
+    def backward_sql(self) -> str:
+        return "\n".join(
+            [
+                sql.rewrite_role_policies_sql(self._role(), sql.SYSTEM_CHECK_PRINTED, "true"),
+                sql.rewrite_current_tenant_sql(
+                    sql.CURRENT_TENANT_V3,
+                    sql.CURRENT_TENANT_V2,
+                    printed_in_policies=sql.POLICY_TENANT_PRINTED,
+                ),
+                sql.trigger_functions_sql(sql.CURRENT_TENANT_V2),
+                sql.drop_context_functions_sql(),
+            ]
+        )
+
+    @staticmethod
+    def _role() -> str:
+        from better_tenant.conf import tenant_settings
+
+        return tenant_settings.SYSTEM_ROLE
+
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        super().database_forwards(app_label, schema_editor, from_state, to_state)
+        from better_tenant.conf import tenant_settings
+
+        if tenant_settings.SIGNED_CONTEXT and router.allow_migrate(
+            schema_editor.connection.alias, app_label, **self.hints
+        ):
+            keys.install(schema_editor.connection)
+
+    def describe(self) -> str:
+        return "Verify the tenant context in the database (signed context and its keys)"

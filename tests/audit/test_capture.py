@@ -19,7 +19,7 @@ import better_audit as audit
 from better_audit import capture
 from better_audit.models import AuditLog
 from better_tenant import no_tenant, run_as, run_as_system
-from better_tenant.sql import CURRENT_TENANT
+from better_tenant.sql import POLICY_TENANT
 from better_tenant.testing import connected_as_owner
 from tests.support.audit import logs
 from tests.testapp.models import Invoice, Label, Note, PaidInvoice, Place, Shop
@@ -365,7 +365,7 @@ def test_the_policies_let_the_app_role_read_and_insert_only():
     ]
     out = io.StringIO()
     call_command("sqlmigrate", "better_audit", "0001", stdout=out)
-    assert f"WITH CHECK (tenant_id IS NOT DISTINCT FROM {CURRENT_TENANT})" in out.getvalue()
+    assert f"WITH CHECK (tenant_id IS NOT DISTINCT FROM {POLICY_TENANT})" in out.getvalue()
 
 
 @pytest.mark.django_db(transaction=True)

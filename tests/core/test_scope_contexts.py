@@ -93,7 +93,7 @@ def test_a_shared_system_scope_restores_each_threads_own_tenant(tenant_factory):
     from django.db import connection
 
     from better_tenant import get_context, run_as, run_as_system
-    from better_tenant.sql import SETTING
+    from better_tenant.sql import CURRENT_FUNCTION
 
     acme = tenant_factory()
     system = run_as_system()  # one object, as a module-level constant would be
@@ -102,7 +102,7 @@ def test_a_shared_system_scope_restores_each_threads_own_tenant(tenant_factory):
 
     def setting() -> str:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting(%s, true)", [SETTING])
+            cursor.execute(f"SELECT {CURRENT_FUNCTION}()::text")
             return cursor.fetchone()[0]
 
     def inside_a_tenant() -> None:

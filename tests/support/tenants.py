@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from better_tenant import run_as
 from better_tenant.api import create_tenant
@@ -18,3 +21,51 @@ def tenant_with_notes(name: str, *titles: str) -> Tenant:
         for title in titles:
             Note.objects.create(title=title)
     return tenant
+
+
+@contextmanager
+def unsigned_context(settings: Any) -> Iterator[None]:
+    """The opt-out for a while: ``SIGNED_CONTEXT`` False and the database's functions to match.
+
+    For clients that set the plain setting themselves (the published reference server).
+    """
+    from django.db import connection
+
+    from better_tenant.sql import context_functions_sql
+    from better_tenant.testing import connected_as_owner
+
+    def install(signed: bool) -> None:
+        with connected_as_owner(), connection.cursor() as cursor:
+            cursor.execute(context_functions_sql(signed))
+        connection.close()
+
+    settings.BETTER_TENANT = {**getattr(settings, "BETTER_TENANT", {}), "SIGNED_CONTEXT": False}
+    install(False)
+    try:
+        yield
+    finally:
+        install(True)
+
+
+@contextmanager
+def temporary_objects_allowed() -> Iterator[None]:
+    """Let the application role create temporary objects for a while (``better_tenant init``
+    revokes that from it), for tests of what SQL that does so meets."""
+    from django.db import connection
+
+    from better_tenant.testing import connected_as_owner
+
+    role = connection.ops.quote_name(connection.settings_dict["USER"])
+
+    def grant(verb: str) -> None:
+        with connected_as_owner(), connection.cursor() as cursor:
+            database = connection.ops.quote_name(connection.settings_dict["NAME"])
+            to = "TO" if verb == "GRANT" else "FROM"
+            cursor.execute(f"{verb} TEMPORARY ON DATABASE {database} {to} {role}")
+        connection.close()
+
+    grant("GRANT")
+    try:
+        yield
+    finally:
+        grant("REVOKE")

@@ -16,7 +16,7 @@ from better_tenant import inspection, run_as_system
 from better_tenant.management.commands.better_tenant import migrations_app_for
 from better_tenant.models import Tenant
 from better_tenant.operations import EnableTenantRLS
-from better_tenant.sql import CURRENT_TENANT
+from better_tenant.sql import POLICY_TENANT
 from better_tenant.testing import connected_as_owner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -691,7 +691,7 @@ def test_smoke_test_catches_a_policy_that_lets_tenants_see_each_other():
     (isolation,) = [f for f in healthy["findings"] if f["code"] == "isolation"]
     table = isolation["message"].split(":")[0]
     policy = f"rls_tenant_{table}"
-    tenant_expr = f"tenant_id = {CURRENT_TENANT}"
+    tenant_expr = f"tenant_id = {POLICY_TENANT}"
     as_owner(f'ALTER POLICY "{policy}" ON "{table}" USING (true) WITH CHECK (true)')
     try:
         out = io.StringIO()

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def db_tenant() -> str:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('app.current_tenant', true), current_user")
+        cursor.execute("SELECT better_tenant_current()::text, current_user")
         setting, user = cursor.fetchone()
     return setting or "", user
 

@@ -15,7 +15,7 @@ from better_tenant import run_as
 from better_tenant.constraints import TenantRLS
 from better_tenant.models import TenantField
 from better_tenant.operations import EnableTenantRLS
-from better_tenant.sql import CURRENT_TENANT
+from better_tenant.sql import POLICY_TENANT
 from better_tenant.testing import connected_as_owner
 from tests.testapp.models import Comment, Note
 
@@ -70,7 +70,7 @@ def test_sqlmigrate_shows_policies_trigger_and_composite_key():
     call_command("sqlmigrate", "testapp", "0001", stdout=out)
     sql = out.getvalue()
     assert 'CREATE POLICY "rls_tenant_test_notes" ON "test_notes" FOR ALL TO PUBLIC' in sql
-    assert f"USING (tenant_id = {CURRENT_TENANT})" in sql
+    assert f"USING (tenant_id = {POLICY_TENANT})" in sql
     assert 'TO "better_tenant_system"' in sql
     assert 'CREATE TRIGGER "set_tenant_id_trigger" BEFORE INSERT ON "test_comments"' in sql
     assert 'FOREIGN KEY (tenant_id, "note_id") REFERENCES "test_notes" (tenant_id, "id")' in sql

@@ -1,4 +1,5 @@
-"""Migration 0002 rewrites the policies installed before it, and migrating back restores them."""
+"""Migrations 0002 and 0003 rewrite the policies installed before them; migrating back restores
+them."""
 
 import pytest
 from django.core.management import call_command
@@ -6,8 +7,10 @@ from django.db import connection
 
 from better_tenant import run_as
 from better_tenant.sql import (
+    CURRENT_FUNCTION,
     CURRENT_TENANT_V1,
     CURRENT_TENANT_V2,
+    KEY_SEQUENCES,
     LOOKUP_SIGNATURE,
     SETTING,
     STAMP_SETTING,
@@ -45,7 +48,7 @@ def snapshot():
            WHERE c.relnamespace = current_schema()::regnamespace
              AND pg_get_expr(d.adbin, d.adrelid) LIKE %s
            ORDER BY 1""",
-        [f"%{SETTING}%"],
+        [f"%{CURRENT_FUNCTION}%"],
     )
     functions = fetch(
         """SELECT proname, pg_get_functiondef(oid) FROM pg_proc
@@ -53,7 +56,14 @@ def snapshot():
            ORDER BY 1"""
     )
     lookup = fetch("SELECT to_regprocedure(%s) IS NOT NULL", [LOOKUP_SIGNATURE])[0][0]
-    return {"policies": policies, "defaults": defaults, "functions": functions, "lookup": lookup}
+    keys = fetch("SELECT to_regclass(%s) IS NOT NULL", [KEY_SEQUENCES[0]])[0][0]
+    return {
+        "policies": policies,
+        "defaults": defaults,
+        "functions": functions,
+        "lookup": lookup,
+        "keys": keys,
+    }
 
 
 def mentions(state, text):
@@ -64,9 +74,9 @@ def mentions(state, text):
 def test_migrating_back_restores_the_old_reading_and_forward_again_the_new(tenant):
     app_role = fetch("SELECT current_user")[0][0]
     before = snapshot()
-    tables = mentions(before, SETTING)
-    # Every table that reads the tenant at all reads the stamp too; the audit log and the
-    # webhook and mail tables (OptionalTenantRLS, set_tenant_id_if_scoped) among them.
+    tables = mentions(before, CURRENT_FUNCTION)
+    # Every table that reads the tenant at all reads it through the function; the audit log and
+    # the webhook and mail tables (OptionalTenantRLS, set_tenant_id_if_scoped) among them.
     assert {
         "tenants",
         "test_notes",
@@ -74,7 +84,7 @@ def test_migrating_back_restores_the_old_reading_and_forward_again_the_new(tenan
         "set_tenant_id",
         "set_tenant_id_if_scoped",
     } <= set(tables)
-    assert mentions(before, STAMP_SETTING) == tables
+    assert mentions(before, SETTING) == []
     try:
         with connected_as_owner():
             call_command("migrate", "better_tenant", "0001", verbosity=0)
@@ -83,7 +93,9 @@ def test_migrating_back_restores_the_old_reading_and_forward_again_the_new(tenan
         with connected_as_owner():
             call_command("migrate", "better_tenant", verbosity=0)
     assert mentions(old, STAMP_SETTING) == []
+    assert mentions(old, CURRENT_FUNCTION) == []
     assert mentions(old, SETTING) == [t for t in tables if t != "tenants"]
+    assert (before["keys"], old["keys"]) == (True, False)
     assert ("test_notes", "rls_tenant_test_notes", V1_POLICY, V1_POLICY) in old["policies"]
     read = [row for row in old["policies"] if row[1] == "rls_tenants_read"]
     assert read == [("tenants", "rls_tenants_read", "true", None)]
@@ -92,7 +104,7 @@ def test_migrating_back_restores_the_old_reading_and_forward_again_the_new(tenan
     # Forward again gives exactly what the first migrate gave: nothing wrapped twice.
     after = snapshot()
     for key in before:
-        changed = set(before[key]) ^ set(after[key]) if key != "lookup" else set()
+        changed = set(before[key]) ^ set(after[key]) if key not in ("lookup", "keys") else set()
         assert after[key] == before[key], sorted(changed)
     # The roles that read tenants got EXECUTE back from the migration itself.
     assert fetch(

@@ -17,7 +17,8 @@ from better_tenant import no_tenant, run_as, run_as_system
 from better_tenant.api import create_tenant
 from better_tenant.exceptions import SystemRoleUnavailable
 from better_tenant.statements import UNKNOWN, settings_sql
-from tests.support.wire import queries, wire
+from tests.support.tenants import temporary_objects_allowed
+from tests.support.wire import wire
 from tests.testapp.models import Note
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,22 +55,32 @@ def test_a_query_in_scope_is_one_round_trip_and_leaves_no_transaction(tenants):
             titles = sorted(Note.objects.values_list("title", flat=True))
         assert status() == TransactionStatus.IDLE
     assert titles == ["Acme-0", "Acme-1", "Acme-2"]
-    # One simple query: the settings and the statement, no BEGIN and no COMMIT.
-    [query] = queries(sent)
-    assert "set_config('app.current_tenant'" in query and "test_notes" in query
+    # One pipeline: the proof bound to better_tenant_enter($1), then the statement, one Sync;
+    # no BEGIN and no COMMIT.
+    assert [m.split()[0] for m in sent if m.startswith(("Parse", "Sync", "Query"))] == [
+        "Parse",
+        "Parse",
+        "Sync",
+    ]
+    enter, statement = (m for m in sent if m.startswith("Parse"))
+    assert '"SELECT better_tenant_enter($1)"' in enter and "test_notes" in statement
     assert not any("BEGIN" in m or "COMMIT" in m for m in sent)
+    # The proof travels as a bound value, never in the text of a statement.
+    [bound] = [m for m in sent if m.startswith("Bind") and str(acme.pk) in m]
+    assert not any(str(acme.pk) in m for m in sent if m.startswith("Parse"))
+    assert bound
 
 
 def test_the_settings_hold_for_the_statement_only(tenants):
     acme, globex = tenants
     with run_as(acme, atomic=False):
-        assert one("SELECT current_setting('app.current_tenant', true)") == (str(acme.pk),)
+        assert one("SELECT better_tenant_current()::text") == (str(acme.pk),)
         assert Note.objects.count() == 3
         with run_as(globex, atomic=False):
             assert Note.objects.count() == 2
         assert Note.objects.count() == 3
     # A statement outside the scope: the implicit transaction took the settings with it.
-    assert one("SELECT current_setting('app.current_tenant', true)") in {("",), (None,)}
+    assert one("SELECT better_tenant_current()") == (None,)
     assert Note.objects.count() == 0
 
 
@@ -101,7 +112,7 @@ def test_copy_to_reads_the_tenants_rows_in_a_transaction_of_its_own(tenants):
 
 def test_statements_that_cannot_run_in_a_transaction_block_get_no_prefix(tenants):
     acme, _ = tenants
-    with run_as(acme, atomic=False), connection.cursor() as cursor:
+    with temporary_objects_allowed(), run_as(acme, atomic=False), connection.cursor() as cursor:
         cursor.execute("CREATE TEMP TABLE scratch (id int)")
         # VACUUM refuses to run inside a transaction block, which a prefixed string is.
         cursor.execute("VACUUM scratch")
@@ -151,11 +162,11 @@ def test_inside_atomic_the_settings_go_once_with_the_first_statement(tenants):
         assert Note.objects.count() == 3
         assert Note.objects.filter(title="Acme-1").count() == 1
         assert list(Note.objects.select_for_update().filter(title="Acme-2")) != []
-    sent_queries = queries(sent)
-    # psycopg's own BEGIN, then the first statement with the settings, then none with them.
-    assert "BEGIN" in sent_queries[0]
-    prefixed = [query for query in sent_queries if "set_config('app.current_tenant'" in query]
-    assert len(prefixed) == 1 and "COUNT(*)" in prefixed[0]
+    parsed = [m for m in sent if m.startswith(("Parse", "Query"))]
+    # psycopg's own BEGIN, then the settings with the first statement, then none with them.
+    assert "BEGIN" in parsed[0]
+    entered = [i for i, m in enumerate(parsed) if "better_tenant_enter" in m]
+    assert len(entered) == 1 and "COUNT(*)" in parsed[entered[0] + 1]
 
 
 def test_a_rolled_back_savepoint_makes_the_next_statement_set_the_scope_again(tenants):
@@ -176,7 +187,7 @@ def test_a_rolled_back_savepoint_makes_the_next_statement_set_the_scope_again(te
 
 
 def test_leaving_system_mode_inside_a_transaction_leaves_the_role_before_any_statement(tenants):
-    with transaction.atomic():
+    with temporary_objects_allowed(), transaction.atomic():
         with run_as_system():
             assert Note.objects.count() == 5
             system = one("SELECT current_user")[0]
@@ -234,7 +245,7 @@ def test_a_failed_statement_in_scope_does_not_leave_the_tenant_behind(tenants):
         with pytest.raises(DatabaseError):
             one("SELECT 1/0 FROM test_notes")
         assert Note.objects.count() == 3
-    assert one("SELECT current_setting('app.current_tenant', true)") in {("",), (None,)}
+    assert one("SELECT better_tenant_current()") == (None,)
 
 
 def test_the_settings_statement_changes_the_role_only_when_system_mode_changes():
@@ -242,9 +253,10 @@ def test_the_settings_statement_changes_the_role_only_when_system_mode_changes()
 
     tenant = uuid.uuid4()
     text = settings_sql(TenantContext(tenant_id=tenant), None)
-    assert f"'{tenant}'" in text and "role" not in text
+    # The tenant is in the bound proof, not in the statement.
+    assert text == "SELECT better_tenant_enter(%s)"
     system = settings_sql(TenantContext(is_system=True), None)
-    assert "set_config('role'" in system
+    assert system.startswith("SELECT better_tenant_enter(%s), set_config('role'")
     # Leaving system mode resets the role in the same statement.
     assert "set_config('role', 'none', true)" in settings_sql(None, TenantContext(is_system=True))
     # Staying in system mode leaves it; after a savepoint rollback either may hold, so both set it.

@@ -13,7 +13,7 @@ from .models import Note
 def _session() -> dict:
     """The tenant setting and the server process of this request's database connection."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('app.current_tenant', true), pg_backend_pid()")
+        cursor.execute("SELECT better_tenant_current()::text, pg_backend_pid()")
         setting, pid = cursor.fetchone()
     return {"setting": setting, "pid": pid, "in_atomic": connection.in_atomic_block}
 

@@ -18,9 +18,9 @@ from django.db.migrations.writer import MigrationWriter
 from django.utils.text import slugify
 
 from better_core.commands import SubcommandCommand
-from better_tenant import inspection, sql
+from better_tenant import inspection, keys, sql
 from better_tenant.conf import tenant_settings
-from better_tenant.operations import EnableTenantRLS, InstallTenantRLS
+from better_tenant.operations import EnableTenantRLS, InstallTenantRLS, context_functions
 from better_tenant.registry import registered_roles
 
 ROLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
@@ -166,15 +166,23 @@ class Command(SubcommandCommand):
             if role.ensure_sql is not None:
                 statements.append(role.ensure_sql(name))
             statements.append(sql.membership_sql(app_role, name))
+        signed = tenant_settings.SIGNED_CONTEXT
+        statements.append(context_functions())
         statements.append(sql.grant_privileges_sql(owner, app_role, system_role, schema))
         if options["dry_run"]:
             self.stdout.write(f"-- better_tenant init: run as {owner}")
-            self.stdout.write("\n\n".join(statements))
+            self.stdout.write("\n\n".join([*statements, sql.revoke_temporary_sql()]))
+            if signed:
+                self.stdout.write(
+                    "-- then the live keys go into the sequences "
+                    f"{', '.join(sql.KEY_SEQUENCES)} as bound parameters"
+                )
             return
         try:
             with transaction.atomic(using=alias), connection.cursor() as cursor:
                 for statement in statements:
                     cursor.execute(statement)
+                fingerprints = keys.install(connection) if signed else []
         except DatabaseError as exc:
             raise CommandError(
                 f"init failed as {owner}: {str(exc).strip()}\nRun it as the role that owns the "
@@ -189,6 +197,24 @@ class Command(SubcommandCommand):
             f"granted SELECT, INSERT, UPDATE, DELETE on tables and sequence use in {schema} to "
             f"{app_role} and {system_role}, also for tables {owner} creates later"
         )
+        if signed:
+            self.ok(
+                f"signed context: {len(fingerprints)} live key(s) ({', '.join(fingerprints)}), "
+                f"readable by {owner} alone"
+            )
+        else:
+            self.ok("unsigned context (BETTER_TENANT['SIGNED_CONTEXT'] is False)")
+        try:
+            with transaction.atomic(using=alias), connection.cursor() as cursor:
+                cursor.execute(sql.revoke_temporary_sql())
+        except DatabaseError as exc:
+            self.stdout.write(
+                f"! TEMPORARY stays granted to PUBLIC ({str(exc).strip().splitlines()[0]}): "
+                "as the database owner or a superuser run REVOKE TEMPORARY ON DATABASE <db> "
+                "FROM PUBLIC;"
+            )
+        else:
+            self.ok(f"only {owner} may create temporary objects in this database")
 
     # --- migrate / add-table ---------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ import http.client
 import io
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ import jwt
 import pytest
 
 from tests.support.console import SENT
+from tests.support.tenants import unsigned_context
 
 BASE = "/.well-known/better"
 TOKEN_HASH = "sha256:" + "c0ffee00" * 8
@@ -441,16 +443,22 @@ def log_tail(side: Side, problems: list[str]) -> list[str]:
 @pytest.fixture
 def servers(
     settings: Any, live_server: Any, reference_servers: Callable[..., Any]
-) -> Callable[[str], Run]:
+) -> Iterator[Callable[[str], Run]]:
     """``servers(mode)``: a Run against both servers configured for auto, magic or both."""
 
     def make(mode: str) -> Run:
         settings.BETTER_CONSOLE = our_settings(mode)
+        if not entered:
+            # The reference sets the plain tenant setting itself: the opt-out serves both.
+            stack.enter_context(unsigned_context(settings))
+            entered.append(True)
         SENT.clear()
         reference = reference_servers(**reference_env(mode))
         return Run(reference_side(reference.url, reference.output), our_side(live_server.url))
 
-    return make
+    entered: list[bool] = []
+    with ExitStack() as stack:
+        yield make
 
 
 # --- shared data ----------------------------------------------------------------------------------

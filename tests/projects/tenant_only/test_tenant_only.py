@@ -14,8 +14,10 @@ from django.db import connection
 from better_core.embedded import AUDIT_ADMIN_ROLE
 from better_tenant import resolvers, run_as
 from better_tenant.conf import tenant_settings
+from better_tenant.keys import current_key, fingerprint
 from better_tenant.middleware import ERROR_CODE
 from better_tenant.registry import exempt_paths, registered_roles
+from better_tenant.sql import KEY_SEQUENCES
 from better_tenant.testing import assert_tenant_isolated, connected_as_owner
 from tests.projects.tenant_only.models import Note
 
@@ -81,7 +83,15 @@ def test_init_grants_the_system_role_and_no_audit_role(settings):
             f"✓ {app} may SET ROLE {system} (for run_as_system) without inheriting it",
             "✓ granted SELECT, INSERT, UPDATE, DELETE on tables and sequence use in public to "
             f"{app} and {system}, also for tables {owner} creates later",
+            f"✓ signed context: 1 live key(s) ({fingerprint(current_key())}), "
+            f"readable by {owner} alone",
+            f"✓ only {owner} may create temporary objects in this database",
         ]
+        assert fetch(
+            "SELECT bool_or(has_sequence_privilege(%s, n, 'SELECT,USAGE,UPDATE')) "
+            "FROM unnest(%s::text[]) AS n",
+            [app, list(KEY_SEQUENCES)],
+        ) == [(False,)]
         assert is_member(system, app)
         assert not is_member(AUDIT_ADMIN_ROLE, app)
     finally:
