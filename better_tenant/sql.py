@@ -687,6 +687,8 @@ $body$;"""
 
 
 def _enter_sql() -> str:
+    """``better_tenant_enter(proof)``: the accepted path is one statement per key; why a proof was
+    refused is worked out only when it was."""
     refused = "ERRCODE = 'insufficient_privilege'"
     uuid_shape = _only("target", _HEX, "'xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx'")
     marker_shape = " AND ".join(
@@ -696,47 +698,49 @@ def _enter_sql() -> str:
             _only("target", _MARKER_CHARS, "repeat('x', length(target))"),
         ]
     )
+    shape = " AND ".join(
+        [
+            f"({uuid_shape} OR ({marker_shape}))",
+            "length(issued) BETWEEN 1 AND 12",
+            _only("issued", "'0123456789'", "repeat('x', length(issued))"),
+            _only("mac", _HEX, "repeat('x', 64)"),
+            "proof = target || '|' || issued || '|' || mac",
+        ]
+    )
+    fresh = f"abs(extract(epoch FROM clock_timestamp()) - issued::int8) <= {PROOF_MAX_AGE}"
     proof = f"convert_to('{PROOF_LABEL}|' || target || '|' || issued, 'UTF8')"
-    first, second = (f"sha256({_hmac_sql(slot, proof)}) = given" for slot in KEY_SLOTS)
-    context = f"CASE slot WHEN 1 THEN {_hmac_sql(1, 'message')} ELSE {_hmac_sql(2, 'message')} END"
+    accept = "\n".join(
+        # CASE orders the checks (the cast and decode() raise on a bad shape); parenthesised, as
+        # plpgsql would end the condition at the CASE's own THEN.
+        f"  IF (CASE WHEN {shape} THEN CASE WHEN {fresh}\n"
+        f"      THEN sha256({_hmac_sql(slot, proof)}) = sha256(decode(mac, 'hex')) END END) THEN\n"
+        f"    PERFORM set_config('{SETTING}', target || '|'\n"
+        f"      || encode({_hmac_sql(slot, _CONTEXT_MESSAGE)}, 'hex'), true);\n"
+        "    RETURN target;\n  END IF;"
+        for slot in KEY_SLOTS
+    )
     return f"""CREATE OR REPLACE FUNCTION {ENTER_FUNCTION}(proof text) RETURNS text
 LANGUAGE plpgsql VOLATILE {_DEFINER} AS $body$
 DECLARE
   target text := split_part(proof, '|', 1);
   issued text := split_part(proof, '|', 2);
   mac text := split_part(proof, '|', 3);
-  given bytea;
-  message bytea;
-  slot int;
 BEGIN
-  IF NOT coalesce(({uuid_shape} OR ({marker_shape}))
-                  AND length(issued) BETWEEN 1 AND 12
-                  AND {_only("issued", "'0123456789'", "repeat('x', length(issued))")}
-                  AND {_only("mac", _HEX, "repeat('x', 64)")}
-                  AND proof = target || '|' || issued || '|' || mac, false) THEN
+{accept}
+  IF NOT coalesce({shape}, false) THEN
     RAISE EXCEPTION USING {refused},
       MESSAGE = 'better_tenant: malformed context proof';
   END IF;
-  IF abs(extract(epoch FROM clock_timestamp()) - issued::int8) > {PROOF_MAX_AGE} THEN
+  IF NOT {fresh} THEN
     RAISE EXCEPTION USING {refused},
       MESSAGE = 'better_tenant: context proof signed ' || issued || ', more than {PROOF_MAX_AGE} s '
                 || 'from the database clock',
       HINT = 'Keep the application and database clocks in sync (NTP).';
   END IF;
-  given := sha256(decode(mac, 'hex'));
-  IF {first} THEN
-    slot := 1;
-  ELSIF {second} THEN
-    slot := 2;
-  ELSE
-    RAISE EXCEPTION USING {refused},
-      MESSAGE = 'better_tenant: context proof refused: no key installed in the database matches',
-      HINT = 'Run manage.py better_tenant check, then better_tenant init as the owner to install '
-             'BETTER_TENANT[''CONTEXT_KEY''].';
-  END IF;
-  message := {_CONTEXT_MESSAGE};
-  PERFORM set_config('{SETTING}', target || '|' || encode({context}, 'hex'), true);
-  RETURN target;
+  RAISE EXCEPTION USING {refused},
+    MESSAGE = 'better_tenant: context proof refused: no key installed in the database matches',
+    HINT = 'Run manage.py better_tenant check, then better_tenant init as the owner to install '
+           'BETTER_TENANT[''CONTEXT_KEY''].';
 END
 $body$;"""
 
