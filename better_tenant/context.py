@@ -1,12 +1,12 @@
 """The tenant scope: which tenant the current code runs as, held in a contextvar and per connection.
 
-Statements carry the scope to PostgreSQL (``better_tenant.statements``) with ``set_config(..,
-true)``: transaction-local, never session state, so PgBouncer in transaction mode, persistent
-connections and connection pools cannot carry a tenant from one request to the next. The same
-statement stamps the transaction (``sql.STAMP_SETTING``), and the policies honour the tenant only
-beside that stamp: a tenant that code set at session level reads as no tenant in every later
-transaction on the connection. ``run_as`` opens ``transaction.atomic`` (a savepoint when nested)
-unless given ``atomic=False``.
+Statements carry the scope to PostgreSQL (``better_tenant.statements``), transaction-local, never
+session state, so PgBouncer in transaction mode, persistent connections and connection pools
+cannot carry a tenant from one request to the next. In signed mode the database accepts a tenant
+only from a proof signed with the context key and binds it to the backend and the transaction
+(``better_tenant.sql``, "the signed context"): a value that code copies into the session, or
+that injected SQL writes, reads as no tenant. ``run_as`` opens ``transaction.atomic`` (a savepoint
+when nested) unless given ``atomic=False``.
 """
 
 from __future__ import annotations

@@ -21,10 +21,9 @@ from django.conf import settings
 from better_tenant import sql
 from better_tenant.conf import tenant_settings
 
-#: The label of the key derived from ``SECRET_KEY``: HMAC-SHA256(SECRET_KEY, KEY_LABEL).
+#: The label of the key derived from ``SECRET_KEY``: the first ``KEY_BYTES`` of
+#: HMAC-SHA256(SECRET_KEY, KEY_LABEL).
 KEY_LABEL = "better_tenant.context_key"
-
-
 KEY_BYTES = 16
 
 
@@ -70,7 +69,8 @@ def halves(key: bytes) -> tuple[int, int]:
 
 
 def proof(target: str, key: bytes | None = None, issued: int | None = None) -> str:
-    """What ``better_tenant_enter()`` accepts for ``target`` (a tenant id or ``"system"``)."""
+    """What ``better_tenant_enter()`` accepts for ``target`` (a tenant id or a marker such as
+    ``"system"``) for ``sql.PROOF_MAX_AGE`` seconds around ``issued`` (default: now)."""
     stamp = str(int(time.time()) if issued is None else issued)
     message = f"{sql.PROOF_LABEL}|{target}|{stamp}".encode()
     mac = hmac.new(key or current_key(), message, hashlib.sha256).hexdigest()

@@ -1,14 +1,16 @@
 """The SQL better_tenant installs: roles, the trigger function, and per-table RLS policies.
 
 Policy design (measured in ``benchmarks/rls_policy.py``): the tenant policy compares the bare
-column to the setting cast once to uuid, ``tenant_id = NULLIF(current_setting(..), '')::uuid``, so
-the planner uses an index led by ``tenant_id`` exactly as for an explicit ``WHERE``. That value
-only counts while a second setting holds the current transaction's stamp (``CURRENT_TENANT``), so a
-tenant left in the session by a session-level ``set_config`` reads as no tenant. System mode is
-not an ``OR`` in that policy: it is a second permissive policy granted ``TO`` the system role, which
-``run_as_system`` enters with ``SET LOCAL ROLE``. PostgreSQL only applies a policy to roles that
-hold the privileges of its target role, so the application role is a NOINHERIT member of the system
-role: it may switch to it, but the system policy never applies to its ordinary queries.
+column to one value, ``tenant_id = (SELECT better_tenant_current())``, computed once per query
+(an InitPlan), so the planner uses an index led by ``tenant_id`` exactly as for an explicit
+``WHERE``. In signed mode (the default, "the signed context" below) that function verifies an HMAC
+bound to the backend and the transaction; in the unsigned opt-out it reads the setting, honoured
+only beside the current transaction's stamp (``CURRENT_TENANT_V2``). System mode is not an ``OR``
+in that policy: it is a second permissive policy granted ``TO`` the system role, which
+``run_as_system`` enters with ``SET LOCAL ROLE``, and which also asks for the signed ``system``
+marker. PostgreSQL only applies a policy to roles that hold the privileges of its target role, so
+the application role is a NOINHERIT member of the system role: it may switch to it, but the
+system policy never applies to its ordinary queries.
 """
 
 from __future__ import annotations

@@ -1,23 +1,26 @@
-"""The tenant context on each statement: a prefix in autocommit, set once in a transaction.
+"""The tenant context on each statement: with it in autocommit, set once in a transaction.
 
 A scope sets nothing when it opens. Each statement sent on a connection carries what it needs,
 in the round trip it already makes:
 
 * outside a transaction (Django's default, autocommit), a statement that reads or writes rows
-  goes as ``SELECT set_config(..); <statement>``: one simple-query string, which PostgreSQL runs
-  as one implicit transaction, so the transaction-local settings hold for the statement and are
-  gone after it. No BEGIN or COMMIT the application did not ask for.
-* inside a transaction, the first statement carries the prefix and later ones carry nothing
-  until the scope changes; a rollback to a savepoint makes the next statement carry it again.
-* where one string cannot hold two statements (``executemany``, ``COPY``, ``stream``, named
-  cursors, server-side binding with parameters, pipeline mode) the settings go first on their
-  own, inside a transaction opened for that one call when none is open.
+  goes with the settings before it, which PostgreSQL runs as one implicit transaction, so the
+  transaction-local settings hold for the statement and are gone after it. No BEGIN or COMMIT
+  the application did not ask for. In signed mode (the default) the settings are
+  ``SELECT better_tenant_enter($1)`` with the proof as a bound parameter, sent with the statement
+  in one pipeline ended by one Sync; unsigned, ``SELECT set_config(..); <statement>`` in one
+  simple-query string.
+* inside a transaction, the first statement carries them and later ones carry nothing until the
+  scope changes; a rollback to a savepoint makes the next statement carry them again.
+* where one round trip cannot hold both (``executemany``, ``COPY``, ``stream``, named cursors,
+  server-side binding with parameters, a query of several statements, pipeline mode) the settings
+  go first on their own, inside a transaction opened for that one call when none is open.
 
 It works below Django, on the psycopg connection (its ``cursor_factory``), so that raw cursors
 and ``cursor.copy()`` carry the context too; Django's named cursors, which psycopg builds without
 that factory, get it through an execute wrapper. Statements that must not run in a transaction
-block (``CREATE INDEX CONCURRENTLY``, ``VACUUM``) and other utility statements never carry it: a
-prefix is added only to statements that start with a keyword that reads or writes rows.
+block (``CREATE INDEX CONCURRENTLY``, ``VACUUM``) and other utility statements never carry it
+outside a transaction: only statements that start with a keyword that reads or writes rows do.
 """
 
 from __future__ import annotations

@@ -39,12 +39,14 @@ def unsigned_context(settings: Any) -> Iterator[None]:
             cursor.execute(context_functions_sql(signed))
         connection.close()
 
-    settings.BETTER_TENANT = {**getattr(settings, "BETTER_TENANT", {}), "SIGNED_CONTEXT": False}
+    before = getattr(settings, "BETTER_TENANT", {})
+    settings.BETTER_TENANT = {**before, "SIGNED_CONTEXT": False}
     install(False)
     try:
         yield
     finally:
         install(True)
+        settings.BETTER_TENANT = before
 
 
 @contextmanager

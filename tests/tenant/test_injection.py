@@ -7,6 +7,8 @@ neither system mode nor the audit admin path was entered.
 
 from __future__ import annotations
 
+import io
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,12 +16,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 
 from better_audit.integrity import admin_role
 from better_tenant import keys, run_as, run_as_system
 from better_tenant.conf import tenant_settings
 from better_tenant.sql import ENTER_FUNCTION, KEY_SEQUENCES, SETTING, SYSTEM_FUNCTION
+from tests.support.tenants import unsigned_context
 from tests.testapp.models import Note
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -337,3 +341,19 @@ def test_a_key_the_database_does_not_hold_is_refused(victims):
             f"SELECT {ENTER_FUNCTION}(%s)", [keys.proof(str(victims["b"].pk), stranger)]
         )
     assert error is not None and "no key installed in the database matches" in error
+
+
+def test_the_unsigned_opt_out_is_reported_and_its_limit_is_real(victims, settings):
+    with unsigned_context(settings):
+        out = io.StringIO()
+        call_command("better_tenant", "check", "--json", stdout=out)
+        codes = {finding["code"] for finding in json.loads(out.getvalue())["findings"]}
+        assert "context_unsigned" in codes and "context_signed" not in codes
+        # What the signed context closes: here the plain setting names B.
+        with run_as(victims["a"]):
+            attempt(injections(victims)["set_config local"])
+            assert raw("SELECT title FROM test_notes") == [("b-note",)]
+    out = io.StringIO()
+    call_command("better_tenant", "check", "--json", stdout=out)
+    codes = {finding["code"] for finding in json.loads(out.getvalue())["findings"]}
+    assert {"context_signed", "context_key"} <= codes
