@@ -32,7 +32,7 @@ def _derive(secret: str | bytes) -> bytes:
     return hmac.new(raw, KEY_LABEL.encode(), hashlib.sha256).digest()[:KEY_BYTES]
 
 
-def _as_key(value: str | bytes) -> bytes:
+def key_from_setting(value: str | bytes) -> bytes:
     """A configured key (any length, at least 32 characters) hashed to 16 bytes."""
     raw = value.encode() if isinstance(value, str) else value
     return hashlib.sha256(raw).digest()[:KEY_BYTES]
@@ -40,7 +40,7 @@ def _as_key(value: str | bytes) -> bytes:
 
 def current_key() -> bytes:
     configured = tenant_settings.CONTEXT_KEY
-    return _as_key(configured) if configured else _derive(settings.SECRET_KEY)
+    return key_from_setting(configured) if configured else _derive(settings.SECRET_KEY)
 
 
 def live_keys() -> list[bytes]:
@@ -49,7 +49,7 @@ def live_keys() -> list[bytes]:
     if configured is None:
         fallbacks = [_derive(s) for s in getattr(settings, "SECRET_KEY_FALLBACKS", [])]
     else:
-        fallbacks = [_as_key(k) for k in configured]
+        fallbacks = [key_from_setting(k) for k in configured]
     current = current_key()
     live = [current] + [k for k in fallbacks if k != current]
     return live[: len(sql.KEY_SLOTS)]
