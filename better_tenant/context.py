@@ -201,7 +201,7 @@ def holding(marker: str, *, using: str | None = None) -> Scope:
     ``sql.holds_sql(marker)`` let it through. In signed mode that takes a proof signed with the
     context key, so SQL injected elsewhere cannot claim it; no tenant is in scope meanwhile.
     """
-    if not re.fullmatch(sql.MARKER_PATTERN.strip("^$"), marker) or marker == sql.SYSTEM_TARGET:
+    if not re.fullmatch(sql.MARKER_PATTERN, marker) or marker == sql.SYSTEM_TARGET:
         raise ValueError(
             f"{marker!r} is not a marker: use lower-case letters, digits and underscores, "
             "starting with a letter, and not 'system' (run_as_system() enters that)."

@@ -10,6 +10,7 @@ init``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import time
@@ -27,11 +28,14 @@ KEY_LABEL = "better_tenant.context_key"
 KEY_BYTES = 16
 
 
+# Both are pure: cached, so that signing a proof on every statement derives no key again.
+@functools.lru_cache(maxsize=8)
 def _derive(secret: str | bytes) -> bytes:
     raw = secret.encode() if isinstance(secret, str) else secret
     return hmac.new(raw, KEY_LABEL.encode(), hashlib.sha256).digest()[:KEY_BYTES]
 
 
+@functools.lru_cache(maxsize=8)
 def key_from_setting(value: str | bytes) -> bytes:
     """A configured key (any length, at least 32 characters) hashed to 16 bytes."""
     raw = value.encode() if isinstance(value, str) else value

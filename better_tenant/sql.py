@@ -650,12 +650,13 @@ def _label(text: str) -> str:
     return f"'\\x{text.encode().hex()}'::bytea"
 
 
-# What a context MAC covers: the target, this backend, this transaction's start (binary, so no
-# setting such as DateStyle changes it).
-_CONTEXT_MESSAGE = (
-    f"{_label(CONTEXT_LABEL + '|')} || convert_to(target, 'UTF8') || int4send(pg_backend_pid())"
-    " || timestamptz_send(now())"
-)
+def _context_message(target: str) -> str:
+    """What a context MAC covers: ``target`` (SQL text), this backend, this transaction's start
+    (binary, so no setting such as DateStyle changes it)."""
+    return (
+        f"{_label(CONTEXT_LABEL + '|')} || convert_to({target}, 'UTF8') || "
+        "int4send(pg_backend_pid()) || timestamptz_send(now())"
+    )
 
 
 def _verifier_sql(signature: str, returns: str, target_is: str, result: str, miss: str) -> str:
@@ -668,7 +669,7 @@ def _verifier_sql(signature: str, returns: str, target_is: str, result: str, mis
     shape = f"{target_is} AND substr(context, length(context) - 64, 1) = '|' AND " + _only(
         "right(context, 64)", _HEX, "repeat('x', 64)"
     )
-    message = _CONTEXT_MESSAGE.replace("target", "left(context, -65)")
+    message = _context_message("left(context, -65)")
     given = "sha256(decode(right(context, 64), 'hex'))"
     checks = "\n".join(
         # CASE, not AND: the shape is checked before decode(), which would raise.
@@ -717,7 +718,7 @@ def _enter_sql() -> str:
         f"  IF (CASE WHEN {shape} THEN CASE WHEN {fresh}\n"
         f"      THEN sha256({_hmac_sql(slot, proof)}) = sha256(decode(mac, 'hex')) END END) THEN\n"
         f"    PERFORM set_config('{SETTING}', target || '|'\n"
-        f"      || encode({_hmac_sql(slot, _CONTEXT_MESSAGE)}, 'hex'), true);\n"
+        f"      || encode({_hmac_sql(slot, _context_message('target'))}, 'hex'), true);\n"
         "    RETURN target;\n  END IF;"
         for slot in KEY_SLOTS
     )

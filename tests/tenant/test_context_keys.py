@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 
 from better_tenant import keys, run_as
+from better_tenant.hardening import PROBE_TENANT
 from better_tenant.sql import ENTER_FUNCTION
 from better_tenant.testing import connected_as_owner
 from tests.testapp.models import Note
@@ -51,15 +52,11 @@ def accepted(key_setting: str) -> bool:
     key = keys.key_from_setting(key_setting)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"SELECT {ENTER_FUNCTION}(%s)", [keys.proof(str(uuid0()), key)])
+            cursor.execute(f"SELECT {ENTER_FUNCTION}(%s)", [keys.proof(PROBE_TENANT, key)])
     except DatabaseError as exc:
         assert "no key installed in the database matches" in str(exc)
         return False
     return True
-
-
-def uuid0() -> str:
-    return "00000000-0000-0000-0000-000000000000"
 
 
 def findings() -> dict[str, list[str]]:
