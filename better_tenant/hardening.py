@@ -85,7 +85,7 @@ def context_findings(connection: Any, role: str) -> list[Finding]:
                     OK,
                     SECTION,
                     "context_signed",
-                    "signed mode: policies verify an HMAC bound to the backend and transaction",
+                    "signed mode: policies verify a MAC bound to the backend and transaction",
                 )
             )
         else:
@@ -142,7 +142,8 @@ def context_findings(connection: Any, role: str) -> list[Finding]:
                         f"the database refuses {which} (fingerprint {keys.fingerprint(key)}): "
                         f"{problem}",
                         "Run `manage.py better_tenant init` as the owner with the same "
-                        "BETTER_TENANT['CONTEXT_KEY'] (or SECRET_KEY) as the application.",
+                        "BETTER_TENANT['CONTEXT_KEY'] (or SECRET_KEY) as the application: it "
+                        "installs the keys and this version's functions.",
                     )
                 )
     return found

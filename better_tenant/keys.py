@@ -3,7 +3,7 @@
 ``BETTER_TENANT["CONTEXT_KEY"]`` signs; ``CONTEXT_KEY_FALLBACKS`` (at most one) is still accepted,
 so a key can be rotated with two live keys. By default both derive from ``SECRET_KEY`` and
 ``SECRET_KEY_FALLBACKS`` with the label :data:`KEY_LABEL`, so rotating Django's secret rotates
-them too. A key is 128 bits (HMAC-SHA256). The database holds the same keys in owner-only
+them too. A key is 128 bits (see ``mac``). The database holds the same keys in owner-only
 sequences (``sql.KEY_SEQUENCES``), written by migration 0003 and by ``manage.py better_tenant
 init``.
 """
@@ -72,13 +72,19 @@ def halves(key: bytes) -> tuple[int, int]:
     )
 
 
+def mac(key: bytes, message: bytes) -> bytes:
+    """The MAC the database computes (``sql._mac_sql``): SHA-512 of the key and the message,
+    truncated to ``sql.MAC_BYTES``. The truncation is what keeps a keyed hash of this form from
+    length extension; it is one digest where HMAC takes two."""
+    return hashlib.sha512(key + message).digest()[: sql.MAC_BYTES]
+
+
 def proof(target: str, key: bytes | None = None, issued: int | None = None) -> str:
     """What ``better_tenant_enter()`` accepts for ``target`` (a tenant id or a marker such as
     ``"system"``) for ``sql.PROOF_MAX_AGE`` seconds around ``issued`` (default: now)."""
     stamp = str(int(time.time()) if issued is None else issued)
     message = f"{sql.PROOF_LABEL}|{target}|{stamp}".encode()
-    mac = hmac.new(key or current_key(), message, hashlib.sha256).hexdigest()
-    return f"{target}|{stamp}|{mac}"
+    return f"{target}|{stamp}|{mac(key or current_key(), message).hex()}"
 
 
 def install(connection: Any) -> list[str]:

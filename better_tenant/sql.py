@@ -3,7 +3,7 @@
 Policy design (measured in ``benchmarks/rls_policy.py``): the tenant policy compares the bare
 column to one value, ``tenant_id = (SELECT better_tenant_current())``, computed once per query
 (an InitPlan), so the planner uses an index led by ``tenant_id`` exactly as for an explicit
-``WHERE``. In signed mode (the default, "the signed context" below) that function verifies an HMAC
+``WHERE``. In signed mode (the default, "the signed context" below) that function verifies a MAC
 bound to the backend and the transaction; in the unsigned opt-out it reads the setting, honoured
 only beside the current transaction's stamp (``CURRENT_TENANT_V2``). System mode is not an ``OR``
 in that policy: it is a second permissive policy granted ``TO`` the system role, which
@@ -16,6 +16,7 @@ system policy never applies to its ordinary queries.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from better_core.roles import (  # noqa: F401 - re-exported for the apps and commands
@@ -586,13 +587,19 @@ def grant_privileges_sql(
 #
 # A setting any SQL can write cannot decide which tenant's rows a statement sees: an injected
 # ``set_config`` would name another tenant. In signed mode the setting holds the target (a tenant
-# id or a marker such as ``system``) and an HMAC-SHA256 over the target, the backend's pid and the
-# transaction's start. Only ``better_tenant_enter()`` writes such a value, and only for a proof
-# the application signed with the same key (``better_tenant.keys``). The functions policies call
-# run as the owner (SECURITY DEFINER, fixed search_path) to read the key; they return the target
+# id or a marker such as ``system``) and a MAC (``_mac_sql``) over the target, the backend's pid
+# and the transaction's start. Only ``better_tenant_enter()`` writes such a value, and only for a
+# proof the application signed with the same key (``better_tenant.keys``). The functions policies
+# call run as the owner (SECURITY DEFINER, fixed search_path) to read the key; they return the
+# target
 # only while the MAC matches this backend and this transaction, so a value copied from another
-# backend or an earlier transaction reads as no tenant. Comparisons hash both sides first, so
-# their timing says nothing of the MAC.
+# backend or an earlier transaction reads as no tenant. Comparisons run in constant time
+# (``_mac_checks``).
+#
+# What costs is counted in instructions (callgrind, PostgreSQL 15): one digest is about as much as
+# the rest of a check, and every function call in an expression is set up again in each
+# transaction, so the checks use one digest per MAC, read the key once per MAC, and measure
+# strings in bytes.
 #
 # The 128-bit keys live in owner-only sequences, two per key (``pg_sequence_last_value`` is a
 # plain function call: a table would cost a query, its plan and executor, on every statement,
@@ -601,6 +608,8 @@ def grant_privileges_sql(
 KEY_SLOTS = (1, 2)
 #: How far (seconds) a proof's time may be from the database clock: its signing to its use.
 PROOF_MAX_AGE = 300
+#: The length of a MAC in bytes (64 hex digits in a proof or a context).
+MAC_BYTES = 32
 SYSTEM_TARGET = "system"
 # What each MAC covers starts with a label, so a proof can never pass for a context value.
 PROOF_LABEL = "better_tenant.enter"
@@ -613,8 +622,6 @@ _DEFINER = "SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
 _HEX = "'0123456789abcdef'"
 _LOWER = "'abcdefghijklmnopqrstuvwxyz'"
 _MARKER_CHARS = "'abcdefghijklmnopqrstuvwxyz0123456789_'"
-# The HMAC pads, 8 bytes at a time (the key is XORed as two int8 values).
-_INNER, _OUTER = (int.from_bytes(bytes([b]) * 8, "big", signed=True) for b in (0x36, 0x5C))
 
 
 def key_sequences(slot: int) -> tuple[str, str]:
@@ -630,20 +637,21 @@ def _only(text: str, alphabet: str, shape: str) -> str:
     return f"translate({text}, {alphabet}, repeat('x', length({alphabet}))) = {shape}"
 
 
-def _pad_sql(slot: int, pad: int) -> str:
-    """The 64-byte HMAC pad block of the key in ``slot``; ``%N$s`` are the sequences' oids."""
+def _mac_sql(slot: int, message: str) -> str:
+    """The MAC of ``message`` (bytea) under the key in ``slot``: its SHA-512 after the key,
+    truncated to 256 bits (``keys.mac``); NULL when the slot is empty. ``%N$s`` are the key
+    sequences' oids.
+
+    A keyed hash of this form resists length extension only because the truncation withholds
+    half of SHA-512's state; it costs one digest where HMAC takes two, and each digest costs
+    PostgreSQL as much as the rest of a check together.
+    """
     hi, lo = (KEY_SEQUENCES.index(name) + 1 for name in key_sequences(slot))
-    fill = bytes([pad & 0xFF]).hex() * 48
-    return (
-        f"int8send(pg_sequence_last_value(%{hi}$s::oid::regclass) # {pad}) || "
-        f"int8send(pg_sequence_last_value(%{lo}$s::oid::regclass) # {pad}) || "
-        f"'\\x{fill}'::bytea"
+    key = (
+        f"int8send(pg_sequence_last_value(%{hi}$s::oid::regclass)) || "
+        f"int8send(pg_sequence_last_value(%{lo}$s::oid::regclass))"
     )
-
-
-def _hmac_sql(slot: int, message: str) -> str:
-    """HMAC-SHA256 of ``message`` (bytea) under the key in ``slot`` (NULL when it is empty)."""
-    return f"sha256({_pad_sql(slot, _OUTER)} || sha256({_pad_sql(slot, _INNER)} || {message}))"
+    return f"substr(sha512({key} || {message}), 1, {MAC_BYTES})"
 
 
 def _label(text: str) -> str:
@@ -659,29 +667,47 @@ def _context_message(target: str) -> str:
     )
 
 
-def _verifier_sql(signature: str, returns: str, target_is: str, result: str, miss: str) -> str:
-    """A function returning ``result`` while the setting holds a context MAC'd for this backend
-    and transaction whose target passes ``target_is``, else ``miss``.
+def _mac_checks(target_is: str, message: str, given: str, accepted: Callable[[int], str]) -> str:
+    """plpgsql: run ``accepted(slot)`` when ``target_is`` holds and ``given`` (hex text) is the
+    MAC of ``message`` under a live key; the second key is tried only when the first fails.
 
-    As few plpgsql statements as possible: each expression is set up again in every transaction,
-    and the policies call this once per query. The second key is tried only when the first fails.
+    Hex text against hex text, so a ``given`` that is not hex needs no check before it is read.
+    The comparison runs in constant time: first the two values' 64-bit hashes (one machine word
+    each), then the texts themselves, which are compared only when the hashes match, so the
+    time a wrong guess takes says nothing of how much of it was right. (Hashing both sides with
+    ``sha256()`` would cost two digests per check, twice the MAC itself.)
     """
-    shape = f"{target_is} AND substr(context, length(context) - 64, 1) = '|' AND " + _only(
-        "right(context, 64)", _HEX, "repeat('x', 64)"
-    )
-    message = _context_message("left(context, -65)")
-    given = "sha256(decode(right(context, 64), 'hex'))"
     checks = "\n".join(
-        # CASE, not AND: the shape is checked before decode(), which would raise.
-        # (Parenthesised: plpgsql would end the condition at the CASE's own THEN.)
-        f"  IF (CASE WHEN {shape} THEN sha256({_hmac_sql(slot, message)}) = {given} END) THEN\n"
-        f"    RETURN {result};\n  END IF;"
+        f"    expected := encode({_mac_sql(slot, message)}, 'hex');\n"
+        f"    IF hashtextextended(expected, 0) = hashtextextended({given}, 0)\n"
+        f"       AND expected = {given} THEN\n{accepted(slot)}\n    END IF;"
         for slot in KEY_SLOTS
+    )
+    return f"  IF {target_is} THEN\n{checks}\n  END IF;"
+
+
+def _verifier_sql(
+    signature: str, returns: str, target_is: str, target: str, result: str, miss: str
+) -> str:
+    """A function returning ``result`` while the setting holds a context MAC'd for this backend
+    and transaction whose target passes ``target_is`` and is ``target``, else ``miss``.
+
+    The MAC is checked before anything is read from the value: only ``better_tenant_enter()``
+    writes a value that passes, and only for a well-formed target, so the value's shape needs no
+    check of its own. As few plpgsql statements and expression nodes as possible: each expression
+    is set up again in every transaction, and the policies call this once per query.
+    """
+    checks = _mac_checks(
+        target_is,
+        _context_message(target),
+        _tail("context"),
+        lambda slot: f"      RETURN {result};",
     )
     return f"""CREATE OR REPLACE FUNCTION {signature} RETURNS {returns}
 LANGUAGE plpgsql STABLE {_DEFINER} AS $body$
 DECLARE
   context text := current_setting('{SETTING}', true);
+  expected text;
 BEGIN
 {checks}
   RETURN {miss};
@@ -689,9 +715,25 @@ END
 $body$;"""
 
 
+def _tail(value: str) -> str:
+    """SQL: the MAC at the end of ``value`` (the text after the last ``|``, 64 characters).
+
+    Lengths and positions in bytes: the character functions would count the characters of the
+    whole value on every call. A value the key signed is ASCII, where the two agree; any other
+    value fails its MAC whatever is read from it.
+    """
+    return f"substr({value}, octet_length({value}) - {2 * MAC_BYTES - 1}, {2 * MAC_BYTES})"
+
+
+def _head(value: str) -> str:
+    """SQL: what ``value`` holds before its ``|`` and MAC (see ``_tail``)."""
+    return f"substr({value}, 1, octet_length({value}) - {2 * MAC_BYTES + 1})"
+
+
 def _enter_sql() -> str:
-    """``better_tenant_enter(proof)``: the accepted path is one statement per key; why a proof was
-    refused is worked out only when it was."""
+    """``better_tenant_enter(proof)``: the proof's MAC is checked first, so the accepted path reads
+    only what the key holder signed (a well-formed target and time); why a proof was refused is
+    worked out only when it was."""
     refused = "ERRCODE = 'insufficient_privilege'"
     uuid_shape = _only("target", _HEX, "'xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx'")
     marker_shape = " AND ".join(
@@ -710,35 +752,47 @@ def _enter_sql() -> str:
             "proof = target || '|' || issued || '|' || mac",
         ]
     )
-    fresh = f"abs(extract(epoch FROM clock_timestamp()) - issued::int8) <= {PROOF_MAX_AGE}"
-    proof = f"convert_to('{PROOF_LABEL}|' || target || '|' || issued, 'UTF8')"
-    accept = "\n".join(
-        # CASE orders the checks (the cast and decode() raise on a bad shape); parenthesised, as
-        # plpgsql would end the condition at the CASE's own THEN.
-        f"  IF (CASE WHEN {shape} THEN CASE WHEN {fresh}\n"
-        f"      THEN sha256({_hmac_sql(slot, proof)}) = sha256(decode(mac, 'hex')) END END) THEN\n"
-        f"    PERFORM set_config('{SETTING}', target || '|'\n"
-        f"      || encode({_hmac_sql(slot, _context_message('target'))}, 'hex'), true);\n"
-        "    RETURN target;\n  END IF;"
-        for slot in KEY_SLOTS
+    signed = _head("proof")
+    issued = f"split_part({signed}, '|', 2)"
+    target = f"split_part({signed}, '|', 1)"
+    # date_part() is float8 arithmetic; extract() would be numeric.
+    fresh = f"abs(date_part('epoch', clock_timestamp()) - {issued}::int8) <= {PROOF_MAX_AGE}"
+
+    def accepted(slot: int) -> str:
+        # The context is MAC'd under the key that signed the proof.
+        context_mac = _mac_sql(slot, _context_message(target))
+        return (
+            f"      IF {fresh} THEN\n"
+            f"        RETURN split_part(set_config('{SETTING}', {target} || '|'\n"
+            f"          || encode({context_mac}, 'hex'), true), '|', 1);\n"
+            "      END IF;\n"
+            f"      RAISE EXCEPTION USING {refused},\n"
+            f"        MESSAGE = 'better_tenant: context proof signed ' || {issued} || ', more than "
+            f"{PROOF_MAX_AGE} s from the database clock',\n"
+            "        HINT = 'Keep the application and database clocks in sync (NTP).';"
+        )
+
+    checks = _mac_checks(
+        f"substr(proof, octet_length(proof) - {2 * MAC_BYTES}, 1) = '|'",
+        f"convert_to('{PROOF_LABEL}|' || {signed}, 'UTF8')",
+        _tail("proof"),
+        accepted,
     )
     return f"""CREATE OR REPLACE FUNCTION {ENTER_FUNCTION}(proof text) RETURNS text
 LANGUAGE plpgsql VOLATILE {_DEFINER} AS $body$
 DECLARE
-  target text := split_part(proof, '|', 1);
-  issued text := split_part(proof, '|', 2);
-  mac text := split_part(proof, '|', 3);
+  expected text;
+  target text;
+  issued text;
+  mac text;
 BEGIN
-{accept}
+{checks}
+  target := split_part(proof, '|', 1);
+  issued := split_part(proof, '|', 2);
+  mac := split_part(proof, '|', 3);
   IF NOT coalesce({shape}, false) THEN
     RAISE EXCEPTION USING {refused},
       MESSAGE = 'better_tenant: malformed context proof';
-  END IF;
-  IF NOT {fresh} THEN
-    RAISE EXCEPTION USING {refused},
-      MESSAGE = 'better_tenant: context proof signed ' || issued || ', more than {PROOF_MAX_AGE} s '
-                || 'from the database clock',
-      HINT = 'Keep the application and database clocks in sync (NTP).';
   END IF;
   RAISE EXCEPTION USING {refused},
     MESSAGE = 'better_tenant: context proof refused: no key installed in the database matches',
@@ -766,18 +820,33 @@ LANGUAGE sql STABLE SECURITY INVOKER AS $body$ SELECT true $body$;
 CREATE OR REPLACE FUNCTION {HOLDS_FUNCTION}(marker text) RETURNS boolean
 LANGUAGE sql STABLE SECURITY INVOKER AS $body$ SELECT true $body$;
 DROP FUNCTION IF EXISTS {ENTER_FUNCTION}(text);"""
+    # A tenant id is the only target 36 characters long with a hyphen: markers have none.
+    tenant_length = 36 + 1 + 2 * MAC_BYTES
     current = _verifier_sql(
-        f"{CURRENT_FUNCTION}()", "uuid", "length(context) = 101", "left(context, 36)::uuid", "NULL"
+        f"{CURRENT_FUNCTION}()",
+        "uuid",
+        f"octet_length(context) = {tenant_length} AND substr(context, 9, 1) = '-'",
+        "substr(context, 1, 36)",
+        "substr(context, 1, 36)::uuid",
+        "NULL",
     )
     system = _verifier_sql(
         f"{SYSTEM_FUNCTION}()",
         "boolean",
-        f"left(context, -65) = '{SYSTEM_TARGET}'",
+        f"starts_with(context, '{SYSTEM_TARGET}|') "
+        f"AND octet_length(context) = {len(SYSTEM_TARGET) + 1 + 2 * MAC_BYTES}",
+        f"'{SYSTEM_TARGET}'",
         "true",
         "false",
     )
     holds = _verifier_sql(
-        f"{HOLDS_FUNCTION}(marker text)", "boolean", "left(context, -65) = marker", "true", "false"
+        f"{HOLDS_FUNCTION}(marker text)",
+        "boolean",
+        f"starts_with(context, marker || '|') "
+        f"AND octet_length(context) = octet_length(marker) + {1 + 2 * MAC_BYTES}",
+        "marker",
+        "true",
+        "false",
     )
     names = ", ".join(literal(name) for name in KEY_SEQUENCES)
     # The functions name the sequences by oid: no search_path, no quoting, found as created.

@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.pq import TransactionStatus
 
-from better_tenant import keys, sql
+from better_tenant import keys, pipeline, sql
 from better_tenant.conf import tenant_settings
 from better_tenant.exceptions import SystemRoleUnavailable
 
@@ -121,18 +121,19 @@ def _prefixed(prefix: str, query: Any) -> Any:
     return pgsql.Composed([pgsql.SQL(f"{prefix}; "), query])
 
 
-def settings_sql(target: TenantContext | None, held: Any) -> str:
+def settings_sql(target: TenantContext | None, held: Any, placeholder: str = "%s") -> str:
     """The ``SELECT`` making the transaction hold ``target`` (None: no tenant) after ``held``.
 
     In signed mode a tenant or system mode is entered through ``better_tenant_enter(%s)``, whose
-    proof goes as a bound parameter (``proof_for``); no tenant needs no proof.
+    proof goes as a bound parameter (``proof_for``); no tenant needs no proof. ``placeholder`` is
+    that parameter's spelling: psycopg's ``%s``, or ``$1`` for libpq.
     """
     tenant = str(target.tenant_id) if target is not None and target.tenant_id else ""
     is_system = target is not None and target.is_system
     if not tenant_settings.SIGNED_CONTEXT:
         parts = [sql.scope_settings_sql(sql.literal(tenant))]
     elif tenant or is_system or (target is not None and target.marker):
-        parts = [f"{sql.ENTER_FUNCTION}(%s)"]
+        parts = [f"{sql.ENTER_FUNCTION}({placeholder})"]
     else:
         parts = [f"set_config('{sql.SETTING}', '', true)"]
     # The role changes only when system mode does; after a savepoint rollback it may be either.
@@ -311,13 +312,19 @@ class TenantCursorMixin:
 
         A pipeline sends both before a single Sync: in autocommit they are one implicit
         transaction, as a prefixed simple query would be, and in a transaction the settings join it.
+        libpq's pipeline is driven directly where psycopg allows it (``better_tenant.pipeline``),
+        else through psycopg's ``Pipeline``.
         """
         conn = self.connection
-        statement = settings_sql(target, state.applied)
         try:
-            with conn.pipeline():
-                psycopg.Cursor(conn).execute(statement, proof)
-                super().execute(query, params, **kwargs)  # type: ignore[misc]
+            if pipeline.SUPPORTED and not kwargs:
+                statement = settings_sql(target, state.applied, "$1")
+                pipeline.execute(self, statement.encode(), proof[0], query, params)
+            else:
+                with conn.pipeline():
+                    statement = settings_sql(target, state.applied)
+                    psycopg.Cursor(conn).execute(statement, proof)
+                    super().execute(query, params, **kwargs)  # type: ignore[misc]
         except psycopg.Error as exc:
             _system_role_error(exc, target, conn)
             raise

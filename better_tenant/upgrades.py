@@ -112,3 +112,23 @@ class SignTenantContext(_TenantSQL):
 
     def describe(self) -> str:
         return "Verify the tenant context in the database (signed context and its keys)"
+
+
+class RefreshContextFunctions(_TenantSQL):
+    """Install this version's context functions over an earlier version's.
+
+    The functions always follow the installed code, whichever migration installed them last: a
+    database migrated by an earlier version verifies its proofs the earlier way, and every proof
+    this version signs would be refused. Backwards keeps them (the earlier version's functions are
+    not in this code); after going back to an earlier version, ``manage.py better_tenant init``
+    installs its own.
+    """
+
+    def forward_sql(self) -> str:
+        return context_functions()
+
+    def backward_sql(self) -> str:
+        return ""
+
+    def describe(self) -> str:
+        return "Install the context functions of this version"
