@@ -64,3 +64,20 @@ def tests(session: nox.Session, django: str, postgres: str) -> None:
         )
         env.update(line.split("=", 1) for line in str(printed).splitlines() if "=" in line)
     session.run("python", "-m", "pytest", *session.posargs, env=env)
+
+
+# The oldest psycopg pyproject.toml admits: better_tenant.pipeline drives libpq beneath psycopg's
+# cursor, so what it uses of psycopg must hold there too.
+OLDEST_PSYCOPG = "3.1"
+
+
+@nox.session(python="3.11")
+def psycopg_oldest(session: nox.Session) -> None:
+    """better_tenant's tests on the oldest psycopg admitted, against the machine's PostgreSQL 15."""
+    session.install("-e", ".[dev]", "Django~=5.2.0", f"psycopg[binary]~={OLDEST_PSYCOPG}.0")
+    env = {"BETTER_TEST_DB": "test_better_psycopg_oldest", "BETTER_OLDEST_PSYCOPG": OLDEST_PSYCOPG}
+    printed = session.run(
+        "python", "-m", "better_core.embedded", "--prepare", SERVERS["15"], silent=True
+    )
+    env.update(line.split("=", 1) for line in str(printed).splitlines() if "=" in line)
+    session.run("python", "-m", "pytest", "tests/tenant", *session.posargs, env=env)

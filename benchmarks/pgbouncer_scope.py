@@ -8,7 +8,10 @@ there if missing), per statement in autocommit (Django's default), as the applic
 
 - ``plain``: the point lookup on the table without RLS, ``WHERE id = $1 AND tenant_id = $2``;
 - ``unsigned``: the opt-out's statement, one simple-query string with the settings in front;
-- ``signed``: ``better_tenant_enter($1)`` and the statement in one pipeline, one Sync.
+- ``signed``: ``better_tenant_enter($1)`` and the statement in one pipeline, one Sync, as
+  ``better_tenant.statements`` sends them (libpq's pipeline driven under the cursor);
+- ``psycopg``: the same two statements through psycopg's ``Pipeline`` object, the path taken
+  where psycopg lacks what the direct one uses.
 
 Each runs straight to the server and through a PgBouncer (transaction mode, pool of two) started
 here; variants interleave, medians are compared. Needs Debian's ``pgbouncer``. The last line
@@ -31,7 +34,7 @@ from rls_policy import DATABASE, KEY, PLAIN, TABLES, UNSIGNED, build, data_is_cu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from better_tenant import keys
+from better_tenant import keys, pipeline
 from better_tenant.sql import ENTER_FUNCTION, scope_settings_sql
 from tests.support.pgbouncer import running_pgbouncer
 
@@ -44,6 +47,7 @@ def statements(conn: psycopg.Connection) -> dict[str, Callable[[str, int], list]
     unsigned = f"SELECT {scope_settings_sql('%s')}; SELECT * FROM {TABLES[UNSIGNED]} WHERE id = %s"
     signed = f"SELECT * FROM {TABLES['ours']} WHERE id = %s"
     enter = f"SELECT {ENTER_FUNCTION}(%s)"
+    entering = f"SELECT {ENTER_FUNCTION}($1)".encode()
 
     def run_plain(tenant: str, row_id: int) -> list:
         return ClientCursor(conn).execute(plain, [row_id, tenant]).fetchall()
@@ -54,13 +58,24 @@ def statements(conn: psycopg.Connection) -> dict[str, Callable[[str, int], list]
         return cursor.fetchall()
 
     def run_signed(tenant: str, row_id: int) -> list:
+        cursor = ClientCursor(conn)
+        # The proof bound on the server; the statement as Django sends it.
+        pipeline.execute(cursor, entering, keys.proof(tenant, KEY), signed, [row_id])
+        return cursor.fetchall()
+
+    def run_psycopg(tenant: str, row_id: int) -> list:
         with conn.pipeline():
             # The proof bound on the server; the statement as Django sends it.
             psycopg.Cursor(conn).execute(enter, [keys.proof(tenant, KEY)])
             cursor = ClientCursor(conn).execute(signed, [row_id])
         return cursor.fetchall()
 
-    return {"plain": run_plain, "unsigned": run_unsigned, "signed": run_signed}
+    return {
+        "plain": run_plain,
+        "unsigned": run_unsigned,
+        "signed": run_signed,
+        "psycopg": run_psycopg,
+    }
 
 
 def main() -> None:
@@ -115,7 +130,7 @@ def main() -> None:
         base = medians[(path, "plain")]
         row = ", ".join(
             f"{variant} {medians[(path, variant)]:.3f} ms ({medians[(path, variant)] / base:.2f}x)"
-            for variant in ("plain", "unsigned", "signed")
+            for variant in ("plain", "unsigned", "signed", "psycopg")
         )
         print(f"  {path:<9} {row}")
     added = {path: medians[(path, "signed")] - medians[(path, "plain")] for path in paths}
@@ -124,7 +139,8 @@ def main() -> None:
         f"{medians[('pgbouncer', 'signed')] / medians[('pgbouncer', 'plain')]:.2f}x its plain "
         f"statement (+{added['pgbouncer'] * 1000:.0f} us), straight to the server "
         f"{medians[('direct', 'signed')] / medians[('direct', 'plain')]:.2f}x "
-        f"(+{added['direct'] * 1000:.0f} us); no extra round trip on either path"
+        f"(+{added['direct'] * 1000:.0f} us); no extra round trip on either path; through "
+        f"psycopg's Pipeline {medians[('direct', 'psycopg')] / medians[('direct', 'plain')]:.2f}x"
     )
 
 

@@ -8,17 +8,29 @@ from typing import Any
 import psycopg
 from psycopg import generators, pq
 
-# What this path uses of psycopg beyond its public API. Each exists, with the same meaning, in
-# every psycopg 3 release since 3.1; if a release drops one, statements take psycopg's Pipeline.
-_CURSOR_PARTS = ("_start_query", "_convert_query", "_check_results", "_set_results")
+# What this path uses of psycopg beyond its public API, with the same meaning in every psycopg 3
+# release since 3.1; if a release drops one, statements take psycopg's Pipeline instead.
+_CURSOR_PARTS = ("_start_query", "_convert_query", "_check_results")
 _GENERATOR_PARTS = ("send", "fetch_many")
+# How a cursor takes the results of a statement it sent: named so since psycopg 3.2; 3.1 has it
+# only for pipelines (where it also checks them, which is harmless once checked).
+_SET_RESULTS = next(
+    (
+        name
+        for name in ("_set_results", "_set_results_from_pipeline")
+        if hasattr(psycopg.Cursor, name)
+    ),
+    None,
+)
 _OFF = pq.PipelineStatus.OFF
 _OK = pq.ConnStatus.OK
 
 
 def _parts_present() -> bool:
-    return all(hasattr(psycopg.Cursor, part) for part in _CURSOR_PARTS) and all(
-        hasattr(generators, part) for part in _GENERATOR_PARTS
+    return (
+        _SET_RESULTS is not None
+        and all(hasattr(psycopg.Cursor, part) for part in _CURSOR_PARTS)
+        and all(hasattr(generators, part) for part in _GENERATOR_PARTS)
     )
 
 
@@ -72,7 +84,7 @@ def _execute_gen(
     # A refused proof aborts the statement: its error is the one to raise.
     cursor._check_results(entered)
     cursor._check_results(results)
-    cursor._set_results(results)
+    getattr(cursor, _SET_RESULTS)(results)  # type: ignore[arg-type]
     cursor._last_query = query
 
 

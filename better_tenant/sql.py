@@ -590,10 +590,9 @@ def grant_privileges_sql(
 # id or a marker such as ``system``) and a MAC (``_mac_sql``) over the target, the backend's pid
 # and the transaction's start. Only ``better_tenant_enter()`` writes such a value, and only for a
 # proof the application signed with the same key (``better_tenant.keys``). The functions policies
-# call run as the owner (SECURITY DEFINER, fixed search_path) to read the key; they return the
-# target
-# only while the MAC matches this backend and this transaction, so a value copied from another
-# backend or an earlier transaction reads as no tenant. Comparisons run in constant time
+# call run as the owner (SECURITY DEFINER, every name qualified) to read the key; they return
+# the target only while the MAC matches this backend and this transaction, so a value copied from
+# another backend or an earlier transaction reads as no tenant. Comparisons run in constant time
 # (``_mac_checks``).
 #
 # What costs is counted in instructions (callgrind, PostgreSQL 15): one digest is about as much as
@@ -617,11 +616,15 @@ CONTEXT_LABEL = "better_tenant.context"
 HOLDS_FUNCTION = "better_tenant_holds"
 # A target is a tenant id or a marker: "system", or another app's privileged path.
 MARKER_PATTERN = "^[a-z][a-z0-9_]{0,62}$"
-_DEFINER = "SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
+# The functions run as the owner. Every name in their bodies (function, operator, type) is
+# qualified with pg_catalog, so no search_path an attacker sets can put another object in its
+# place; a fixed search_path (SET on the function) would do the same at the price of saving and
+# restoring the settings on every call, an eighth of a check.
+_DEFINER = "SECURITY DEFINER"
 # Shape checks with translate(): a regular expression costs more than the whole MAC check.
-_HEX = "'0123456789abcdef'"
-_LOWER = "'abcdefghijklmnopqrstuvwxyz'"
-_MARKER_CHARS = "'abcdefghijklmnopqrstuvwxyz0123456789_'"
+_HEX = "0123456789abcdef"
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+_MARKER_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 
 def key_sequences(slot: int) -> tuple[str, str]:
@@ -632,9 +635,26 @@ def key_sequences(slot: int) -> tuple[str, str]:
 KEY_SEQUENCES = tuple(name for slot in KEY_SLOTS for name in key_sequences(slot))
 
 
+def _f(name: str, *args: str) -> str:
+    """SQL: a call of the built-in function ``name``."""
+    return f"pg_catalog.{name}({', '.join(args)})"
+
+
+def _op(left: str, operator: str, right: str) -> str:
+    """SQL: ``left operator right`` with the built-in operator, in parentheses: written as
+    ``OPERATOR(..)`` every operator binds alike, whatever its own precedence."""
+    return f"({left} OPERATOR(pg_catalog.{operator}) {right})"
+
+
+def _cat(*parts: str) -> str:
+    """SQL: ``parts`` concatenated (text or bytea)."""
+    return "(" + " OPERATOR(pg_catalog.||) ".join(parts) + ")"
+
+
 def _only(text: str, alphabet: str, shape: str) -> str:
     """SQL: ``text`` is ``shape`` once every character of ``alphabet`` is read as ``x``."""
-    return f"translate({text}, {alphabet}, repeat('x', length({alphabet}))) = {shape}"
+    every = _f("translate", text, f"'{alphabet}'", f"'{'x' * len(alphabet)}'")
+    return _op(every, "=", shape)
 
 
 def _mac_sql(slot: int, message: str) -> str:
@@ -647,29 +667,43 @@ def _mac_sql(slot: int, message: str) -> str:
     PostgreSQL as much as the rest of a check together.
     """
     hi, lo = (KEY_SEQUENCES.index(name) + 1 for name in key_sequences(slot))
-    key = (
-        f"int8send(pg_sequence_last_value(%{hi}$s::oid::regclass)) || "
-        f"int8send(pg_sequence_last_value(%{lo}$s::oid::regclass))"
+    key = _cat(
+        *(
+            _f(
+                "int8send",
+                _f("pg_sequence_last_value", f"%{n}$s::pg_catalog.oid::pg_catalog.regclass"),
+            )
+            for n in (hi, lo)
+        )
     )
-    return f"substr(sha512({key} || {message}), 1, {MAC_BYTES})"
+    return _f("substr", _f("sha512", _cat(key, message)), "1", str(MAC_BYTES))
+
+
+def _hex(value: str) -> str:
+    return _f("encode", value, "'hex'")
 
 
 def _label(text: str) -> str:
-    return f"'\\x{text.encode().hex()}'::bytea"
+    return f"'\\x{text.encode().hex()}'::pg_catalog.bytea"
 
 
 def _context_message(target: str) -> str:
     """What a context MAC covers: ``target`` (SQL text), this backend, this transaction's start
     (binary, so no setting such as DateStyle changes it)."""
-    return (
-        f"{_label(CONTEXT_LABEL + '|')} || convert_to({target}, 'UTF8') || "
-        "int4send(pg_backend_pid()) || timestamptz_send(now())"
+    return _cat(
+        _label(CONTEXT_LABEL + "|"),
+        _f("convert_to", target, "'UTF8'"),
+        _f("int4send", _f("pg_backend_pid")),
+        _f("timestamptz_send", _f("now")),
     )
 
 
-def _mac_checks(target_is: str, message: str, given: str, accepted: Callable[[int], str]) -> str:
-    """plpgsql: run ``accepted(slot)`` when ``target_is`` holds and ``given`` (hex text) is the
-    MAC of ``message`` under a live key; the second key is tried only when the first fails.
+def _mac_checks(
+    target_is: str | None, message: str, given: str, accepted: Callable[[int], str]
+) -> str:
+    """plpgsql: run ``accepted(slot)`` when ``target_is`` holds (if given) and ``given`` (hex
+    text) is the MAC of ``message`` under a live key; the second key is tried only when the first
+    fails.
 
     Hex text against hex text, so a ``given`` that is not hex needs no check before it is read.
     The comparison runs in constant time: first the two values' 64-bit hashes (one machine word
@@ -677,20 +711,22 @@ def _mac_checks(target_is: str, message: str, given: str, accepted: Callable[[in
     time a wrong guess takes says nothing of how much of it was right. (Hashing both sides with
     ``sha256()`` would cost two digests per check, twice the MAC itself.)
     """
+    hashes = _op(_f("hashtextextended", "expected", "0"), "=", _f("hashtextextended", given, "0"))
     checks = "\n".join(
-        f"    expected := encode({_mac_sql(slot, message)}, 'hex');\n"
-        f"    IF hashtextextended(expected, 0) = hashtextextended({given}, 0)\n"
-        f"       AND expected = {given} THEN\n{accepted(slot)}\n    END IF;"
+        f"    expected := {_hex(_mac_sql(slot, message))};\n"
+        f"    IF {hashes}\n"
+        f"       AND {_op('expected', '=', given)} THEN\n{accepted(slot)}\n    END IF;"
         for slot in KEY_SLOTS
     )
-    return f"  IF {target_is} THEN\n{checks}\n  END IF;"
+    return checks if target_is is None else f"  IF {target_is} THEN\n{checks}\n  END IF;"
 
 
 def _verifier_sql(
-    signature: str, returns: str, target_is: str, target: str, result: str, miss: str
+    signature: str, returns: str, target_is: str, target: str, given: str, result: str, miss: str
 ) -> str:
     """A function returning ``result`` while the setting holds a context MAC'd for this backend
-    and transaction whose target passes ``target_is`` and is ``target``, else ``miss``.
+    and transaction whose target passes ``target_is`` and is ``target``, with the MAC
+    ``given``; else ``miss``.
 
     The MAC is checked before anything is read from the value: only ``better_tenant_enter()``
     writes a value that passes, and only for a well-formed target, so the value's shape needs no
@@ -698,16 +734,13 @@ def _verifier_sql(
     is set up again in every transaction, and the policies call this once per query.
     """
     checks = _mac_checks(
-        target_is,
-        _context_message(target),
-        _tail("context"),
-        lambda slot: f"      RETURN {result};",
+        target_is, _context_message(target), given, lambda slot: f"      RETURN {result};"
     )
     return f"""CREATE OR REPLACE FUNCTION {signature} RETURNS {returns}
 LANGUAGE plpgsql STABLE {_DEFINER} AS $body$
 DECLARE
-  context text := current_setting('{SETTING}', true);
-  expected text;
+  context pg_catalog.text := {_f("current_setting", f"'{SETTING}'", "true")};
+  expected pg_catalog.text;
 BEGIN
 {checks}
   RETURN {miss};
@@ -722,12 +755,14 @@ def _tail(value: str) -> str:
     whole value on every call. A value the key signed is ASCII, where the two agree; any other
     value fails its MAC whatever is read from it.
     """
-    return f"substr({value}, octet_length({value}) - {2 * MAC_BYTES - 1}, {2 * MAC_BYTES})"
+    start = _op(_f("octet_length", value), "-", str(2 * MAC_BYTES - 1))
+    return _f("substr", value, start, str(2 * MAC_BYTES))
 
 
 def _head(value: str) -> str:
-    """SQL: what ``value`` holds before its ``|`` and MAC (see ``_tail``)."""
-    return f"substr({value}, 1, octet_length({value}) - {2 * MAC_BYTES + 1})"
+    """SQL: what ``value`` holds before its ``|`` and MAC (see ``_tail``), empty when short."""
+    length = _op(_f("octet_length", value), "-", str(2 * MAC_BYTES + 1))
+    return _f("substr", value, "1", f"GREATEST({length}, 0)")
 
 
 def _enter_sql() -> str:
@@ -736,60 +771,76 @@ def _enter_sql() -> str:
     worked out only when it was."""
     refused = "ERRCODE = 'insufficient_privilege'"
     uuid_shape = _only("target", _HEX, "'xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx'")
+    length = _f("length", "target")
     marker_shape = " AND ".join(
         [
-            "length(target) BETWEEN 1 AND 63",
-            _only("left(target, 1)", _LOWER, "'x'"),
-            _only("target", _MARKER_CHARS, "repeat('x', length(target))"),
+            _op(length, ">=", "1"),
+            _op(length, "<=", "63"),
+            _only(_f("left", "target", "1"), _LOWER, "'x'"),
+            _only("target", _MARKER_CHARS, _f("repeat", "'x'", length)),
         ]
     )
+    issued_length = _f("length", "issued")
     shape = " AND ".join(
         [
             f"({uuid_shape} OR ({marker_shape}))",
-            "length(issued) BETWEEN 1 AND 12",
-            _only("issued", "'0123456789'", "repeat('x', length(issued))"),
-            _only("mac", _HEX, "repeat('x', 64)"),
-            "proof = target || '|' || issued || '|' || mac",
+            _op(issued_length, ">=", "1"),
+            _op(issued_length, "<=", "12"),
+            _only("issued", "0123456789", _f("repeat", "'x'", issued_length)),
+            _only("mac", _HEX, f"'{'x' * 2 * MAC_BYTES}'"),
+            _op("proof", "=", _cat("target", "'|'", "issued", "'|'", "mac")),
         ]
     )
-    signed = _head("proof")
-    issued = f"split_part({signed}, '|', 2)"
-    target = f"split_part({signed}, '|', 1)"
+    issued = _f("split_part", "signed", "'|'", "2")
     # date_part() is float8 arithmetic; extract() would be numeric.
-    fresh = f"abs(date_part('epoch', clock_timestamp()) - {issued}::int8) <= {PROOF_MAX_AGE}"
+    age = _op(_f("date_part", "'epoch'", _f("clock_timestamp")), "-", f"{issued}::pg_catalog.int8")
+    fresh = _op(_f("abs", age), "<=", str(PROOF_MAX_AGE))
+    stale = _cat(
+        "'better_tenant: context proof signed '",
+        issued,
+        f"', more than {PROOF_MAX_AGE} s from the database clock'",
+    )
+
+    setting, bar = f"'{SETTING}'", "'|'"
 
     def accepted(slot: int) -> str:
         # The context is MAC'd under the key that signed the proof.
-        context_mac = _mac_sql(slot, _context_message(target))
+        context = _cat(
+            "target", "'|'", _f("encode", _mac_sql(slot, _context_message("target")), "'hex'")
+        )
         return (
             f"      IF {fresh} THEN\n"
-            f"        RETURN split_part(set_config('{SETTING}', {target} || '|'\n"
-            f"          || encode({context_mac}, 'hex'), true), '|', 1);\n"
+            f"        target := {_f('split_part', 'signed', bar, '1')};\n"
+            f"        expected := {_f('set_config', setting, context, 'true')};\n"
+            "        RETURN target;\n"
             "      END IF;\n"
             f"      RAISE EXCEPTION USING {refused},\n"
-            f"        MESSAGE = 'better_tenant: context proof signed ' || {issued} || ', more than "
-            f"{PROOF_MAX_AGE} s from the database clock',\n"
+            f"        MESSAGE = {stale},\n"
             "        HINT = 'Keep the application and database clocks in sync (NTP).';"
         )
 
+    # No check of the proof's shape first: what the MAC covers is read as signed, and anything
+    # else fails the MAC.
     checks = _mac_checks(
-        f"substr(proof, octet_length(proof) - {2 * MAC_BYTES}, 1) = '|'",
-        f"convert_to('{PROOF_LABEL}|' || {signed}, 'UTF8')",
-        _tail("proof"),
+        None,
+        _f("convert_to", _cat(f"'{PROOF_LABEL}|'", "signed"), "'UTF8'"),
+        "given",
         accepted,
     )
     return f"""CREATE OR REPLACE FUNCTION {ENTER_FUNCTION}(proof text) RETURNS text
 LANGUAGE plpgsql VOLATILE {_DEFINER} AS $body$
 DECLARE
-  expected text;
-  target text;
-  issued text;
-  mac text;
+  signed pg_catalog.text := {_head("proof")};
+  given pg_catalog.text := {_tail("proof")};
+  expected pg_catalog.text;
+  target pg_catalog.text;
+  issued pg_catalog.text;
+  mac pg_catalog.text;
 BEGIN
 {checks}
-  target := split_part(proof, '|', 1);
-  issued := split_part(proof, '|', 2);
-  mac := split_part(proof, '|', 3);
+  target := {_f("split_part", "proof", "'|'", "1")};
+  issued := {_f("split_part", "proof", "'|'", "2")};
+  mac := {_f("split_part", "proof", "'|'", "3")};
   IF NOT coalesce({shape}, false) THEN
     RAISE EXCEPTION USING {refused},
       MESSAGE = 'better_tenant: malformed context proof';
@@ -820,31 +871,39 @@ LANGUAGE sql STABLE SECURITY INVOKER AS $body$ SELECT true $body$;
 CREATE OR REPLACE FUNCTION {HOLDS_FUNCTION}(marker text) RETURNS boolean
 LANGUAGE sql STABLE SECURITY INVOKER AS $body$ SELECT true $body$;
 DROP FUNCTION IF EXISTS {ENTER_FUNCTION}(text);"""
-    # A tenant id is the only target 36 characters long with a hyphen: markers have none.
+    # A tenant id is the only target 36 characters long with a hyphen: markers have none. Its
+    # context has a fixed length, so its MAC a fixed place.
     tenant_length = 36 + 1 + 2 * MAC_BYTES
+    length = _f("octet_length", "context")
     current = _verifier_sql(
         f"{CURRENT_FUNCTION}()",
         "uuid",
-        f"octet_length(context) = {tenant_length} AND substr(context, 9, 1) = '-'",
-        "substr(context, 1, 36)",
-        "substr(context, 1, 36)::uuid",
+        f"{_op(length, '=', str(tenant_length))} AND "
+        + _op(_f("substr", "context", "9", "1"), "=", "'-'"),
+        _f("substr", "context", "1", "36"),
+        _f("substr", "context", "38", str(2 * MAC_BYTES)),
+        f"{_f('substr', 'context', '1', '36')}::pg_catalog.uuid",
         "NULL",
     )
+    system_prefix = f"'{SYSTEM_TARGET}|'"
     system = _verifier_sql(
         f"{SYSTEM_FUNCTION}()",
         "boolean",
-        f"starts_with(context, '{SYSTEM_TARGET}|') "
-        f"AND octet_length(context) = {len(SYSTEM_TARGET) + 1 + 2 * MAC_BYTES}",
+        f"{_f('starts_with', 'context', system_prefix)} AND "
+        + _op(length, "=", str(len(SYSTEM_TARGET) + 1 + 2 * MAC_BYTES)),
         f"'{SYSTEM_TARGET}'",
+        _f("substr", "context", str(len(SYSTEM_TARGET) + 2), str(2 * MAC_BYTES)),
         "true",
         "false",
     )
+    bar = "'|'"
     holds = _verifier_sql(
         f"{HOLDS_FUNCTION}(marker text)",
         "boolean",
-        f"starts_with(context, marker || '|') "
-        f"AND octet_length(context) = octet_length(marker) + {1 + 2 * MAC_BYTES}",
+        f"{_f('starts_with', 'context', _cat('marker', bar))} AND "
+        + _op(length, "=", _op(_f("octet_length", "marker"), "+", str(1 + 2 * MAC_BYTES))),
         "marker",
+        _tail("context"),
         "true",
         "false",
     )

@@ -135,13 +135,16 @@ def settings_sql(target: TenantContext | None, held: Any, placeholder: str = "%s
     elif tenant or is_system or (target is not None and target.marker):
         parts = [f"{sql.ENTER_FUNCTION}({placeholder})"]
     else:
-        parts = [f"set_config('{sql.SETTING}', '', true)"]
+        parts = [f"pg_catalog.set_config('{sql.SETTING}', '', true)"]
     # The role changes only when system mode does; after a savepoint rollback it may be either.
+    # Qualified, as the context functions are: no function another schema adds runs in its place.
     held_system = held is not None and held is not UNKNOWN and held.is_system
     if is_system and not held_system:
-        parts.append(f"set_config('role', {sql.literal(tenant_settings.SYSTEM_ROLE)}, true)")
+        parts.append(
+            f"pg_catalog.set_config('role', {sql.literal(tenant_settings.SYSTEM_ROLE)}, true)"
+        )
     elif not is_system and (held_system or held is UNKNOWN):
-        parts.append("set_config('role', 'none', true)")
+        parts.append("pg_catalog.set_config('role', 'none', true)")
     return "SELECT " + ", ".join(parts)
 
 

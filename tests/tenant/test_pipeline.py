@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import psycopg
@@ -95,14 +96,14 @@ def test_a_refused_proof_raises_and_the_statement_does_not_run(acme, path, setti
     connection.ensure_connection()
     settings.BETTER_TENANT = {**settings.BETTER_TENANT, "CONTEXT_KEY": "x" * 40}
     with run_as(acme, atomic=False):
-        with pytest.raises(DatabaseError, match="no key installed") as raised:
-            with connection.cursor() as cursor:
-                cursor.execute("UPDATE test_notes SET title = 'lost'")
+        with (
+            pytest.raises(DatabaseError, match="no key installed") as raised,
+            connection.cursor() as cursor,
+        ):
+            cursor.execute("UPDATE test_notes SET title = 'lost'")
         assert isinstance(raised.value.__cause__, psycopg.errors.InsufficientPrivilege)
         assert idle_and_out_of_pipeline()
-    settings.BETTER_TENANT = {
-        k: v for k, v in settings.BETTER_TENANT.items() if k != "CONTEXT_KEY"
-    }
+    settings.BETTER_TENANT = {k: v for k, v in settings.BETTER_TENANT.items() if k != "CONTEXT_KEY"}
     with run_as(acme):
         assert "lost" not in Note.objects.values_list("title", flat=True)
 
@@ -128,3 +129,10 @@ def test_inside_a_transaction_the_proof_joins_it(acme, path):
         assert connection.connection.pgconn.transaction_status == TransactionStatus.INTRANS
     # The second query carries nothing: the transaction already holds the tenant.
     assert len(calls) == (1 if name == "direct" else 0)
+
+
+def test_this_psycopg_runs_the_direct_path():
+    # noxfile.py's psycopg_oldest session runs these tests on the oldest psycopg admitted.
+    oldest = os.environ.get("BETTER_OLDEST_PSYCOPG")
+    assert oldest is None or psycopg.__version__.startswith(f"{oldest}.")
+    assert pipeline.SUPPORTED

@@ -256,7 +256,7 @@ def test_the_settings_statement_changes_the_role_only_when_system_mode_changes()
     # The tenant is in the bound proof, not in the statement.
     assert text == "SELECT better_tenant_enter(%s)"
     system = settings_sql(TenantContext(is_system=True), None)
-    assert system.startswith("SELECT better_tenant_enter(%s), set_config('role'")
+    assert system.startswith("SELECT better_tenant_enter(%s), pg_catalog.set_config('role'")
     # Leaving system mode resets the role in the same statement.
     assert "set_config('role', 'none', true)" in settings_sql(None, TenantContext(is_system=True))
     # Staying in system mode leaves it; after a savepoint rollback either may hold, so both set it.
