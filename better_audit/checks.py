@@ -7,7 +7,8 @@ MAX_QUERY_LIMIT; E012 a Django release capture was not verified on; E013 BETTER_
 or an unknown key; E014 both BETTER_AUDIT['INTEGRITY'] and BETTER_AUDIT_INTEGRITY set; E015 an
 INTEGRITY value; E016 a hook, handler or extractor that does not import; E017 another value of
 the wrong type. W001 a listed table that no installed model has; W002 ASYNC_WRITE without
-ON_ERROR; W003 BETTER_AUDIT_INTEGRITY still used. The ids of single values are declared with their
+ON_ERROR; W003 BETTER_AUDIT_INTEGRITY still used; W004 bearer tokens read unverified
+(JWT_UNVERIFIED). The ids of single values are declared with their
 keys in better_audit.conf.
 """
 
@@ -59,6 +60,17 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.C
                     id="better_audit.W002",
                 )
             )
+    if audit_settings.JWT_UNVERIFIED and audit_settings.JWT_KEY is None:
+        messages.append(
+            checks.Warning(
+                "BETTER_AUDIT['JWT_UNVERIFIED'] is on: the audit actor is read from bearer tokens "
+                "that nothing here verifies, so a client can name any actor unless a layer in "
+                "front of Django verifies every token first.",
+                hint="Set BETTER_AUDIT['JWT_KEY'] (the key that signs the tokens) and turn "
+                "JWT_UNVERIFIED off.",
+                id="better_audit.W004",
+            )
+        )
     if "ENRICHMENT" not in {problem.key for problem in problems}:
         try:
             enrichment.settings_rules()

@@ -179,7 +179,13 @@ SCHEMA = {
     "JWT_KEY": Setting(
         None,
         id="better_audit.E017",
-        hint="The key verifying bearer tokens; None decodes them without verification.",
+        hint="The key verifying bearer tokens; without it they name no actor (see JWT_UNVERIFIED).",
+    ),
+    "JWT_UNVERIFIED": Bool(
+        False,
+        id="better_audit.E017",
+        hint="True reads the actor from bearer tokens without verifying them, for a project whose "
+        "authentication layer verifies them first (better_audit.W004 says so).",
     ),
     "JWT_ALGORITHMS": Strings(
         ["HS256"], empty=False, id="better_audit.E017", hint="E.g. ['HS256'] or ['RS256']."

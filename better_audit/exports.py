@@ -10,7 +10,11 @@ Shapes (field names are the model's, in the order of ``FIELDS``):
 - JSON ``ndjson``: one entry per line, then a last line ``{"_chain_head": {...}}``;
 - CSV: a header row of ``FIELDS`` and one row per entry, nothing else; ``before_data``,
   ``after_data``, ``diff``, ``metadata``, ``compliance`` and ``redacted_fields`` cells hold JSON,
-  ``notify`` is ``true``/``false``, NULL is an empty cell.
+  ``notify`` is ``true``/``false``, NULL is an empty cell. A cell that a spreadsheet would read
+  as a formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) gets a
+  leading ``'``, as OWASP advises against CSV injection: the trail records what clients sent, and
+  auditors open exports in spreadsheets. ``neutralize_formulas=False`` writes cells as stored,
+  for programs that read the file.
 
 ``naming="camel"`` writes the entries as the console protocol shows them: camelCase keys and CSV
 header (``tableName``, ``recordId``, ...), times in UTC to the millisecond (``...T12:00:00.000Z``),
@@ -37,7 +41,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import IO, Any, Protocol, cast, overload
 
@@ -146,6 +150,7 @@ def export(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     naming: str = "columns",
     max_rows: int | None = None,
+    neutralize_formulas: bool = True,
 ) -> str | ExportSummary:
     """Export the entries of ``query`` (default: all, oldest first) as JSON or CSV; the first
     ``max_rows`` of them when given.
@@ -155,7 +160,9 @@ def export(
     """
     style = _validate(format, json_style, naming, max_rows)
     q = (query or AuditQuery()).ordered("asc")
-    plan = _Plan(format, style, q, chain_head, chunk_size, None, naming, max_rows)
+    plan = _Plan(
+        format, style, q, chain_head, chunk_size, None, naming, max_rows, neutralize_formulas
+    )
     if output is None:
         buffer = io.StringIO()
         # A CSV string has nowhere to carry the head, so it is not computed.
@@ -185,6 +192,7 @@ def export_response(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     naming: str = "columns",
     max_rows: int | None = None,
+    neutralize_formulas: bool = True,
 ) -> StreamingHttpResponse:
     """A download of the export, streamed: the right content type and an attachment filename.
 
@@ -202,7 +210,9 @@ def export_response(
             header_head = _chain_head()
     # In the console's shape the head travels in the header alone.
     in_body = chain_head and naming != "camel"
-    plan = _Plan(format, style, q, in_body, chunk_size, header_head, naming, max_rows)
+    plan = _Plan(
+        format, style, q, in_body, chunk_size, header_head, naming, max_rows, neutralize_formulas
+    )
 
     def body() -> Iterator[bytes]:
         # Snapshot first: REPEATABLE READ must be set before the scope's first statement.
@@ -249,6 +259,7 @@ class _Plan:
     head: dict[str, Any] | None = None
     naming: str = "columns"
     max_rows: int | None = None
+    neutralize_formulas: bool = True
 
 
 def _write(stream: Any, plan: _Plan) -> ExportSummary:
@@ -273,10 +284,10 @@ def _run(stream: Any, plan: _Plan) -> Iterator[ExportSummary | None]:
     with snapshot(using):
         camel = plan.naming == "camel"
         if plan.format == "csv":
-            writer = csv.writer(stream, lineterminator="\n" if camel else "\r\n")
+            writer = _LineWriter(stream) if camel else csv.writer(stream, lineterminator="\r\n")
             writer.writerow(CAMEL_FIELDS if camel else FIELDS)
             for chunk in _chunks(qs, plan.chunk_size, plan.max_rows):
-                writer.writerows(_csv_row(row, camel) for row in chunk)
+                writer.writerows(_csv_row(row, camel, plan.neutralize_formulas) for row in chunk)
                 rows += len(chunk)
                 yield None
             if plan.chain_head and head is None:
@@ -353,7 +364,38 @@ def _json_row(row: tuple[Any, ...], camel: bool = False) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def _csv_row(row: tuple[Any, ...], camel: bool = False) -> list[str]:
+class _LineWriter:
+    """CSV with lines ending in ``\n``, as the console writes it. The csv module quotes only the
+    characters of its line terminator, so a carriage return inside a cell would go out bare and
+    end a row in a spreadsheet: here a cell holding a comma, a quote, CR or LF is quoted."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def writerow(self, cells: Sequence[str]) -> None:
+        self.stream.write(",".join(map(_quoted, cells)) + "\n")
+
+    def writerows(self, rows: Iterable[Sequence[str]]) -> None:
+        self.stream.write("".join(",".join(map(_quoted, cells)) + "\n" for cells in rows))
+
+
+def _quoted(cell: str) -> str:
+    if any(c in cell for c in ',"\r\n'):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
+
+
+# What a spreadsheet takes for the start of a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize(cell: str) -> str:
+    """``cell`` as a spreadsheet shows it verbatim: a leading ``'`` before a formula's start."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def _csv_row(row: tuple[Any, ...], camel: bool = False, formulas: bool = True) -> list[str]:
+    """One entry's cells; with ``formulas`` true (the default), none starts a formula."""
     cells = []
     for index, value in enumerate(row):
         if value is None:
@@ -367,7 +409,7 @@ def _csv_row(row: tuple[Any, ...], camel: bool = False) -> list[str]:
             cells.append(_compact(_camel_diff(value) if index == _DIFF else value))
         else:
             cells.append(str(value))
-    return cells
+    return [neutralize(cell) for cell in cells] if formulas else cells
 
 
 def _compact(text: str) -> str:

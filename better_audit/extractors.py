@@ -107,16 +107,20 @@ def from_bearer_token(
 ) -> Extractor:
     """Read ``claim`` from the JWT of the ``Authorization: Bearer`` header.
 
-    Without a key (neither ``key`` nor the ``JWT_KEY`` setting) the token is only decoded, as the
-    authentication layer is expected to have verified it. With a key, the signature and the
-    ``exp``/``nbf`` claims are verified (``aud`` too when ``audience`` is given). A malformed,
-    expired or badly signed token yields None.
+    The signature and the ``exp``/``nbf`` claims are verified with ``key`` or the ``JWT_KEY``
+    setting (``aud`` too when ``audience`` is given); a malformed, expired or badly signed token
+    yields None. Without a key a token names no actor, since any client could write any actor
+    into the trail, unless ``JWT_UNVERIFIED`` is True: then it is only decoded, for a project whose
+    authentication layer has verified it (the check ``better_audit.W004`` says so).
     """
 
     def extract(request: Any) -> str | None:
+        verifying = key if key is not None else audit_settings.JWT_KEY
+        if verifying is None and not audit_settings.JWT_UNVERIFIED:
+            return None
         claims = bearer_claims(
             request,
-            key if key is not None else audit_settings.JWT_KEY,
+            verifying,
             algorithms=algorithms or audit_settings.JWT_ALGORITHMS,
             audience=audience,
             refuse_unexpected_audience=False,

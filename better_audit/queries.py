@@ -46,7 +46,10 @@ class AuditQuery:
         self._using = using
         self._q: list[Q] = []
         self._tags: list[str] = []
+        self._actors: list[str] = []
+        self._resource: tuple[str, str | None] | None = None
         self._since: datetime | None = None
+        self._until: datetime | None = None
         self._range: tuple[datetime | None, datetime | None, bool] | None = None
         self._order = "desc"
         self._order_given = False
@@ -57,6 +60,7 @@ class AuditQuery:
         clone = copy.copy(self)
         clone._q = list(self._q)
         clone._tags = list(self._tags)
+        clone._actors = list(self._actors)
         return clone
 
     def _where(self, condition: Q) -> AuditQuery:
@@ -75,19 +79,30 @@ class AuditQuery:
         clone._q.extend(conditions)
         return clone
 
-    def resource(self, table: str) -> AuditQuery:
-        """Entries of one audited table (SQL table name or ``"app_label.Model"``)."""
+    def resource(self, table: str, record_id: Any = None) -> AuditQuery:
+        """Entries of one audited table (SQL table name or ``"app_label.Model"``), and of one
+        record of it when ``record_id`` is given. A later call replaces an earlier one, as in
+        ``@usebetterdev/audit-core``."""
         from better_audit.tables import resolve_table_name
 
         if not isinstance(table, str) or not table:
             raise ValueError(f"resource() takes a table name; got {table!r}.")
-        return self._where(Q(table_name=resolve_table_name(table)))
+        if record_id is not None and record_id == "":
+            raise ValueError("resource() takes a record id or None; got an empty value.")
+        clone = self._clone()
+        record = None if record_id is None else str(record_id)
+        clone._resource = (resolve_table_name(table), record)
+        return clone
 
-    def actor(self, actor_id: Any) -> AuditQuery:
-        """Entries written by one actor."""
-        if actor_id is None or actor_id == "":
-            raise ValueError("actor() takes an actor id; got an empty value.")
-        return self._where(Q(actor_id=str(actor_id)))
+    def actor(self, *actor_ids: Any) -> AuditQuery:
+        """Entries written by any of the given actors; calls add to the set (OR, as in
+        ``@usebetterdev/audit-core``)."""
+        values = [str(value) for value in _flat(actor_ids) if value is not None and value != ""]
+        if not values or len(values) != len(list(_flat(actor_ids))):
+            raise ValueError(f"actor() takes one or more actor ids; got {actor_ids!r}.")
+        clone = self._clone()
+        clone._actors.extend(value for value in values if value not in clone._actors)
+        return clone
 
     def record(self, record_id: Any) -> AuditQuery:
         """Entries of one record (combine with ``resource()`` to use the record index fully)."""
@@ -134,6 +149,18 @@ class AuditQuery:
             raise ValueError("since() and between() cannot be combined; use one time filter.")
         clone = self._clone()
         clone._since = parse_since(value)
+        _ordered_window(clone._since, clone._until)
+        return clone
+
+    def until(self, value: str | date | datetime) -> AuditQuery:
+        """Entries before a moment (``timestamp < value``): a duration ago (``4h``, ``30d``) or
+        an ISO date or time. Combines with ``since()``; exclusive with ``between()``; a later
+        call replaces an earlier one, as in ``@usebetterdev/audit-core``."""
+        if self._range is not None:
+            raise ValueError("until() and between() cannot be combined; use one time filter.")
+        clone = self._clone()
+        clone._until = parse_since(value)
+        _ordered_window(clone._since, clone._until)
         return clone
 
     def between(
@@ -144,8 +171,9 @@ class AuditQuery:
         Bounds are datetimes, dates or ISO 8601 strings; a bare date as ``end`` includes that whole
         day. Exclusive with ``since()``.
         """
-        if self._since is not None:
-            raise ValueError("since() and between() cannot be combined; use one time filter.")
+        for name, bound in (("since", self._since), ("until", self._until)):
+            if bound is not None:
+                raise ValueError(f"{name}() and between() cannot be combined; use one time filter.")
         if start is None and end is None:
             raise ValueError("between() needs a start, an end, or both.")
         lower = None if start is None else _instant(start, "start")
@@ -244,8 +272,17 @@ class AuditQuery:
             qs = qs.filter(condition)
         if self._tags:
             qs = qs.filter(compliance__contains=self._tags)
+        if self._actors:
+            qs = qs.filter(actor_id__in=self._actors)
+        if self._resource is not None:
+            table, record = self._resource
+            qs = qs.filter(table_name=table)
+            if record is not None:
+                qs = qs.filter(record_id=record)
         if self._since is not None:
             qs = qs.filter(timestamp__gte=self._since)
+        if self._until is not None:
+            qs = qs.filter(timestamp__lt=self._until)
         if self._range is not None:
             lower, upper, end_exclusive = self._range
             if lower is not None:
@@ -308,6 +345,11 @@ def decode_cursor(cursor: str, order: str) -> tuple[datetime, uuid.UUID]:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def _ordered_window(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and since >= until:
+        raise ValueError(f"since ({since.isoformat()}) must be before until ({until.isoformat()}).")
 
 
 def _flat(values: Iterable[Any]) -> Iterable[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from datetime import timedelta
@@ -305,3 +306,50 @@ def test_system_check_ids():
     with override_settings(BETTER_AUDIT=audit_settings):
         assert [m.id for m in check_query_and_retention()] == ["better_audit.E011"]
     assert check_query_and_retention() == []
+
+
+# --- every flag of every subcommand ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["stats", "--days", "-1"], "--days"),
+        (["stats", "--days", "366"], "--days"),
+        (["stats", "--days", "week"], "--days"),
+        (["stats", "--top", "0"], "--top"),
+        (["stats", "--top", "-5"], "--top"),
+        (["purge", "--yes", "--since", "soon"], "--since"),
+        (["purge", "--yes", "--since", "2025-13-45"], "--since"),
+        (["purge", "--yes", "--batch-size", "-1"], "--batch-size"),
+        (["purge", "--yes", "--batch-size", "many"], "--batch-size"),
+        (["export", "--from", "yesterday"], "--from"),
+        (["export", "--to", "2025-02-30"], "--to"),
+        (["export", "--severity", ""], "--severity"),
+        (["export", "--compliance", " , "], "--compliance"),
+        (["export", "--table", ""], "--table"),
+        (["export", "--actor", ""], "--actor"),
+        (["export", "--format", "CSV;DROP"], "--format"),
+        (["export", "--output", "/nonexistent-dir/out.json"], "--output"),
+        (["verify", "--tenant", "not-a-uuid"], "--tenant"),
+        (["verify", "--tenant", ""], "--tenant"),
+        (["verify", "--tenants", "x"], "--tenants"),
+        (["migrate", "--dry-run", "now"], "now"),
+        (["check", "--fix"], "--fix"),
+    ],
+)
+def test_every_bad_flag_is_a_command_error_naming_it(fake_purge, args, flag):
+    with retention({"days": 30}), pytest.raises(CommandError) as raised:
+        run(*args)
+    assert flag in str(raised.value)
+
+
+def test_export_csv_neutralizes_formulas_unless_asked_to_keep_them(tmp_path):
+    add(record_id="=cmd|' /C calc'!A0", actor_id="@evil")
+    path = tmp_path / "out.csv"
+    run("export", "--format", "csv", "-o", str(path))
+    text = path.read_text()
+    assert "'=cmd|' /C calc'!A0" in text and "'@evil" in text
+    run("export", "--format", "csv", "--keep-formulas", "-o", str(path))
+    rows = list(csv.DictReader(io.StringIO(path.read_text(), newline="")))
+    assert rows[0]["record_id"] == "=cmd|' /C calc'!A0" and rows[0]["actor_id"] == "@evil"

@@ -237,3 +237,52 @@ def test_an_export_outside_a_transaction_reads_one_repeatable_read_snapshot(monk
     assert not connection.in_atomic_block
     assert json.loads(audit.export(format="json")) == [{"_chain_head": HEAD}]
     assert seen == ["repeatable read"]
+
+
+FORMULAS = ['=HYPERLINK("http://x.example","click")', "+1+2", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+
+
+@pytest.fixture
+def formulas():
+    """Entries whose client-chosen cells a spreadsheet would run as formulas."""
+    for index, text in enumerate(FORMULAS):
+        add(
+            timestamp=NOW + timedelta(seconds=index),
+            record_id=text,
+            actor_id=text,
+            label=text,
+            metadata={"note": text},
+        )
+
+
+def test_csv_cells_that_start_a_formula_get_a_leading_quote(formulas, fake_head):
+    records = list(csv.DictReader(io.StringIO(system_export(format="csv"), newline="")))
+    assert [r["record_id"] for r in records] == ["'" + text for text in FORMULAS]
+    assert [r["actor_id"] for r in records] == ["'" + text for text in FORMULAS]
+    assert [r["label"] for r in records] == ["'" + text for text in FORMULAS]
+    # A JSON cell starts with "{": it stays JSON, whatever its values hold.
+    assert [json.loads(r["metadata"])["note"] for r in records] == FORMULAS
+    # Cells that start no formula are left alone.
+    assert all(r["operation"] == "INSERT" and r["table_name"] == "projects" for r in records)
+
+
+def test_csv_for_programs_keeps_cells_as_stored(formulas, fake_head):
+    text = system_export(format="csv", neutralize_formulas=False)
+    records = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert [r["record_id"] for r in records] == FORMULAS
+
+
+def test_csv_response_and_camel_naming_neutralize_too(formulas, fake_head):
+    with run_as_system():
+        response = audit.export_response(format="csv", naming="camel")
+    records = list(csv.DictReader(io.StringIO(body(response).decode(), newline="")))
+    assert [r["recordId"] for r in records] == ["'" + text for text in FORMULAS]
+    with run_as_system():
+        response = audit.export_response(format="csv", neutralize_formulas=False)
+    records = list(csv.DictReader(io.StringIO(body(response).decode(), newline="")))
+    assert [r["record_id"] for r in records] == FORMULAS
+
+
+def test_json_exports_are_left_as_stored(formulas, fake_head):
+    entries = json.loads(system_export(format="json", chain_head=False))
+    assert [e["record_id"] for e in entries] == FORMULAS

@@ -46,13 +46,14 @@ MIDDLEWARE = [
 @pytest.fixture(autouse=True)
 def configure(settings):
     settings.MIDDLEWARE = list(MIDDLEWARE)
-    settings.BETTER_AUDIT = {}
+    # The tokens below are signed with SECRET, which verifies them.
+    settings.BETTER_AUDIT = {"JWT_KEY": SECRET}
     CALLS.clear()
     return settings
 
 
 def audit(settings, **values: Any) -> None:
-    settings.BETTER_AUDIT = values
+    settings.BETTER_AUDIT = {"JWT_KEY": SECRET, **values}
 
 
 def token(payload: dict[str, Any], key: str = SECRET, algorithm: str = "HS256") -> str:
@@ -87,11 +88,38 @@ def make_request(**headers: str):
     return RequestFactory().get("/context", headers=headers)
 
 
-def test_bearer_token_is_decoded_without_verification_by_default():
+def test_without_a_key_a_bearer_token_names_no_actor_by_default(settings):
+    audit(settings, JWT_KEY=None)
+    # Anyone can sign a token with a key of their own: unverified, it would write any actor.
+    forged = make_request(**bearer({"sub": "admin"}, key=OTHER_KEY))
+    assert from_bearer_token(forged) is None
+    assert from_bearer_token("user_id")(make_request(**bearer({"user_id": 7}))) is None
+
+
+def test_bearer_token_is_decoded_without_verification_only_when_asked(settings):
+    audit(settings, JWT_UNVERIFIED=True, JWT_KEY=None)
     request = make_request(**bearer({"sub": "user-42"}, key=OTHER_KEY))
     assert from_bearer_token(request) == "user-42"
     assert from_bearer_token("user_id")(make_request(**bearer({"user_id": 7}))) == "7"
     assert from_bearer_token("user_id")(request) is None
+    # A key, when there is one, still verifies.
+    audit(settings, JWT_UNVERIFIED=True, JWT_KEY=SECRET)
+    assert from_bearer_token(request) is None
+
+
+def test_reading_tokens_unverified_is_a_warning_check(settings):
+    from django.core import checks
+
+    def ids() -> set[str]:
+        return {message.id for message in checks.run_checks(tags=["better_audit"])}
+
+    assert "better_audit.W004" not in ids()
+    audit(settings, JWT_UNVERIFIED=True, JWT_KEY=None)
+    assert "better_audit.W004" in ids()
+    audit(settings, JWT_UNVERIFIED=True, JWT_KEY=SECRET)
+    assert "better_audit.W004" not in ids()
+    audit(settings, JWT_UNVERIFIED="yes")
+    assert "better_audit.E017" in ids()
 
 
 @pytest.mark.parametrize(
@@ -105,7 +133,8 @@ def test_bearer_token_is_decoded_without_verification_by_default():
         "Bearer " + "x" * 9000,
     ],
 )
-def test_malformed_or_foreign_authorization_yields_no_actor(authorization):
+def test_malformed_or_foreign_authorization_yields_no_actor(settings, authorization):
+    audit(settings, JWT_UNVERIFIED=True)
     assert from_bearer_token(make_request(Authorization=authorization)) is None
 
 

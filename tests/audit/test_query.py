@@ -284,3 +284,41 @@ def test_a_tenant_reads_only_its_own_trail(tenant, other_tenant):
     assert audit.query().list().entries == []
     with run_as_system():
         assert audit.query().count() == 3
+
+
+# --- parity with @usebetterdev/audit-core 0.8.1 ---------------------------------------------------
+
+
+def test_actor_takes_several_ids_and_calls_add_to_them(trail):
+    both = ids([trail["now"], trail["hour"], trail["week"]])
+    assert ids(system(audit.query().actor("user-1", "user-2")).entries) == both
+    assert ids(system(audit.query().actor("user-1").actor("user-2", "user-1")).entries) == both
+    assert ids(system(audit.query().actor(["user-2"])).entries) == ids([trail["hour"]])
+    for bad in ((), ("",), ("user-1", None)):
+        with pytest.raises(ValueError, match="actor\\(\\) takes one or more actor ids"):
+            audit.query().actor(*bad)
+
+
+def test_resource_narrows_to_a_record_and_a_later_call_replaces_it(trail):
+    assert ids(system(audit.query().resource("users", 7)).entries) == ids(
+        [trail["week"], trail["old"]]
+    )
+    assert system(audit.query().resource("users", "9")).entries == []
+    replaced = audit.query().resource("users", "7").resource("payments")
+    assert ids(system(replaced).entries) == ids([trail["hour"]])
+    with pytest.raises(ValueError, match="record id or None"):
+        audit.query().resource("users", "")
+
+
+def test_until_is_exclusive_and_combines_with_since(trail):
+    until = audit.query().until(trail["hour"].timestamp.isoformat())
+    assert ids(system(until).entries) == ids([trail["week"], trail["old"]])
+    window = until.since((NOW - timedelta(days=10)).isoformat())
+    assert ids(system(window).entries) == ids([trail["week"]])
+    assert ids(system(audit.query().until("1d")).entries) == ids([trail["week"], trail["old"]])
+    with pytest.raises(ValueError, match="must be before until"):
+        audit.query().until("30d").since("1d")
+    with pytest.raises(ValueError, match="cannot be combined"):
+        audit.query().until("1d").between(NOW - timedelta(days=5), None)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        audit.query().between(NOW - timedelta(days=5), None).until("1d")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from io import StringIO
@@ -98,6 +99,12 @@ class Command(SubcommandCommand):
             "--json-style", default="array", help="array (default) or ndjson, for --format json"
         )
         export.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
+        export.add_argument(
+            "--keep-formulas",
+            action="store_true",
+            help="CSV: write cells as stored, for programs (by default a cell that a spreadsheet "
+            "would run as a formula gets a leading ')",
+        )
 
         verify = subparsers.add_parser(
             "verify", help="Verify the tamper-evidence chain; exit 1 when a link is broken."
@@ -324,6 +331,7 @@ class Command(SubcommandCommand):
                     json_style=options["json_style"],
                     query=q,
                     output=stream,
+                    neutralize_formulas=not options["keep_formulas"],
                 )
         except OSError as exc:
             raise CommandError(f"-o/--output: cannot write {options['output']!r}: {exc}") from exc
@@ -335,8 +343,16 @@ class Command(SubcommandCommand):
     def handle_verify(self, options: dict[str, Any]) -> None:
         from better_audit import integrity
 
+        tenant = options.get("tenant")
+        if tenant is not None:
+            try:
+                tenant = str(uuid.UUID(tenant))
+            except ValueError:
+                raise CommandError(
+                    f"--tenant must be a tenant id (a UUID); got {tenant!r}."
+                ) from None
         bar = _ProgressBar(self.stderr, label="verifying")
-        report = integrity.verify(tenant_id=options.get("tenant"), progress=bar.update)
+        report = integrity.verify(tenant_id=tenant, progress=bar.update)
         bar.finish()
         if report.ok:
             self.ok(f"{report.checked:,} entries verified. {report.message}")
