@@ -1,7 +1,9 @@
-"""What auditing costs a write: better_audit, django-auditlog and django-simple-history vs none.
+"""What auditing costs a write: better_audit, django-pghistory, django-auditlog and
+django-simple-history vs none.
 
-Four tables with the same columns (``benchmarks/benchapp``): ``plain`` (not audited, the
-baseline), ``better_audit`` (listed in ``BETTER_AUDIT["TABLES"]``), ``django-auditlog``
+Five tables with the same columns (``benchmarks/benchapp``): ``plain`` (not audited, the
+baseline), ``better_audit`` (listed in ``BETTER_AUDIT["TABLES"]``), ``django-pghistory``
+(``pghistory.track()`` of inserts, updates and deletes: database triggers), ``django-auditlog``
 (registered with its registry) and ``django-simple-history`` (``HistoricalRecords``). All run in
 one process on one database (``bench_audit``, created and migrated as the owner role), as the
 application role, over one persistent connection, ``DEBUG = False``.
@@ -14,13 +16,14 @@ application role, over one persistent connection, ``DEBUG = False``.
   where the audit rows pass the row-level security of the audit table.
 * set-wise: ``QuerySet.update()`` of 1,000 rows and ``bulk_create()`` of 5,000 rows, in
   autocommit mode: the median time per call and how many rows each variant captured
-  (django-auditlog and django-simple-history work from model signals, which neither call sends).
+  (django-auditlog and django-simple-history work from model signals, which neither call sends;
+  django-pghistory's triggers see every row).
 
 The ratio is the variant's median over plain's median. The last line sums it up. Usage:
 ``python benchmarks/audit_overhead.py [--rounds 40] [--batch 25] [--bulk-rounds 7]``; with
 ``BENCH_SERVER_SIDE_BINDING=1`` the connection uses Django's server-side parameter binding.
-django-auditlog and django-simple-history are not dependencies of the project:
-``pip install -r benchmarks/requirements.txt`` installs them.
+The three peers are not dependencies of the project: ``pip install -r benchmarks/requirements.txt``
+installs them.
 """
 
 from __future__ import annotations
@@ -41,12 +44,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 _MISSING = [
-    name for name in ("auditlog", "simple_history") if importlib.util.find_spec(name) is None
+    name
+    for name in ("auditlog", "simple_history", "pghistory")
+    if importlib.util.find_spec(name) is None
 ]
 if _MISSING:
     raise SystemExit(
-        f"audit_overhead compares better_audit with django-auditlog and django-simple-history, "
-        f"and {', '.join(_MISSING)} is not installed. Run: "
+        "audit_overhead compares better_audit with django-pghistory, django-auditlog and "
+        f"django-simple-history, and {', '.join(_MISSING)} is not installed. Run: "
         f"{Path(sys.executable).name} -m pip install -r benchmarks/requirements.txt"
     )
 
@@ -68,6 +73,7 @@ from benchmarks.benchapp.models import (  # noqa: E402
     AuditedRow,
     AuditlogRow,
     HistoryRow,
+    PghistoryRow,
     PlainRow,
     TenantAuditedRow,
     TenantPlainRow,
@@ -81,6 +87,7 @@ from better_tenant.testing import connected_as_owner  # noqa: E402
 VARIANTS: dict[str, type[Model]] = {
     "plain": PlainRow,
     "better_audit": AuditedRow,
+    "django-pghistory": PghistoryRow,
     "django-auditlog": AuditlogRow,
     "django-simple-history": HistoryRow,
 }
@@ -98,6 +105,8 @@ BENCH_TABLES = [
     "bench_auditlog",
     "bench_history",
     "bench_history_log",
+    "bench_pghistory",
+    PghistoryRow.pgh_event_model._meta.db_table,
     "bench_tenant_plain",
     "bench_tenant_audited",
     "auditlog_logentry",
@@ -185,15 +194,21 @@ def captured(name: str, model: type[Model]) -> int:
         ).count()
     if name == "django-simple-history":
         return model.history.count()
+    if name == "django-pghistory":
+        return model.pgh_event_model.objects.count()
     return 0
 
 
 def measure_setwise(
-    rounds: int, rng: random.Random, call: Callable[[str, type[Model]], float]
+    rounds: int,
+    rng: random.Random,
+    call: Callable[[str, type[Model]], float],
+    cleanup: Callable[[type[Model]], None] | None = None,
 ) -> tuple[dict[str, float], dict[str, int]]:
     """Median seconds of ``call(name, model)`` (it returns its timed seconds), rows captured.
 
-    The first call of each variant is the warm-up, and counts what the variant captures.
+    The first call of each variant is the warm-up, and counts what the variant captures;
+    ``cleanup(model)`` runs after each call, once its captures are counted.
     """
     samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
     counts: dict[str, int] = {}
@@ -208,6 +223,8 @@ def measure_setwise(
                 counts[name] = captured(name, model) - before
             else:
                 samples[name].append(elapsed)
+            if cleanup is not None:
+                cleanup(model)
     return {name: statistics.median(values) for name, values in samples.items()}, counts
 
 
@@ -236,13 +253,15 @@ def measure_bulk_create(rounds: int, rng: random.Random) -> tuple[dict[str, floa
         objs = [model(name=f"b{n}", qty=n, batch=BULK_BATCH) for n in range(BULK_ROWS)]
         start = time.perf_counter()
         model.objects.bulk_create(objs)
-        elapsed = time.perf_counter() - start
-        # Untimed clean-up by raw SQL: not captured by any variant (nor counted), and quick.
+        return time.perf_counter() - start
+
+    def cleanup(model: type[Model]) -> None:
+        # Untimed, by raw SQL, after the captures are counted (django-pghistory's trigger
+        # records these deletes too; the others do not see them).
         with connection.cursor() as cursor:
             cursor.execute(f'DELETE FROM "{model._meta.db_table}" WHERE batch = %s', [BULK_BATCH])
-        return elapsed
 
-    return measure_setwise(rounds, rng, bulk_create)
+    return measure_setwise(rounds, rng, bulk_create, cleanup)
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -323,11 +342,15 @@ def main() -> None:
     print(
         f"audit_overhead: better_audit {ours[0]:.1f}x create / {ours[1]:.1f}x save / "
         f"{ours[2]:.1f}x delete (autocommit), {joined(ratios(in_atomic, 'better_audit'))} "
-        f"(in atomic); django-auditlog {joined(ratios(single, 'django-auditlog'))}; "
-        f"django-simple-history {joined(ratios(single, 'django-simple-history'))}; "
+        f"(in atomic); peers in atomic: django-pghistory "
+        f"{joined(ratios(in_atomic, 'django-pghistory'))}, django-auditlog "
+        f"{joined(ratios(in_atomic, 'django-auditlog'))}, django-simple-history "
+        f"{joined(ratios(in_atomic, 'django-simple-history'))}; "
         f"update {UPDATE_ROWS:,} rows {update['better_audit'] / update['plain']:.1f}x "
-        f"({update_counts['better_audit']:,} captured); bulk_create {BULK_ROWS:,} rows "
-        f"{bulk['better_audit'] / bulk['plain']:.1f}x ({bulk_counts['better_audit']:,} captured)"
+        f"({update_counts['better_audit']:,} captured; django-pghistory "
+        f"{update['django-pghistory'] / update['plain']:.1f}x); bulk_create {BULK_ROWS:,} rows "
+        f"{bulk['better_audit'] / bulk['plain']:.1f}x ({bulk_counts['better_audit']:,} captured; "
+        f"django-pghistory {bulk['django-pghistory'] / bulk['plain']:.1f}x)"
     )
 
 

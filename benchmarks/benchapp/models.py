@@ -2,11 +2,13 @@
 
 ``PlainRow`` is the baseline; ``AuditedRow`` is listed in ``BETTER_AUDIT["TABLES"]``;
 ``AuditlogRow`` is registered with django-auditlog; ``HistoryRow`` has django-simple-history's
-``HistoricalRecords``. The two tenant models compare the same pair inside a tenant scope.
+``HistoricalRecords``; ``PghistoryRow`` is tracked by django-pghistory's triggers (inserts,
+updates and deletes). The two tenant models compare the same pair inside a tenant scope.
 """
 
 from __future__ import annotations
 
+import pghistory
 from django.db import models
 from simple_history.models import HistoricalRecords
 
@@ -49,6 +51,17 @@ class HistoryRow(BenchRow):
 
     class Meta:
         db_table = "bench_history"
+
+
+@pghistory.track(
+    pghistory.InsertEvent(),
+    pghistory.UpdateEvent(),
+    pghistory.DeleteEvent(),
+    model_name="PghistoryRowEvent",
+)
+class PghistoryRow(BenchRow):
+    class Meta:
+        db_table = "bench_pghistory"
 
 
 class TenantPlainRow(BenchRow, TenantModel):

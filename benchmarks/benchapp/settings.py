@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     "better_audit",
     "auditlog",
     "simple_history",
+    "pgtrigger",
+    "pghistory",
     "benchmarks.benchapp",
 ]
 MIDDLEWARE: list[str] = []
