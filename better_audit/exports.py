@@ -109,6 +109,7 @@ def export(
     chunk_size: int = ...,
     naming: str = ...,
     max_rows: int | None = ...,
+    neutralize_formulas: bool = ...,
 ) -> str: ...
 
 
@@ -123,6 +124,7 @@ def export(
     chunk_size: int = ...,
     naming: str = ...,
     max_rows: int | None = ...,
+    neutralize_formulas: bool = ...,
 ) -> ExportSummary: ...
 
 
@@ -137,6 +139,7 @@ def export(
     chunk_size: int = ...,
     naming: str = ...,
     max_rows: int | None = ...,
+    neutralize_formulas: bool = ...,
 ) -> ExportSummary: ...
 
 
