@@ -59,11 +59,17 @@ def tests(session: nox.Session, django: str, postgres: str) -> None:
         env["BETTER_EMBEDDED_POSTGRES"] = engine
         env["DATABASE_URL"] = env["DATABASE_OWNER_URL"] = ""
     else:
-        printed = session.run(
-            "python", "-m", "better_core.embedded", "--prepare", SERVERS[postgres], silent=True
-        )
-        env.update(line.split("=", 1) for line in str(printed).splitlines() if "=" in line)
+        env.update(_prepared(session, postgres))
     session.run("python", "-m", "pytest", *session.posargs, env=env)
+
+
+def _prepared(session: nox.Session, postgres: str) -> dict[str, str]:
+    """The environment that reaches the server of ``postgres`` as the suite's two roles, which
+    ``better_core.embedded --prepare`` creates there."""
+    printed = session.run(
+        "python", "-m", "better_core.embedded", "--prepare", SERVERS[postgres], silent=True
+    )
+    return dict(line.split("=", 1) for line in str(printed).splitlines() if "=" in line)
 
 
 # The oldest psycopg pyproject.toml admits: better_tenant.pipeline drives libpq beneath psycopg's
@@ -76,8 +82,5 @@ def psycopg_oldest(session: nox.Session) -> None:
     """better_tenant's tests on the oldest psycopg admitted, against the machine's PostgreSQL 15."""
     session.install("-e", ".[dev]", "Django~=5.2.0", f"psycopg[binary]~={OLDEST_PSYCOPG}.0")
     env = {"BETTER_TEST_DB": "test_better_psycopg_oldest", "BETTER_OLDEST_PSYCOPG": OLDEST_PSYCOPG}
-    printed = session.run(
-        "python", "-m", "better_core.embedded", "--prepare", SERVERS["15"], silent=True
-    )
-    env.update(line.split("=", 1) for line in str(printed).splitlines() if "=" in line)
+    env.update(_prepared(session, "15"))
     session.run("python", "-m", "pytest", "tests/tenant", *session.posargs, env=env)

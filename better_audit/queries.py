@@ -87,7 +87,7 @@ class AuditQuery:
 
         if not isinstance(table, str) or not table:
             raise ValueError(f"resource() takes a table name; got {table!r}.")
-        if record_id is not None and record_id == "":
+        if record_id == "":
             raise ValueError("resource() takes a record id or None; got an empty value.")
         clone = self._clone()
         record = None if record_id is None else str(record_id)
@@ -97,9 +97,10 @@ class AuditQuery:
     def actor(self, *actor_ids: Any) -> AuditQuery:
         """Entries written by any of the given actors; calls add to the set (OR, as in
         ``@usebetterdev/audit-core``)."""
-        values = [str(value) for value in _flat(actor_ids) if value is not None and value != ""]
-        if not values or len(values) != len(list(_flat(actor_ids))):
+        given = list(_flat(actor_ids))
+        if not given or any(value is None or value == "" for value in given):
             raise ValueError(f"actor() takes one or more actor ids; got {actor_ids!r}.")
+        values = [str(value) for value in given]
         clone = self._clone()
         clone._actors.extend(value for value in values if value not in clone._actors)
         return clone

@@ -805,9 +805,7 @@ def _enter_sql() -> str:
 
     def accepted(slot: int) -> str:
         # The context is MAC'd under the key that signed the proof.
-        context = _cat(
-            "target", "'|'", _f("encode", _mac_sql(slot, _context_message("target")), "'hex'")
-        )
+        context = _cat("target", "'|'", _hex(_mac_sql(slot, _context_message("target"))))
         return (
             f"      IF {fresh} THEN\n"
             f"        target := {_f('split_part', 'signed', bar, '1')};\n"
