@@ -6,6 +6,7 @@ from typing import Any
 
 from django.apps import AppConfig, apps
 from django.core.signals import setting_changed
+from django.db.models.signals import post_migrate
 
 
 class BetterAuditConfig(AppConfig):
@@ -31,17 +32,29 @@ class BetterAuditConfig(AppConfig):
         capture.install()
         capture.connect_signals()
         setting_changed.connect(_reconfigure, dispatch_uid="better_audit.reconfigure")
+        post_migrate.connect(_sync_triggers, sender=self, dispatch_uid="better_audit.triggers")
         # Registers the system checks (tagged "better_audit") on import.
         from better_audit import checks  # noqa: F401
 
         if apps.is_installed("better_tenant"):
             # audit_logs has tenant_id but policies of its own (rows may have no tenant).
+            from better_audit import trail
             from better_audit.integrity import admin_role, ensure_admin_role_sql
             from better_audit.models import AuditLog
-            from better_tenant.inspection import exempt_table
+            from better_tenant.inspection import exempt_function, exempt_table
             from better_tenant.registry import register_role
 
             exempt_table(AuditLog._meta.db_table)
+            # The trail's writers run as the owner on purpose: they read only the rows a statement
+            # changed (its transition tables) and write only audit entries.
+            exempt_function(
+                trail.CAPTURE_FUNCTION,
+                "better_audit's capture trigger: writes entries of the rows a statement changed",
+            )
+            exempt_function(
+                trail.WRITE_FUNCTION,
+                "better_audit's entry writer: inserts entries of the tenant in scope only",
+            )
             # Purge, seal and verify SET ROLE to it (integrity.privileged): `better_tenant init`
             # and the test harness let the app role do so, without inheriting it.
             register_role(
@@ -68,3 +81,15 @@ def _reconfigure(*, setting: str, **kwargs: Any) -> None:
     capture.connect_signals()
     enrichment.registry.reload_settings()
     hooks.reset()
+
+
+def _sync_triggers(*, using: str, plan: Any = None, verbosity: int = 1, **kwargs: Any) -> None:
+    """After ``migrate`` (not after ``flush``, which sends no plan), as the role that ran it, the
+    capture triggers follow ``BETTER_AUDIT["TABLES"]``."""
+    if plan is None:
+        return
+    from better_audit import trail
+
+    changes = trail.sync(using)
+    if changes and verbosity >= 1:
+        print(f"  better_audit: capture triggers {' '.join(changes)}")

@@ -1,58 +1,46 @@
-"""Automatic capture: save signals for single rows, and the bulk paths that signals never see.
+"""Automatic capture from the ORM: what each write path carries to the database, or writes.
 
-One statement per change. Where nothing in Python needs to see the entries (no BEFORE_LOG or
+The database records every change of an audited table (``better_audit.trail``): a statement
+trigger per operation writes one entry per row, whoever made the change. What the ORM adds is what
+the database cannot know. Where nothing in Python needs to see the entries (no BEFORE_LOG or
 AFTER_LOG hook, no ASYNC_WRITE, no enrichment description function to run:
-``writer.fold_blocked``), the audit rows are inserted by the statement that makes the change, as a
-trigger would: the data statement runs in a data-modifying CTE whose RETURNING feeds
-``INSERT INTO audit_logs .. SELECT .. FROM src`` (``sql.fold_insert_sql``). The fields known before
-the statement (actor, context, enrichment, tenant in scope) are parameters, computed by the code
-``writer.record()`` uses; images, diff, redaction and the row's tenant are computed in SQL. The
-statement is atomic by itself, so a save needs no transaction around it. Otherwise each change
-takes the two-statement path through ``writer.record()`` (and a save is wrapped in a transaction),
-storing the same rows.
+``writer.fold_blocked``), each statement Django issues carries that context to the trigger in the
+statement itself (``trail.carrier``): the actor and the fields of the audit context, and the
+enrichment rules' label, severity, compliance, notify and redaction, computed by the code
+``writer.record()`` uses (``writer.fold_plan``). The trigger computes the rest from the rows: time,
+tenant, images, changed fields, record id. The statement is atomic by itself, so a save needs no
+transaction around it.
 
-Single rows (``Model.save``):
+Otherwise each change takes the path through ``writer.record()``: Python builds the entries,
+runs the hooks and writes them through ``better_audit_write()``, in a transaction that claims the
+table (``_claimed``) so that its trigger does not write them twice; a save is then wrapped in
+that transaction. The paths are those of the ORM's writes:
 
-- INSERT: ``Model._do_insert`` is wrapped: ``WITH src AS (INSERT .. RETURNING ..), a AS (INSERT
-  INTO audit_logs ..) SELECT <what Django asked for> FROM src``. On the other path a
-  ``post_save`` receiver writes the entry, the after-image built from the saved instance
-  (``tables`` renders it exactly as ``to_jsonb`` would), so nothing is read back.
-- UPDATE: ``Model._do_update`` is wrapped so that Django's UPDATE of the row also locks and returns
-  it as it was: ``WITH b AS (SELECT .. FOR UPDATE), src AS (UPDATE .. FROM b RETURNING b.image,
-  to_jsonb(t.*)) INSERT INTO audit_logs ..``; on the other path the UPDATE returns both images and
-  ``post_save`` writes the entry. Django 6.0+ also has that UPDATE return the columns it asks for
-  (expressions, generated fields); they ride on the same statement. Were the method not wrapped, a
-  ``pre_save`` receiver would read the before-state with its own ``SELECT .. FOR UPDATE``.
-- DELETE: see below; the row's image comes back from the DELETE itself.
-
-``Model.save_base`` is wrapped so that, on the other path, the save and its audit row share one
-transaction (in autocommit mode Django would commit the row before ``post_save`` runs).
-
-Bulk paths, each one set-wise:
-
+- single rows (``Model.save``): ``Model._do_insert`` runs ``WITH src AS (INSERT .. RETURNING
+  <carrier>, <what Django asked for>) SELECT .. FROM src``, ``Model._do_update`` Django's UPDATE
+  with the carrier in its WHERE (Django 6.0+ also has it return the columns it asks for). On the
+  other path a ``post_save`` receiver writes the entry, the after-image built from the saved
+  instance (``tables`` renders it exactly as ``to_jsonb`` would), the before-image returned by the
+  UPDATE, which reads the row as it was in the same statement (or, were ``_do_update`` not
+  wrapped, by a ``pre_save`` receiver's ``SELECT .. FOR UPDATE``).
 - ``QuerySet.update()`` (and so ``bulk_update()``, the SET_NULL/SET_DEFAULT updates of a cascade
-  and related-manager ``remove()``/``clear()``): ``WITH b AS (SELECT .. FOR UPDATE), src AS
-  (UPDATE .. FROM b RETURNING ..) INSERT INTO audit_logs ..``, with before-images only when at
-  most MAX_BEFORE_STATE_ROWS rows match. On the other path (and for annotated querysets and
-  updates of multi-table parents) the rows are locked and read in one ``SELECT .. LIMIT
-  MAX_BEFORE_STATE_ROWS + 1 FOR UPDATE``, then the UPDATE Django compiles runs with ``RETURNING
-  to_jsonb(t.*)``, then the entries are inserted in batches.
+  and related-manager ``remove()``/``clear()``): the UPDATE Django compiles, carried; on the other
+  path (and for updates of multi-table parents) the rows are locked and read in one ``SELECT ..
+  LIMIT MAX_BEFORE_STATE_ROWS + 1 FOR UPDATE``, then updated with ``RETURNING to_jsonb(t.*)``.
 - deletes (``Model.delete()``, ``QuerySet.delete()``, cascades): Django's fast path is kept. Both
   statements Django issues, ``DeleteQuery.delete_batch`` for collected rows and
-  ``QuerySet._raw_delete`` for fast-deleted querysets, run as ``DELETE .. RETURNING``, so the
-  before-images come from the delete itself, feeding the audit INSERT of the same statement (or
-  batched INSERTs on the other path). No delete signal receiver is connected: one would make
-  Django fetch every row before deleting it.
-- ``bulk_create()``: each INSERT Django issues (``QuerySet._insert``) carries the audit rows of its
-  objects. On the other path the after-images come from the created objects (PostgreSQL returns
-  their keys); with ``ignore_conflicts`` only rows that were really inserted are logged, with
-  ``update_conflicts`` each row is logged as the INSERT or UPDATE it turned out to be (both always
-  take the other path).
+  ``QuerySet._raw_delete`` for fast-deleted querysets, are carried, or on the other path run as
+  ``DELETE .. RETURNING`` so the before-images come from the delete itself. No delete signal
+  receiver is connected: one would make Django fetch every row before deleting it.
+- ``bulk_create()``: each INSERT Django issues (``QuerySet._insert``) is carried, its ON CONFLICT
+  clause included (the database then records each row as the INSERT or UPDATE it turned out to
+  be). On the other path the after-images come from the created objects; with
+  ``ignore_conflicts`` only rows that were really inserted are logged, with ``update_conflicts``
+  each row as the INSERT or UPDATE it was.
 
-Not captured: raw SQL (``cursor.execute``, ``Manager.raw``), ``QuerySet._insert`` called outside
-``bulk_create()`` and other private query APIs, and the parent-table part of an update made
-through a multi-table-inheritance child's queryset. Record such changes with
-``audit.capture_log()``.
+Raw SQL (``cursor.execute``, ``Manager.raw``, ``COPY``), other connections and other programs
+carry nothing: the trigger records their changes with the database's view of who made them.
+Before-images above ``MAX_BEFORE_STATE_ROWS`` rows of one statement are left out on both paths.
 
 Unaudited models pay one dict lookup per call of each wrapped method.
 
@@ -66,7 +54,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 from django.core.exceptions import EmptyResultSet
@@ -78,11 +66,13 @@ from django.db.models.signals import post_save, pre_save
 from django.db.models.sql import DeleteQuery, InsertQuery, UpdateQuery
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, NO_RESULTS
 
-from better_audit import seams, sql, tables, writer
+from better_audit import seams, sql, tables, trail, writer
 from better_audit.writer import Change, record
 
 logger = logging.getLogger("better_audit")
 STASH_KEY = "_better_audit_images"
+# The claims open on a connection (``_claimed``).
+CLAIMS_KEY = "_better_audit_claims"
 # Set on an instance while its save() writes each audit row in the statement of the change.
 FOLD_KEY = "_better_audit_fold"
 # Marks a table of the stash whose audit row was written by the statement itself.
@@ -211,17 +201,11 @@ def _update_result(
     return [tuple(row) for row in rows]
 
 
-def _plan(spec: tables.AuditedTable, operation: str) -> writer.FoldPlan | None:
-    """The audit INSERT of a folded statement on ``spec``'s table (None: not foldable now)."""
+def _plan(spec: tables.AuditedTable, *operations: str) -> writer.FoldPlan | None:
+    """What a statement on ``spec``'s table carries to its triggers (None: Python writes)."""
     if not _foldable_key(spec):
         return None
-    return writer.fold_plan(
-        spec.table,
-        operation,
-        row_tenant=spec.tenant_column is not None,
-        # A folded update reads the before-state unless the table skips it; a delete returns it.
-        with_before=operation == "DELETE" or (operation == "UPDATE" and not spec.skip_before),
-    )
+    return writer.fold_plan(spec.table, operations, with_before=not spec.skip_before)
 
 
 def _update_sql(model: type[models.Model], values: list[tuple], using: str) -> tuple[str, Any]:
@@ -241,39 +225,14 @@ def _folded_update(
     stash: dict[str, Any],
     wanted: list[Any],
 ) -> list[tuple]:
-    """Django's UPDATE of one row and its audit row in one statement; the row's ``wanted`` columns.
-
-    ``WITH b AS (SELECT .. FOR UPDATE), src AS (UPDATE .. FROM b RETURNING b.image, to_jsonb(t.*))
-    INSERT INTO audit_logs .. SELECT .. FROM src``; without before-state the UPDATE runs alone in
-    ``src``. Either way the INSERT's row count is the number of rows updated. When Django asks for
-    columns back, the INSERT moves into a CTE of its own and the statement selects them from
-    ``src``. The answer is one row (empty when nothing is wanted), or none if the row is gone.
-    """
-    t, pk = spec.qtable, f"{spec.qtable}.{spec.qpk}"
-    tenant = spec.tenant_sql(t)
-    key = spec.prep_pk(pk_val, using)
-    returned = _returned_columns(spec, wanted)
-    if spec.skip_before:
-        folded = (
-            f"WITH src AS ({statement} WHERE {pk} = %s RETURNING {pk} AS k, {tenant} AS tenant, "
-            f"NULL::jsonb AS before, {spec.image_sql} AS after{returned})"
-        )
-        arguments = [*params, key]
-    else:
-        folded = (
-            f"WITH b AS (SELECT {pk} AS k, {spec.image_sql} AS image FROM {t} "
-            f"WHERE {pk} = %s FOR UPDATE), "
-            f"src AS ({statement} FROM b WHERE {pk} = b.k RETURNING b.k AS k, {tenant} AS tenant, "
-            f"b.image AS before, {spec.image_sql} AS after{returned})"
-        )
-        arguments = [key, *params]
+    """Django's UPDATE of one row, carrying its context to the capture trigger; the row's
+    ``wanted`` columns: one row (empty when nothing is wanted), or none if the row is gone."""
+    pk = f"{spec.qtable}.{spec.qpk}"
+    folded = f"{statement} WHERE {pk} = %s AND {trail.carrier()} IS NOT NULL"
     if wanted:
-        columns = ", ".join(f"src.r{n}" for n in range(len(wanted)))
-        folded = f"{folded}, a AS ({plan.sql}) SELECT {columns} FROM src"
-    else:
-        folded = f"{folded} {plan.sql}"
+        folded += " RETURNING " + _returned_columns(spec, wanted)[2:]
     with connections[using].cursor() as cursor:
-        cursor.execute(folded, [*arguments, *plan.params])
+        cursor.execute(folded, [*params, spec.prep_pk(pk_val, using), plan.value])
         rows = [tuple(row) for row in cursor.fetchall()] if wanted else [()] * cursor.rowcount
     if rows:
         stash[spec.table] = FOLDED
@@ -287,12 +246,11 @@ def _folded_insert(
     using: str,
     returning_fields: list[Any] | None,
 ) -> list[tuple]:
-    """Run ``query`` (an INSERT of one or many rows) with the audit rows in the same statement.
+    """Run ``query`` (an INSERT of one or many rows) carrying its context to the triggers.
 
-    ``WITH src AS (INSERT .. RETURNING <key, tenant, image, the columns Django asked for>),
-    a AS (INSERT INTO audit_logs .. SELECT .. FROM src) SELECT <Django's columns> FROM src``:
-    Django's compiler runs it and converts the returned values as for its own
-    ``INSERT .. RETURNING``, whose row order the CTE keeps.
+    ``WITH src AS (INSERT .. RETURNING <carrier>, <the columns Django asked for>) SELECT
+    <Django's columns> FROM src``: Django's compiler runs it and converts the returned values as
+    for its own ``INSERT .. RETURNING``, whose row order the CTE keeps.
     """
     compiler = query.get_compiler(using=using)
     compile_insert = compiler.as_sql
@@ -305,19 +263,14 @@ def _folded_insert(
         finally:
             compiler.returning_fields = wanted
         t = spec.qtable
-        tenant = spec.tenant_sql(t)
         # Django's columns under aliases of their own, so that no column name can clash.
         returned = "".join(f", {t}.{sql.qn(f.column)} AS c{n}" for n, f in enumerate(wanted or ()))
-        source = (
-            f"WITH src AS ({statement} RETURNING {t}.{spec.qpk} AS k, {tenant} AS tenant, "
-            f"NULL::jsonb AS before, {spec.image_sql} AS after{returned})"
+        columns = ", ".join(f"src.c{n}" for n in range(len(wanted or ()))) or "count(*)"
+        folded = (
+            f"WITH src AS ({statement} RETURNING {trail.carrier()} AS carried{returned}) "
+            f"SELECT {columns} FROM src"
         )
-        if wanted:
-            columns = ", ".join(f"src.c{n}" for n in range(len(wanted)))
-            folded = f"{source}, a AS ({plan.sql}) SELECT {columns} FROM src"
-        else:
-            folded = f"{source} {plan.sql}"
-        return [(folded, (*params, *plan.params))]
+        return [(folded, (*params, plan.value))]
 
     compiler.as_sql = as_sql
     return compiler.execute_sql(returning_fields)
@@ -409,8 +362,8 @@ def _save_base(
             # wraps the saves of multi-table inheritance in a transaction of its own).
             self.__dict__[FOLD_KEY] = True
             return original(self, raw, force_insert, force_update, using, update_fields)
-        # savepoint=False: inside a transaction this is free; outside it makes save + audit atomic.
-        with transaction.atomic(using=using, savepoint=False):
+        # Inside a transaction this is free; outside it makes save + audit atomic.
+        with _claimed([spec.table for spec in tables.SAVE_SPECS[self.__class__]], using):
             return original(self, raw, force_insert, force_update, using, update_fields)
     finally:
         self.__dict__.pop(STASH_KEY, None)
@@ -490,25 +443,40 @@ def _read_images(spec: tables.AuditedTable, pks: list[Any], using: str) -> _Imag
     return images
 
 
-def _folded_delete(spec: tables.AuditedTable, statement: str, image: str | None) -> str:
-    """``WITH src AS (DELETE .. RETURNING key, tenant, image)``: the deleted rows as audit source.
-
-    ``image`` is an expression over ``d``, the deleted rows (then they pass through a CTE of
-    their own), or None for ``to_jsonb`` of each row. The audit INSERT that follows is the
-    statement's main query: its row count is the number of rows deleted.
-    """
-    t = spec.qtable
-    if image is None:
-        tenant = spec.tenant_sql(t)
-        return (
-            f"WITH src AS ({statement} RETURNING {t}.{spec.qpk} AS k, {tenant} AS tenant, "
-            f"{spec.image_sql} AS before, NULL::jsonb AS after)"
+def _run_carried(statement: str, params: list[Any], plan: writer.FoldPlan, using: str) -> int:
+    """Run an UPDATE or DELETE Django compiled, carrying its context; the rows it changed."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"WITH changed AS ({statement} RETURNING 1) SELECT count(*) FROM changed "
+            f"WHERE {trail.carrier()} IS NOT NULL",
+            [*params, plan.value],
         )
-    tenant = spec.tenant_sql("d")
-    return (
-        f"WITH d AS ({statement} RETURNING {t}.*), src AS (SELECT d.{spec.qpk} AS k, "
-        f"{tenant} AS tenant, {image} AS before, NULL::jsonb AS after FROM d)"
-    )
+        return cursor.fetchone()[0]
+
+
+@contextlib.contextmanager
+def _claimed(names: Iterable[str], using: str) -> Iterator[None]:
+    """A transaction in which the triggers leave ``names`` to Python (``trail.CLAIM_SETTING``).
+
+    The claim is the union of the claims open on the connection, and is given back on exit.
+    """
+    connection = connections[using]
+    claims: list[frozenset[str]] = connection.__dict__.setdefault(CLAIMS_KEY, [])
+    with transaction.atomic(using=using, savepoint=False):
+        claims.append(frozenset(names))
+        try:
+            _set_claim(claims, using)
+            yield
+        finally:
+            claims.pop()
+        _set_claim(claims, using)
+
+
+def _set_claim(claims: list[frozenset[str]], using: str) -> None:
+    names = sorted(set().union(*claims)) if claims else []
+    value = "|" + "|".join(names) + "|" if names else ""
+    with connections[using].cursor() as cursor:
+        cursor.execute(trail.claim_sql(), [value])
 
 
 def _atomic_if(wanted: bool, using: str) -> Any:
@@ -527,19 +495,18 @@ def _delete_batch(self: DeleteQuery, pk_list: list[Any], using: str) -> int:
     keys = [spec.prep_pk(pk, using) for pk in pk_list]
     plan = _plan(spec, "DELETE")
     if plan is not None:
-        image = None if images else "NULL::jsonb"
-        folded = f"{_folded_delete(spec, statement, image)} {plan.sql}"
+        folded = f"{statement} AND {trail.carrier()} IS NOT NULL"
         deleted = 0
         # One statement per chunk is atomic by itself; several share a transaction.
         chunks = list(_chunks(keys))
         with _atomic_if(len(chunks) > 1, using), connections[using].cursor() as cursor:
             for chunk in chunks:
-                cursor.execute(folded, [chunk, *plan.params])
+                cursor.execute(folded, [chunk, plan.value])
                 deleted += cursor.rowcount
         return deleted
     statement = f"{statement} RETURNING {_returning(spec, images)}"
     rows: list[tuple] = []
-    with transaction.atomic(using=using, savepoint=False):
+    with _claimed([spec.table], using):
         with connections[using].cursor() as cursor:
             for chunk in _chunks(keys):
                 cursor.execute(statement, [chunk])
@@ -561,16 +528,7 @@ def _raw_delete(self: QuerySet, using: str) -> int:
     params = list(params)
     plan = _plan(spec, "DELETE")
     if plan is not None:
-        if spec.skip_before:
-            image = "NULL::jsonb"
-        else:
-            image = "CASE WHEN count(*) OVER () <= %s THEN to_jsonb(d.*) END"
-            params.append(tables.CONFIG.max_before_state_rows)
-        with connections[using].cursor() as cursor:
-            cursor.execute(
-                f"{_folded_delete(spec, statement, image)} {plan.sql}", [*params, *plan.params]
-            )
-            return cursor.rowcount
+        return _run_carried(statement, params, plan, using)
     if spec.skip_before:
         statement = f"{statement} RETURNING {_returning(spec, False)}"
     else:
@@ -581,7 +539,7 @@ def _raw_delete(self: QuerySet, using: str) -> int:
             "CASE WHEN count(*) OVER () <= %s THEN to_jsonb(d.*) END FROM d"
         )
         params.append(tables.CONFIG.max_before_state_rows)
-    with transaction.atomic(using=using, savepoint=False):
+    with _claimed([spec.table], using):
         with connections[using].cursor() as cursor:
             cursor.execute(statement, params)
             rows = cursor.fetchall()
@@ -606,7 +564,7 @@ def _update(self: QuerySet, **kwargs: Any) -> int:
         if updated is not None:
             self._result_cache = None
             return updated
-    with transaction.atomic(using=using, savepoint=False):
+    with _claimed([spec.table], using):
         befores = {} if spec.skip_before else _lock_before_images(self, spec, using)
         # chain(klass) returns the clone as an instance of klass; the stubs say Query.
         query = cast(UpdateQuery, self.query.chain(UpdateQuery))
@@ -625,48 +583,21 @@ def _update(self: QuerySet, **kwargs: Any) -> int:
 def _folded_update_many(
     qs: QuerySet, spec: tables.AuditedTable, kwargs: dict[str, Any], using: str, plan: Any
 ) -> int | None:
-    """``qs.update(**kwargs)`` and its audit rows as one statement; None when it cannot be.
-
-    ``WITH b AS (SELECT key, image FROM t WHERE key IN (<qs>) FOR UPDATE), src AS (UPDATE t SET ..
-    FROM b WHERE t.key = b.k RETURNING ..) INSERT INTO audit_logs .. SELECT .. FROM src``: the
-    rows are locked and read as they were, updated, and logged, with before-images only when there
-    are at most MAX_BEFORE_STATE_ROWS of them. Updates of annotated querysets and updates that
-    also write multi-table parents take the other path.
-    """
-    if qs.query.annotations:
-        return None  # the values may name annotations, which a query of its own would lack
-    query = UpdateQuery(qs.model)
+    """``qs.update(**kwargs)`` as Django compiles it, carrying its context to the triggers; None
+    when it cannot be (updates that also write multi-table parents take the other path)."""
+    query = cast(UpdateQuery, qs.query.chain(UpdateQuery))
     query.add_update_values(kwargs)
+    query.clear_select_clause()
     # Set by UpdateQuery itself; the stubs declare only its methods.
     if query.related_updates:  # type: ignore[attr-defined]
         return None
-    statement, set_params = query.get_compiler(using).as_sql()
-    inner = qs.order_by().values("pk")
-    inner.query.select_for_update = False
     try:
-        sub, sub_params = inner.query.get_compiler(using).as_sql()
+        statement, params = query.get_compiler(using).as_sql()
     except EmptyResultSet:
         return 0
-    t, pk = spec.qtable, f"{spec.qtable}.{spec.qpk}"
-    tenant = spec.tenant_sql(t)
-    if spec.skip_before:
-        folded = (
-            f"WITH src AS ({statement} WHERE {pk} IN ({sub}) RETURNING {pk} AS k, "
-            f"{tenant} AS tenant, NULL::jsonb AS before, {spec.image_sql} AS after) {plan.sql}"
-        )
-        params = [*set_params, *sub_params, *plan.params]
-    else:
-        folded = (
-            f"WITH b AS (SELECT {pk} AS k, {spec.image_sql} AS image FROM {t} "
-            f"WHERE {pk} IN ({sub}) FOR UPDATE), "
-            f"src AS ({statement} FROM b WHERE {pk} = b.k RETURNING b.k AS k, {tenant} AS tenant, "
-            f"CASE WHEN (SELECT count(*) FROM b) <= %s THEN b.image END AS before, "
-            f"{spec.image_sql} AS after) {plan.sql}"
-        )
-        params = [*sub_params, *set_params, tables.CONFIG.max_before_state_rows, *plan.params]
-    with connections[using].cursor() as cursor:
-        cursor.execute(folded, params)
-        return cursor.rowcount
+    if not statement:
+        return 0
+    return _run_carried(statement, list(params), plan, using)
 
 
 def _lock_before_images(qs: QuerySet, spec: tables.AuditedTable, using: str) -> _Images:
@@ -751,7 +682,7 @@ def _bulk_create(
     # _for_write is private QuerySet state, absent from the stubs.
     self._for_write = True  # type: ignore[attr-defined]
     using = self.db
-    plan = None if ignore_conflicts or update_conflicts else _plan(spec, "INSERT")
+    plan = _plan(spec, "INSERT", "UPDATE") if update_conflicts else _plan(spec, "INSERT")
     if plan is not None:
         # Each INSERT Django issues carries the audit rows of its objects (QuerySet._insert).
         token = _BULK_FOLD.set((spec, plan))
@@ -759,7 +690,7 @@ def _bulk_create(
             return create()
         finally:
             _BULK_FOLD.reset(token)
-    with transaction.atomic(using=using, savepoint=False):
+    with _claimed([spec.table], using):
         if update_conflicts and unique_fields:
             return _bulk_upsert(self, spec, objs, unique_fields, create, using)
         if ignore_conflicts:
@@ -794,7 +725,7 @@ def _insert(
 ) -> list[tuple]:
     """The INSERTs of a ``bulk_create()`` that carry their audit rows (see ``_bulk_create``)."""
     folding = _BULK_FOLD.get()
-    if folding is None or folding[0].model is not self.model or on_conflict is not None:
+    if folding is None or folding[0].model is not self.model:
         return _originals["_insert"](
             self,
             objs,
@@ -809,7 +740,12 @@ def _insert(
     spec, plan = folding
     # _for_write is private QuerySet state, absent from the stubs.
     self._for_write = True  # type: ignore[attr-defined]
-    query = InsertQuery(self.model)
+    query = InsertQuery(
+        self.model,
+        on_conflict=on_conflict,
+        update_fields=update_fields,
+        unique_fields=unique_fields,
+    )
     query.insert_values(fields, objs, raw=raw)
     return _folded_insert(query, spec, plan, using or self.db, returning_fields)
 

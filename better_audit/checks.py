@@ -6,10 +6,10 @@ key; E005 an ENRICHMENT rule; E006 ASYNC_WRITE without Celery; E010 RETENTION; E
 MAX_QUERY_LIMIT; E012 a Django release capture was not verified on; E013 BETTER_AUDIT not a dict
 or an unknown key; E014 both BETTER_AUDIT['INTEGRITY'] and BETTER_AUDIT_INTEGRITY set; E015 an
 INTEGRITY value; E016 a hook, handler or extractor that does not import; E017 another value of
-the wrong type. W001 a listed table that no installed model has; W002 ASYNC_WRITE without
+the wrong type; E018 (``check --database``) an audited table whose capture triggers are absent
+or out of date. W001 a listed table that no installed model has; W002 ASYNC_WRITE without
 ON_ERROR; W003 BETTER_AUDIT_INTEGRITY still used; W004 bearer tokens read unverified
-(JWT_UNVERIFIED). The ids of single values are declared with their
-keys in better_audit.conf.
+(JWT_UNVERIFIED). The ids of single values are declared with their keys in better_audit.conf.
 """
 
 from __future__ import annotations
@@ -115,6 +115,37 @@ def check_django_release(app_configs: Any = None, **kwargs: Any) -> list[checks.
         )
         for problem in seams.problems()
     ]
+
+
+@checks.register("better_audit", checks.Tags.database)
+def check_triggers(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """``better_audit.E018``: an audited table without its capture triggers (``migrate`` installs
+    them), so changes outside the ORM would escape the trail and ORM ones lose their entry."""
+    from django.db import DatabaseError, connections
+
+    from better_audit import trail
+
+    problems: list[checks.CheckMessage] = []
+    for alias in databases or ():
+        if connections[alias].vendor != "postgresql":
+            continue
+        try:
+            missing = trail.missing(alias)
+        except DatabaseError:
+            continue  # no audit tables on this database yet: migrate reports that
+        if missing:
+            problems.append(
+                checks.Error(
+                    f"Audited tables without their capture triggers on {alias!r}: "
+                    f"{', '.join(missing)}.",
+                    hint="Run manage.py migrate as the owner role: it installs them from "
+                    "BETTER_AUDIT['TABLES'] and the enrichment rules.",
+                    id="better_audit.E018",
+                )
+            )
+    return problems
 
 
 def retention_policy() -> tuple[int | None, list[str] | None]:

@@ -869,7 +869,7 @@ END
 $better$;"""
 
 
-def _revoke_sql(table: str, privileges: str, keep: str) -> str:
+def revoke_sql(table: str, privileges: str, keep: str) -> str:
     """Revoke ``privileges`` on ``table`` from every grantee except its owner and ``keep``."""
     lit = literal(keep)
     return f"""DO $better$
@@ -897,9 +897,9 @@ def append_only_sql(role: str) -> str:
         *context_functions_sql(),
         ensure_admin_role_sql(role),
         trigger_function_sql(),
-        _revoke_sql(sql.TABLE, "UPDATE, DELETE, TRUNCATE", role),
-        _revoke_sql(SEALS_TABLE, "ALL", role),
-        _revoke_sql(PURGES_TABLE, "ALL", role),
+        revoke_sql(sql.TABLE, "UPDATE, DELETE, TRUNCATE", role),
+        revoke_sql(SEALS_TABLE, "ALL", role),
+        revoke_sql(PURGES_TABLE, "ALL", role),
         f"GRANT SELECT, DELETE ON {logs} TO {admin};",
         f"GRANT SELECT, INSERT, UPDATE (purge_id) ON {seals} TO {admin};",
         f"GRANT SELECT, INSERT ON {purges} TO {admin};",

@@ -152,3 +152,48 @@ class AuditAdminProof(_PostgresSQL):
 
     def _applies(self, app_label: str, schema_editor: Any) -> bool:
         return tenancy_installed() and super()._applies(app_label, schema_editor)
+
+
+class AuditTrail(_PostgresSQL):
+    """The capture and write functions, and an ``audit_logs`` only they insert into
+    (see ``better_audit.trail``); the triggers follow ``BETTER_AUDIT["TABLES"]`` after migrate."""
+
+    requirement = "better_audit's capture triggers need PostgreSQL"
+
+    def deconstruct(self) -> tuple[str, list, dict]:
+        return self.__class__.__name__, [], {}
+
+    def describe(self) -> str:
+        return "Capture triggers' functions; only they insert into the audit table"
+
+    def forward_sql(self) -> str:
+        from better_audit import integrity, trail
+
+        return "\n".join(
+            [
+                *integrity.context_functions_sql(),
+                trail.functions_sql(),
+                integrity.revoke_sql(sql.TABLE, "INSERT", integrity.admin_role()),
+                trail.writer_policy_sql(_system_role()),
+            ]
+        )
+
+    def backward_sql(self) -> str:
+        from better_audit import trail
+
+        current = None
+        if tenancy_installed():
+            from better_tenant import sql as tenant_sql
+
+            current = tenant_sql.POLICY_TENANT
+        return "\n".join(
+            [trail.drop_writer_policy_sql(_system_role(), current), trail.drop_functions_sql()]
+        )
+
+
+def _system_role() -> str | None:
+    if not tenancy_installed():
+        return None
+    from better_tenant.conf import tenant_settings
+
+    return tenant_settings.SYSTEM_ROLE

@@ -1,6 +1,8 @@
-"""The write pipeline: changes -> entries -> enrichment -> hooks -> batched INSERT (or Celery).
+"""The write pipeline: changes -> entries -> enrichment -> hooks -> better_audit_write() (or
+Celery).
 
-Every capture path and ``capture_log`` end in ``record()``, which for one table and operation:
+Every Python capture path and ``capture_log`` end in ``record()``, which for one table and
+operation:
 
 1. checks each record id (``ON_MISSING_RECORD_ID``) and keeps only the images the operation has
    (an INSERT has no before, a DELETE no after); an UPDATE with both gets its diff;
@@ -8,13 +10,15 @@ Every capture path and ``capture_log`` end in ``record()``, which for one table 
    per-call values: per-call wins over context, context over enrichment rules;
 3. applies the enrichment rules (redaction, then description, then label/severity/compliance/
    notify filling the gaps) and runs the BEFORE_LOG hooks;
-4. inserts the entries in multi-row INSERTs of ``BATCH_SIZE`` on the connection of the change, so
-   they commit or roll back with it, then runs the AFTER_LOG hooks; with ``ASYNC_WRITE`` the
-   entries go to a Celery task once the transaction commits instead.
+4. writes the entries in batches of ``BATCH_SIZE`` through the owner's ``better_audit_write()``
+   on the connection of the change, so they commit or roll back with it; the function stamps
+   their time from the database clock and refuses a tenant other than the one in scope. Then the
+   AFTER_LOG hooks run. With ``ASYNC_WRITE`` the entries go to a Celery task once the
+   transaction commits instead.
 
-Capture paths that fold the audit INSERT into the statement of the change (``capture``) take the
-fields of step 2 and the enrichment of step 3 from ``fold_plan()``, which runs the same code on a
-template entry; the rest is computed in SQL (``sql.fold_insert_sql``). ``fold_blocked()`` says when
+The capture paths whose entries the database writes (``capture``, ``better_audit.trail``) take
+the fields of step 2 and the enrichment of step 3 from ``fold_plan()``, which runs the same code
+on a template entry and gives the context each statement carries. ``fold_blocked()`` says when
 Python must see each entry, and so the path through ``record()`` is taken.
 """
 
@@ -34,7 +38,7 @@ from django.db import connections, router, transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from better_audit import enrichment, hooks, sql, tables
+from better_audit import enrichment, hooks, tables, trail
 from better_audit.context import get_audit_context
 from better_audit.exceptions import AuditConfigurationError, MissingRecordId
 from better_tenant.shortcuts import current_tenant_id, tenancy_installed
@@ -65,30 +69,6 @@ class AuditEntry:
     redacted_fields: list[str] = field(default_factory=list)
     correlation_id: str | None = None
     tenant_id: Any = None
-
-    def as_params(self) -> list[Any]:
-        """Values in ``sql.COLUMNS`` order."""
-        return [
-            str(self.id),
-            self.timestamp,
-            self.table_name,
-            self.operation,
-            self.record_id,
-            self.actor_id,
-            _json(self.before_data),
-            _json(self.after_data),
-            _json(self.diff),
-            self.label,
-            self.description,
-            self.severity,
-            list(self.compliance or ()),
-            self.notify,
-            self.reason,
-            _json(self.metadata or None),
-            list(self.redacted_fields or ()),
-            self.correlation_id,
-            None if self.tenant_id is None else str(self.tenant_id),
-        ]
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe form (the Celery message of ``ASYNC_WRITE``)."""
@@ -270,14 +250,13 @@ def _common_fields(
 
 @dataclass(frozen=True, slots=True)
 class FoldPlan:
-    """The audit INSERT of a single-statement capture: its SQL and parameters for one event."""
+    """What an ORM statement carries to the capture triggers (``trail.carrier``): its value."""
 
-    sql: str
-    params: list[Any]
+    value: str
 
 
 def fold_blocked(table: str, operation: str) -> bool:
-    """True when Python must see the entries of this event between the change and their INSERT.
+    """True when Python must see the entries of this event, so it writes them itself.
 
     That is the case with BEFORE_LOG or AFTER_LOG hooks, with ASYNC_WRITE, and when a description
     function of the enrichment rules has to run on the entry.
@@ -291,22 +270,41 @@ def fold_blocked(table: str, operation: str) -> bool:
 
 
 def fold_plan(
-    table: str, operation: str, *, row_tenant: bool, with_before: bool = True
+    table: str, operations: tuple[str, ...], *, with_before: bool = True
 ) -> FoldPlan | None:
-    """The audit INSERT for changes captured in the same statement, or None when
-    ``fold_blocked``: then the caller takes the path through ``record()``.
+    """The context an ORM statement on ``table`` carries to the capture triggers, or None when
+    ``fold_blocked`` for one of ``operations``: then the caller takes the path through
+    ``record()``.
 
-    The fields are those ``record()`` gives every entry, computed by the same code; what depends
-    on the row (record id, images, diff, redaction, the row's tenant) is computed in SQL.
-    ``row_tenant``: the rows have a tenant column, whose value wins over the tenant in scope.
-    ``with_before``: the statement gives the rows' before-images (see ``sql.fold_insert_sql``).
+    Per operation, the fields ``record()`` gives every entry, computed by the same code; what
+    depends on the row (record id, images, diff, redaction, tenant, time) the trigger computes.
+    ``with_before``: updates and deletes keep their before-images.
     """
-    if fold_blocked(table, operation):
+    if any(fold_blocked(table, operation) for operation in operations):
         return None
-    resolved, common, compliance, metadata = _common_fields(table, operation, NO_OPTIONS)
+    carried = {}
+    for operation in operations:
+        resolved, common, compliance, metadata = _common_fields(table, operation, NO_OPTIONS)
+        carried[operation] = statement_fields(
+            table, operation, resolved, common, compliance, metadata, with_before
+        )
+    return FoldPlan(trail.carried(table, carried))
+
+
+def statement_fields(
+    table: str,
+    operation: str,
+    resolved: enrichment.Resolved,
+    common: Mapping[str, Any],
+    compliance: Iterable[str],
+    metadata: Mapping[str, Any],
+    with_before: bool = True,
+) -> dict[str, Any]:
+    """The carried fields of one event (short keys; absent when empty), as ``record()`` would
+    fill them, enrichment applied on a template entry."""
     template = AuditEntry(
-        id=uuid.uuid4(),
-        timestamp=timezone.now(),
+        id=uuid.UUID(int=0),
+        timestamp=_EPOCH,
         table_name=table,
         operation=operation,
         record_id="",
@@ -315,33 +313,50 @@ def fold_plan(
         **common,
     )
     enrichment.apply(template, resolved)
-    tenant = current_tenant_id()
-    values = {
-        "timestamp": template.timestamp,
-        "table_name": table,
-        "operation": operation,
-        "actor_id": template.actor_id,
-        "label": template.label,
-        "description": template.description,
-        "severity": template.severity,
-        "compliance": list(template.compliance) or None,
-        "notify": template.notify,
-        "reason": template.reason,
-        "metadata": _json(template.metadata or None),
-        "correlation_id": template.correlation_id,
-        "tenant_id": None if tenant is None else str(tenant),
+    fields: dict[str, Any] = {
+        "a": template.actor_id,
+        "l": template.label,
+        "d": template.description,
+        "s": template.severity,
+        "c": list(template.compliance) or None,
+        "n": template.notify,
+        "r": template.reason,
+        "m": template.metadata or None,
+        "k": template.correlation_id,
     }
-    present = tuple(name for name in sql.FOLD_PARAMETERS if values[name] is not None)
-    params = [values[name] for name in present]
-    key_filter = None
     if resolved.redact:
-        key_filter = "redact"
-        params.append(list(resolved.redact))
+        fields["x"] = list(resolved.redact)
     elif resolved.include:
-        key_filter = "include"
-        params.append(list(resolved.include))
-    statement = sql.fold_insert_sql(operation, present, row_tenant, key_filter, with_before)
-    return FoldPlan(statement, params)
+        fields["i"] = list(resolved.include)
+    if not with_before:
+        fields["b"] = False
+    elif operation != "INSERT":
+        # Set-wise changes above the limit keep no before-images (nor, for updates, a diff).
+        fields["lim"] = tables.CONFIG.max_before_state_rows
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def installed_fields(table: str) -> dict[str, dict[str, Any]]:
+    """Per operation, what the enrichment rules alone give a change no statement described
+    (raw SQL, another service): installed with the triggers, so redaction applies to it too."""
+    fields = {}
+    for operation in trail.OPERATIONS:
+        resolved = enrichment.registry.resolve(table, operation)
+        common = {
+            "actor_id": None,
+            "label": None,
+            "description": None,
+            "severity": None,
+            "notify": None,
+            "reason": None,
+            "correlation_id": None,
+        }
+        fields[operation] = statement_fields(table, operation, resolved, common, (), {})
+        fields[operation].pop("d", None)  # a description function needs Python
+    return fields
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 def _first(*values: Any) -> Any:
@@ -410,15 +425,27 @@ def insert(entries: list[AuditEntry], using: str, *, idempotent: bool = False) -
 
 
 def _insert_batches(batches: list[list[AuditEntry]], using: str, idempotent: bool) -> int:
+    """Write each batch through ``better_audit_write()``, which stamps the time of the entries."""
     written = 0
     with connections[using].cursor() as cursor:
         for batch in batches:
-            params: list[Any] = []
+            payload = _dumps([_stored_form(entry) for entry in batch])
+            cursor.execute(
+                f"SELECT written, stamped FROM {trail.WRITE_FUNCTION}(%s::jsonb, %s)",
+                [payload, idempotent],
+            )
+            count, stamped = cursor.fetchone()
             for entry in batch:
-                params.extend(entry.as_params())
-            cursor.execute(sql.insert_sql(len(batch), idempotent=idempotent), params)
-            written += cursor.rowcount
+                entry.timestamp = stamped
+            written += count
     return written
+
+
+def _stored_form(entry: AuditEntry) -> dict[str, Any]:
+    """The entry as ``better_audit_write()`` takes it (empty metadata is stored as NULL)."""
+    data = entry.as_dict()
+    data["metadata"] = data["metadata"] or None
+    return data
 
 
 def insert_as_system(entries: list[AuditEntry], using: str) -> int:

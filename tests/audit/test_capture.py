@@ -16,12 +16,12 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 import better_audit as audit
-from better_audit import capture
+from better_audit import capture, trail
 from better_audit.models import AuditLog
 from better_tenant import no_tenant, run_as, run_as_system
 from better_tenant.sql import POLICY_TENANT
 from better_tenant.testing import connected_as_owner
-from tests.support.audit import logs
+from tests.support.audit import fixture_role_sql, logs
 from tests.testapp.models import Invoice, Label, Note, PaidInvoice, Place, Shop
 
 pytestmark = pytest.mark.django_db
@@ -189,15 +189,14 @@ def test_single_row_writes_cost_one_statement_each():
             label.save()
         with CaptureQueriesContext(connection) as deleted:
             label.delete()
-    # The change and its audit row are one statement (tests/audit/test_single_statement.py).
+    # Each change is one statement that carries its context; the table's trigger writes the entry
+    # (tests/audit/test_single_statement.py).
     assert [s.split()[0] for s in statements(created)] == ["WITH"]
-    assert [s.split()[0] for s in statements(saved)] == ["WITH"]
-    assert (
-        "FOR UPDATE" in statements(saved)[0] and 'UPDATE "test_labels" SET' in statements(saved)[0]
-    )
-    assert [s.split()[0] for s in statements(deleted)] == ["WITH"]
+    assert [s.split()[0] for s in statements(saved)] == ["UPDATE"]
+    assert [s.split()[0] for s in statements(deleted)] == ["DELETE"]
     every = [*statements(created), *statements(saved), *statements(deleted)]
-    assert all('INSERT INTO "audit_logs"' in statement for statement in every)
+    assert all(trail.STATEMENT_SETTING in statement for statement in every)
+    assert not any("audit_logs" in statement for statement in every)
     assert [r.operation for r in logs()] == ["INSERT", "UPDATE", "DELETE"]
 
 
@@ -211,7 +210,10 @@ def test_without_the_folded_update_pre_save_reads_the_before_state(tenant, monke
             invoice.number = "A-2"
             invoice.save()
         after = db_image(Invoice, invoice.pk)
-    assert [s.split()[0] for s in statements(saved)] == ["SELECT", "UPDATE", "INSERT"]
+    # The claim, the before-state, the update, the entry, the claim given back.
+    kinds = [s.split()[0] for s in statements(saved)]
+    assert kinds == ["SELECT", "SELECT", "UPDATE", "SELECT", "SELECT"]
+    assert trail.WRITE_FUNCTION in statements(saved)[3]
     update = logs(operation="UPDATE")[0]
     assert (update.before_data, update.after_data) == (before, after)
     assert update.diff == {"changed_fields": ["number"]}
@@ -349,20 +351,43 @@ def audit_policies() -> list[tuple[str, str]]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT policyname, cmd FROM pg_policies WHERE tablename = 'audit_logs' "
-            "ORDER BY policyname"
+            "AND policyname <> 'test_fixture_rows' ORDER BY policyname"
         )
         return cursor.fetchall()
 
 
-def test_the_policies_let_the_app_role_read_and_insert_only():
+def test_the_policies_let_the_app_role_read_only(tenant):
     assert audit_policies() == [
         # The privileged path of purge (TO better_audit_admin only; better_audit.integrity).
         ("rls_audit_admin_delete", "DELETE"),
         ("rls_audit_admin_read", "SELECT"),
-        ("rls_audit_insert", "INSERT"),
         ("rls_audit_read", "SELECT"),
-        ("rls_system_audit_logs", "ALL"),
+        # The owner, whose functions write every entry (better_audit.trail).
+        ("rls_audit_writer", "INSERT"),
+        ("rls_system_audit_logs", "SELECT"),
     ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT roles::text[], pg_has_role(session_user, roles[1], 'MEMBER') "
+            "FROM pg_policies WHERE tablename = 'audit_logs' AND policyname = 'rls_audit_writer'"
+        )
+        [(roles, member)] = cursor.fetchall()
+        cursor.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'audit_logs'")
+        assert roles == [cursor.fetchone()[0]] and member is False
+    # Not even an entry of its own tenant: a blanket grant gives INSERT back, and row-level
+    # security still refuses it (no INSERT policy admits the app role).
+    for scope in (run_as(tenant), no_tenant()):
+        with (
+            pytest.raises(DatabaseError, match="row-level security"),
+            scope,
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(
+                "INSERT INTO audit_logs (id, timestamp, table_name, operation, record_id, "
+                "compliance, redacted_fields, tenant_id) "
+                "VALUES (%s, now(), 't', 'INSERT', '1', '{}', '{}', better_tenant_current())",
+                [str(uuid.uuid4())],
+            )
     out = io.StringIO()
     call_command("sqlmigrate", "better_audit", "0001", stdout=out)
     assert f"WITH CHECK (tenant_id IS NOT DISTINCT FROM {POLICY_TENANT})" in out.getvalue()
@@ -384,11 +409,12 @@ def test_the_audit_migration_reverses_and_reapplies():
         call_command("migrate", "better_audit", verbosity=0)
         with connection.cursor() as cursor:
             cursor.execute(grant_privileges_sql(None, app_role, tenant_settings.SYSTEM_ROLE))
+            cursor.execute(fixture_role_sql(app_role))
     assert [name for name, _ in audit_policies()] == [
         "rls_audit_admin_delete",
         "rls_audit_admin_read",
-        "rls_audit_insert",
         "rls_audit_read",
+        "rls_audit_writer",
         "rls_system_audit_logs",
     ]
 

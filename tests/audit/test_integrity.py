@@ -14,8 +14,10 @@ from django.db import DatabaseError, connection, connections
 from django.utils import timezone
 
 import better_audit as audit
-from better_audit import integrity, integrity_tasks, writer
+from better_audit import integrity, integrity_tasks
+from better_audit.models import AuditLog
 from better_tenant import no_tenant, run_as, run_as_system
+from tests.support.audit import add_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -34,20 +36,21 @@ def write(
                 for i in range(count)
             ]
         else:
+            # Entries are stamped with the database clock: old ones are test fixtures.
             when = timezone.now() - age
-            entries = [
-                writer.AuditEntry(
-                    id=uuid.uuid4(),
-                    timestamp=when + datetime.timedelta(microseconds=i),
-                    table_name=table,
-                    operation="INSERT",
-                    record_id=str(i),
-                    after_data={"id": i},
-                    tenant_id=None if tenant is None else tenant.pk,
+            entries = add_rows(
+                *(
+                    AuditLog(
+                        timestamp=when + datetime.timedelta(microseconds=i),
+                        table_name=table,
+                        operation="INSERT",
+                        record_id=str(i),
+                        after_data={"id": i},
+                        tenant_id=None if tenant is None else tenant.pk,
+                    )
+                    for i in range(count)
                 )
-                for i in range(count)
-            ]
-            writer.insert(entries, "default")
+            )
     return [str(entry.id) for entry in entries]
 
 

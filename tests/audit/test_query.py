@@ -16,6 +16,7 @@ import better_audit as audit
 from better_audit.models import AuditLog
 from better_audit.queries import AuditQuery, QueryResult
 from better_tenant import run_as, run_as_system
+from tests.support.audit import add_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -31,9 +32,7 @@ def add(**values: Any) -> AuditLog:
         "record_id": "1",
         **values,
     }
-    entry = AuditLog(**row)
-    with run_as_system():
-        AuditLog.objects.bulk_create([entry])
+    [entry] = add_rows(AuditLog(**row))
     return entry
 
 

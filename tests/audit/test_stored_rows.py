@@ -118,7 +118,7 @@ def stored_rows(tenant) -> list[str]:
 
 
 def test_rows_are_byte_identical_to_the_reference(tenant):
-    assert writer.fold_plan("test_invoices", "INSERT", row_tenant=True) is not None
+    assert writer.fold_plan("test_invoices", ("INSERT",)) is not None
     rows = stored_rows(tenant)
     assert rows == json.loads(REFERENCE.read_text())
 

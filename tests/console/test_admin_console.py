@@ -28,6 +28,7 @@ from better_tenant import run_as_system
 from better_tenant.api import create_tenant
 from better_webhooks.endpoints import create_endpoint, disable_endpoint
 from better_webhooks.models import WebhookDelivery
+from tests.support.audit import add_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -58,8 +59,8 @@ def seed_console_data() -> dict[str, Any]:
     globex = create_tenant("Globex", "globex")
     now = timezone.now()
     with run_as_system():
-        AuditLog.objects.bulk_create(
-            [
+        add_rows(
+            *[
                 AuditLog(
                     table_name="projects",
                     operation="INSERT",

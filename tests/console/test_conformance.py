@@ -16,6 +16,7 @@ from better_console.models import MagicLink
 from better_console.testing import session_token
 from better_tenant import run_as_system
 from better_tenant.api import create_tenant
+from tests.support.audit import add_rows
 from tests.support.console import BASE, SENT
 
 pytestmark = pytest.mark.django_db
@@ -753,8 +754,8 @@ def world(magic_only, configure) -> dict[str, Any]:
     ]
     with run_as_system():
         for day, row in enumerate(rows, start=1):
-            entry = AuditLog.objects.create(
-                table_name="invoices", timestamp=datetime(2026, 3, day, tzinfo=UTC), **row
+            [entry] = add_rows(
+                AuditLog(table_name="invoices", timestamp=datetime(2026, 3, day, tzinfo=UTC), **row)
             )
             world[f"entry{day}"] = str(entry.id)
     enrichment.enrich(

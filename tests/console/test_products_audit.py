@@ -22,6 +22,7 @@ from better_console.registry import get_product
 from better_core.durations import iso_millis
 from better_tenant import run_as, run_as_system
 from tests.console.products_support import call, ok, streamed
+from tests.support.audit import add_rows
 from tests.testapp.models import Invoice, Label
 
 pytestmark = pytest.mark.django_db
@@ -59,16 +60,15 @@ def add(**values) -> AuditLog:
     entry = AuditLog(
         **{"table_name": "test_invoices", "operation": "INSERT", "record_id": "1", **values}
     )
-    with run_as_system():
-        AuditLog.objects.bulk_create([entry])
+    add_rows(entry)
     return entry
 
 
 def inserts(count: int) -> None:
     """``count`` INSERT entries of test_invoices a second apart, record ids 0 up, oldest first."""
     base = timezone.now() - timedelta(days=1)
-    with run_as_system():
-        AuditLog.objects.bulk_create(
+    add_rows(
+        *(
             AuditLog(
                 timestamp=base + timedelta(seconds=n),
                 table_name="test_invoices",
@@ -77,6 +77,7 @@ def inserts(count: int) -> None:
             )
             for n in range(count)
         )
+    )
 
 
 def newest_first() -> list[str]:

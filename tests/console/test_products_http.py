@@ -20,6 +20,7 @@ from better_webhooks.endpoints import create_endpoint
 from better_webhooks.events import register_event, unregister_event
 from better_webhooks.models import WebhookDelivery, WebhookEndpoint
 from better_webhooks.sending import send
+from tests.support.audit import add_rows
 from tests.testapp.models import Invoice
 
 pytestmark = pytest.mark.django_db
@@ -201,15 +202,10 @@ def test_audit_stats_and_enrichments_over_http(client, as_level, tenant):
 
 def test_audit_purge_needs_admin(client, as_level, tenant):
     old = timezone.now() - timedelta(days=100)
-    with run_as_system():
-        AuditLog.objects.bulk_create(
-            [
-                AuditLog(
-                    timestamp=old, table_name="test_invoices", operation="INSERT", record_id="1"
-                ),
-                AuditLog(table_name="test_invoices", operation="INSERT", record_id="2"),
-            ]
-        )
+    add_rows(
+        AuditLog(timestamp=old, table_name="test_invoices", operation="INSERT", record_id="1"),
+        AuditLog(table_name="test_invoices", operation="INSERT", record_id="2"),
+    )
     body = {"before": (timezone.now() - timedelta(days=30)).isoformat()}
     for level in ("read", "write"):
         refused = send_json(client, "delete", "/audit/logs", body, as_level(level))

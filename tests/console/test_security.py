@@ -27,6 +27,7 @@ from better_tenant import run_as_system
 from better_tenant.api import create_tenant
 from better_tenant.models import Tenant
 from tests.console.test_admin_console import staff
+from tests.support.audit import add_rows
 from tests.support.console import BASE, SENT, get, post
 
 pytestmark = pytest.mark.django_db
@@ -680,8 +681,14 @@ def test_filters_are_values_not_sql(client, path, query):
     create_tenant("Acme")
     with run_as_system():
         # An entry for an injected "OR true" to leak.
-        AuditLog.objects.create(
-            table_name="tenants", operation="INSERT", record_id="1", actor_id="ops", label="Acme"
+        add_rows(
+            AuditLog(
+                table_name="tenants",
+                operation="INSERT",
+                record_id="1",
+                actor_id="ops",
+                label="Acme",
+            )
         )
     auth = auth_headers(session_token("read"))
     response = client.get(BASE + path, query, **auth)

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.conf import settings
 
-from better_tenant.testing import django_db_setup_with_roles as django_db_setup  # noqa: F401
+from better_tenant.testing import django_db_setup_with_roles  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup_with_roles: None, django_db_blocker: Any) -> None:  # noqa: F811
+    """The harness's databases, and a role the tests write audit rows of their own with."""
+    from django.apps import apps
+
+    if apps.is_installed("better_audit"):
+        from tests.support.audit import install_fixture_role
+
+        install_fixture_role(django_db_blocker)
 
 
 def pytest_configure(config: pytest.Config) -> None:

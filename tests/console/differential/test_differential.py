@@ -518,28 +518,31 @@ def seed_logs(rows: list[tuple[Any, ...]], prefix: str) -> list[str]:
     """Committed ``audit_logs`` rows (system scope: the app role may not write all tenants')."""
     from better_audit.models import AuditLog
     from better_tenant import run_as_system
+    from tests.support.audit import add_rows
 
     ids = []
     with run_as_system():
         for index, (hours, table, op, record, actor, severity, label, text, tags) in enumerate(
             rows
         ):
-            entry = AuditLog.objects.create(
-                id=uuid.uuid5(NAMESPACE, f"{prefix}-{index}"),
-                timestamp=SEED_TIME + timedelta(hours=hours),
-                table_name=table,
-                operation=op,
-                record_id=record,
-                actor_id=actor,
-                severity=severity,
-                label=label,
-                description=text,
-                compliance=tags,
-                before_data={"id": record, "amount": 10} if op != "INSERT" else None,
-                after_data={"id": record, "amount": 12} if op != "DELETE" else None,
-                notify=True if severity == "critical" else None,
-                reason="customer request" if op == "DELETE" else None,
-                metadata={"ip": "10.0.0.1"} if actor == "user-2" else None,
+            [entry] = add_rows(
+                AuditLog(
+                    id=uuid.uuid5(NAMESPACE, f"{prefix}-{index}"),
+                    timestamp=SEED_TIME + timedelta(hours=hours),
+                    table_name=table,
+                    operation=op,
+                    record_id=record,
+                    actor_id=actor,
+                    severity=severity,
+                    label=label,
+                    description=text,
+                    compliance=tags,
+                    before_data={"id": record, "amount": 10} if op != "INSERT" else None,
+                    after_data={"id": record, "amount": 12} if op != "DELETE" else None,
+                    notify=True if severity == "critical" else None,
+                    reason="customer request" if op == "DELETE" else None,
+                    metadata={"ip": "10.0.0.1"} if actor == "user-2" else None,
+                )
             )
             ids.append(str(entry.id))
     return ids

@@ -19,6 +19,7 @@ import better_audit as audit
 from better_audit.models import AuditLog
 from better_tenant.shortcuts import tenancy_installed
 from tests.projects.audit_only.models import Order
+from tests.support.audit import add_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -89,11 +90,20 @@ def test_async_write_inserts_the_entries_after_commit(
 
 def test_the_trail_has_no_tenant_policies_but_stays_append_only():
     with connection.cursor() as cursor:
-        cursor.execute("SELECT relrowsecurity FROM pg_class WHERE relname = 'audit_logs'")
-        assert cursor.fetchone() == (False,)
+        cursor.execute(
+            "SELECT policyname, cmd, qual FROM pg_policies WHERE tablename = 'audit_logs' "
+            "AND policyname NOT LIKE 'rls_audit_admin%%' AND policyname <> 'test_fixture_rows' "
+            "ORDER BY 1"
+        )
+        # Row-level security without tenants: everyone reads, only the owner's functions insert.
+        assert cursor.fetchall() == [
+            ("rls_audit_read", "SELECT", "true"),
+            ("rls_audit_writer", "INSERT", None),
+        ]
     Order.objects.create(number="A-1")
-    # The app role may insert and read entries, never change or remove them.
+    # The app role may read entries, never write, change or remove them.
     for change in (
+        lambda: AuditLog.objects.create(table_name=TABLE, operation="INSERT", record_id="9"),
         lambda: AuditLog.objects.update(actor_id="forged"),
         lambda: AuditLog.objects.all().delete(),
     ):
@@ -132,11 +142,9 @@ def test_stats_export_and_verify_commands():
 
 def test_purge_deletes_only_entries_older_than_the_cutoff():
     old = timezone.now() - timedelta(days=100)
-    AuditLog.objects.bulk_create(
-        [
-            AuditLog(timestamp=old, table_name=TABLE, operation="INSERT", record_id="1"),
-            AuditLog(table_name=TABLE, operation="INSERT", record_id="2"),
-        ]
+    add_rows(
+        AuditLog(timestamp=old, table_name=TABLE, operation="INSERT", record_id="1"),
+        AuditLog(table_name=TABLE, operation="INSERT", record_id="2"),
     )
     out, _ = run("purge", "--since", "30d", "--dry-run")
     assert out.startswith("1 audit entries older than")

@@ -20,6 +20,7 @@ from better_audit.models import AuditLog
 from better_mail.models import MailLog
 from better_webhooks.models import WebhookEndpoint
 from tests.projects.no_tenant.models import Order
+from tests.support.audit import add_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -124,13 +125,9 @@ def test_the_magic_link_code_is_mailed_through_better_mail(
 
 def test_the_audit_trail_is_purged_through_the_console(client, console_auth):
     old = timezone.now() - timedelta(days=100)
-    AuditLog.objects.bulk_create(
-        [
-            AuditLog(
-                timestamp=old, table_name="no_tenant_orders", operation="INSERT", record_id="1"
-            ),
-            AuditLog(table_name="no_tenant_orders", operation="INSERT", record_id="2"),
-        ]
+    add_rows(
+        AuditLog(timestamp=old, table_name="no_tenant_orders", operation="INSERT", record_id="1"),
+        AuditLog(table_name="no_tenant_orders", operation="INSERT", record_id="2"),
     )
     before = (timezone.now() - timedelta(days=30)).isoformat()
     purged = client.delete(
