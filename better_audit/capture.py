@@ -65,6 +65,7 @@ from django.db.models.fields.related import RelatedField
 from django.db.models.signals import post_save, pre_save
 from django.db.models.sql import DeleteQuery, InsertQuery, UpdateQuery
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, NO_RESULTS
+from django.db.models.sql.where import AND, ExtraWhere
 
 from better_audit import seams, sql, tables, trail, writer
 from better_audit.writer import Change, record
@@ -228,7 +229,7 @@ def _folded_update(
     """Django's UPDATE of one row, carrying its context to the capture trigger; the row's
     ``wanted`` columns: one row (empty when nothing is wanted), or none if the row is gone."""
     pk = f"{spec.qtable}.{spec.qpk}"
-    folded = f"{statement} WHERE {pk} = %s AND {trail.carrier()} IS NOT NULL"
+    folded = f"{statement} WHERE {pk} = %s AND {trail.CARRIER}"
     if wanted:
         folded += " RETURNING " + _returned_columns(spec, wanted)[2:]
     with connections[using].cursor() as cursor:
@@ -248,9 +249,9 @@ def _folded_insert(
 ) -> list[tuple]:
     """Run ``query`` (an INSERT of one or many rows) carrying its context to the triggers.
 
-    ``WITH src AS (INSERT .. RETURNING <carrier>, <the columns Django asked for>) SELECT
-    <Django's columns> FROM src``: Django's compiler runs it and converts the returned values as
-    for its own ``INSERT .. RETURNING``, whose row order the CTE keeps.
+    ``INSERT .. RETURNING <the columns Django asked for>, <carrier>``: Django's compiler runs it
+    and converts the returned values as for its own ``INSERT .. RETURNING``; the carrier's column
+    is dropped from the rows it answers.
     """
     compiler = query.get_compiler(using=using)
     compile_insert = compiler.as_sql
@@ -263,17 +264,13 @@ def _folded_insert(
         finally:
             compiler.returning_fields = wanted
         t = spec.qtable
-        # Django's columns under aliases of their own, so that no column name can clash.
-        returned = "".join(f", {t}.{sql.qn(f.column)} AS c{n}" for n, f in enumerate(wanted or ()))
-        columns = ", ".join(f"src.c{n}" for n in range(len(wanted or ()))) or "count(*)"
-        folded = (
-            f"WITH src AS ({statement} RETURNING {trail.carrier()} AS carried{returned}) "
-            f"SELECT {columns} FROM src"
-        )
+        returned = "".join(f"{t}.{sql.qn(f.column)}, " for f in wanted or ())
+        folded = f"{statement} RETURNING {returned}{trail.CARRIED_VALUE}"
         return [(folded, (*params, plan.value))]
 
     compiler.as_sql = as_sql
-    return compiler.execute_sql(returning_fields)
+    rows = compiler.execute_sql(returning_fields)
+    return [tuple(row)[:-1] for row in rows] if rows else rows
 
 
 def _do_insert(
@@ -443,15 +440,23 @@ def _read_images(spec: tables.AuditedTable, pks: list[Any], using: str) -> _Imag
     return images
 
 
-def _run_carried(statement: str, params: list[Any], plan: writer.FoldPlan, using: str) -> int:
-    """Run an UPDATE or DELETE Django compiled, carrying its context; the rows it changed."""
+def _carry(query: Any, plan: writer.FoldPlan) -> None:
+    """Have an UPDATE or DELETE query Django compiles carry its context in its WHERE."""
+    query.where.add(ExtraWhere([trail.CARRIER], [plan.value]), AND)
+
+
+def _run_carried(query: Any, plan: writer.FoldPlan, using: str) -> int:
+    """Run an UPDATE or DELETE query, carrying its context; the number of rows it changed."""
+    _carry(query, plan)
+    try:
+        statement, params = query.get_compiler(using).as_sql()
+    except EmptyResultSet:
+        return 0
+    if not statement:
+        return 0
     with connections[using].cursor() as cursor:
-        cursor.execute(
-            f"WITH changed AS ({statement} RETURNING 1) SELECT count(*) FROM changed "
-            f"WHERE {trail.carrier()} IS NOT NULL",
-            [*params, plan.value],
-        )
-        return cursor.fetchone()[0]
+        cursor.execute(statement, params)
+        return cursor.rowcount
 
 
 @contextlib.contextmanager
@@ -495,7 +500,7 @@ def _delete_batch(self: DeleteQuery, pk_list: list[Any], using: str) -> int:
     keys = [spec.prep_pk(pk, using) for pk in pk_list]
     plan = _plan(spec, "DELETE")
     if plan is not None:
-        folded = f"{statement} AND {trail.carrier()} IS NOT NULL"
+        folded = f"{statement} AND {trail.CARRIER}"
         deleted = 0
         # One statement per chunk is atomic by itself; several share a transaction.
         chunks = list(_chunks(keys))
@@ -521,14 +526,14 @@ def _raw_delete(self: QuerySet, using: str) -> int:
         return _originals["_raw_delete"](self, using)
     query = self.query.clone()
     query.__class__ = DeleteQuery
+    plan = _plan(spec, "DELETE")
+    if plan is not None:
+        return _run_carried(query, plan, using)
     try:
         statement, params = query.get_compiler(using).as_sql()
     except EmptyResultSet:
         return 0
     params = list(params)
-    plan = _plan(spec, "DELETE")
-    if plan is not None:
-        return _run_carried(statement, params, plan, using)
     if spec.skip_before:
         statement = f"{statement} RETURNING {_returning(spec, False)}"
     else:
@@ -591,13 +596,7 @@ def _folded_update_many(
     # Set by UpdateQuery itself; the stubs declare only its methods.
     if query.related_updates:  # type: ignore[attr-defined]
         return None
-    try:
-        statement, params = query.get_compiler(using).as_sql()
-    except EmptyResultSet:
-        return 0
-    if not statement:
-        return 0
-    return _run_carried(statement, list(params), plan, using)
+    return _run_carried(query, plan, using)
 
 
 def _lock_before_images(qs: QuerySet, spec: tables.AuditedTable, using: str) -> _Images:

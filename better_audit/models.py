@@ -20,8 +20,8 @@ class AuditLog(models.Model):
     ``{"changed_fields": [...]}`` for updates whose before-state was read. ``tenant_id`` is the
     changed row's tenant (or the tenant in scope); it has no foreign key so that the trail outlives
     a deleted tenant. With better_tenant installed the table is under row-level security: a tenant
-    reads only its own rows, system mode reads all, and the application role may insert but never
-    update or delete.
+    reads only its own rows, system mode reads all. Only the owner's functions insert
+    (``better_audit.trail``); no role but the admin role's purge may delete, none may update.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -56,15 +56,9 @@ class AuditLog(models.Model):
             models.Index(fields=["actor_id"], name="audit_logs_actor_idx"),
             models.Index(fields=["tenant_id", "timestamp"], name="audit_logs_tenant_idx"),
         ]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(operation__in=OPERATIONS), name="audit_logs_operation_check"
-            ),
-            models.CheckConstraint(
-                condition=models.Q(severity__isnull=True) | models.Q(severity__in=SEVERITIES),
-                name="audit_logs_severity_check",
-            ),
-        ]
+        # No CHECK constraints: PostgreSQL re-reads them for every statement that inserts, the
+        # most expensive part of writing an entry. The only writers, better_audit.trail's
+        # functions, keep operation and severity to their values themselves.
 
     def __str__(self) -> str:
         return f"{self.operation} {self.table_name} {self.record_id}"

@@ -37,6 +37,7 @@ from better_core.roles import literal, qn
 from better_tenant.shortcuts import tenancy_installed
 
 CAPTURE_FUNCTION = "better_audit_capture"
+CHANGED_FUNCTION = "better_audit_changed_fields"
 TRUNCATE_FUNCTION = "better_audit_refuse_truncate"
 WRITE_FUNCTION = "better_audit_write"
 STATEMENT_SETTING = "better_audit.statement"
@@ -45,6 +46,11 @@ TRIGGER_PREFIX = "better_audit_capture"
 WRITER_POLICY = "rls_audit_writer"
 OPERATIONS = ("INSERT", "UPDATE", "DELETE")
 
+# What the table accepts (it has no CHECK constraint: see models.AuditLog).
+SEVERITIES = ("low", "medium", "high", "critical")
+_SEVERITIES = literal("{" + ",".join(SEVERITIES) + "}")
+_OPERATIONS = literal("{" + ",".join(OPERATIONS) + "}")
+_SEVERITY = f"CASE WHEN ctx ->> 's' = ANY ({_SEVERITIES}) THEN ctx ->> 's' END"
 # The columns of an entry the capture trigger fills, in order.
 _COLUMNS = ", ".join(qn(c) for c in sql.COLUMNS)
 
@@ -58,46 +64,70 @@ def _scope_sql() -> tuple[str, str]:
     return CURRENT_TENANT, f"{SYSTEM_FUNCTION}()"
 
 
-def _filtered(image: str) -> str:
-    """``image`` without the keys the enrichment rules drop (``gone`` of the row)."""
-    return f"CASE WHEN {image} IS NULL THEN NULL ELSE {image} - r.gone END"
+def _entries_sql(filtered: bool) -> str:
+    """The INSERT of a statement's entries from its rows' images (``olds``, ``news``).
 
-
-def _entries_sql(operation: str) -> str:
-    """The INSERT of one operation's entries from the transition tables."""
-    if operation == "INSERT":
-        rows = "SELECT NULL::jsonb AS b, to_jsonb(n) AS a FROM new_rows n"
-    elif operation == "DELETE":
-        rows = "SELECT to_jsonb(o) AS b, NULL::jsonb AS a FROM old_rows o"
-    else:
+    The images are read from the transition tables beforehand, so this statement names none and
+    its plan is kept for the session; the fields every entry shares are plpgsql variables.
+    ``filtered``: the enrichment rules drop keys (``dropped``) or keep only some (``kept``); the
+    images lose them and ``redacted_fields`` names those they held. Unfiltered statements leave
+    that computation out.
+    """
+    # Old and new images of one row sit at the same position: the transition tables keep the
+    # order the rows were changed in (an update whose key changed stays one entry).
+    rows = "unnest(olds, news) s(b, a)"
+    gone = "'{}'::text[]"
+    if filtered:
+        # OFFSET 0 keeps the filtered images computed once per row, not once per use.
         rows = (
-            "SELECT o.b, n.a FROM (SELECT to_jsonb(x) AS b FROM old_rows x) o "
-            "FULL JOIN (SELECT to_jsonb(y) AS a FROM new_rows y) n ON n.a -> pk = o.b -> pk"
+            "(SELECT s.b - r.gone AS b, s.a - r.gone AS a, r.gone FROM " + rows + " "
+            "CROSS JOIN LATERAL (SELECT ARRAY(SELECT k FROM ("
+            "SELECT jsonb_object_keys(coalesce(s.b, '{}')) "
+            "UNION SELECT jsonb_object_keys(coalesce(s.a, '{}'))) keys(k) "
+            'WHERE k = ANY(dropped) OR NOT k = ANY(kept) ORDER BY k COLLATE "C") AS gone) r '
+            "OFFSET 0) s"
         )
-    before, after = _filtered("s.b"), _filtered("s.a")
-    diff = "NULL::jsonb"
-    if operation == "UPDATE":
-        changed = (
-            "coalesce((SELECT jsonb_agg(e.key ORDER BY e.n) FROM jsonb_each(" + before + ") "
-            "WITH ORDINALITY e(key, value, n) WHERE (" + after + ") -> e.key "
-            "IS DISTINCT FROM e.value), '[]'::jsonb)"
-        )
-        diff = (
-            f"CASE WHEN images AND s.b IS NOT NULL AND s.a IS NOT NULL "
-            f"THEN jsonb_build_object('changed_fields', {changed}) END"
-        )
+        gone = "s.gone"
     image = "coalesce(s.a, s.b)"
     return f"""INSERT INTO {qn(sql.TABLE)} ({_COLUMNS})
     SELECT gen_random_uuid(), clock_timestamp(), TG_TABLE_NAME::text, TG_OP, {image} ->> pk,
-      ctx ->> 'a', CASE WHEN images THEN {before} END, {after}, {diff},
-      ctx ->> 'l', ctx ->> 'd', ctx ->> 's', tags, (ctx ->> 'n')::boolean, ctx ->> 'r',
-      ctx -> 'm', r.gone, ctx ->> 'k', coalesce(({image} ->> tenant_column)::uuid, scope)
-    FROM ({rows}) s
-    CROSS JOIN LATERAL (SELECT CASE WHEN dropped IS NULL AND kept IS NULL THEN '{{}}'::text[]
-      ELSE ARRAY(SELECT k FROM (SELECT jsonb_object_keys(coalesce(s.b, '{{}}'))
-                                UNION SELECT jsonb_object_keys(coalesce(s.a, '{{}}'))) keys(k)
-                 WHERE k = ANY(dropped) OR NOT k = ANY(kept) ORDER BY k COLLATE "C") END
-      AS gone) r;"""
+      actor, CASE WHEN images THEN s.b END, s.a,
+      CASE WHEN images AND s.b IS NOT NULL AND s.a IS NOT NULL
+        THEN jsonb_build_object('changed_fields', {CHANGED_FUNCTION}(s.b, s.a)) END,
+      label, description, severity, tags, notify, reason, metadata, {gone}, correlation,
+      coalesce(({image} ->> tenant_column)::uuid, scope)
+    FROM {rows};"""
+
+
+# One unfiltered row (most statements): plain values, since setting up a scan of the arrays
+# costs more than the row.
+_ONE_ENTRY = f"""b := olds[1];
+    a := news[1];
+    IF images AND b IS NOT NULL AND a IS NOT NULL THEN
+      diff := jsonb_build_object('changed_fields', {CHANGED_FUNCTION}(b, a));
+    END IF;
+    INSERT INTO {qn(sql.TABLE)} ({_COLUMNS}) VALUES (
+      gen_random_uuid(), clock_timestamp(), TG_TABLE_NAME::text, TG_OP, coalesce(a, b) ->> pk,
+      actor, CASE WHEN images THEN b END, a, diff, label, description, severity, tags, notify, reason, metadata,
+      '{{}}'::text[], correlation, coalesce((coalesce(a, b) ->> tenant_column)::uuid, scope));"""
+
+
+def changed_function_sql() -> str:
+    """``better_audit_changed_fields(before, after)``: the keys of ``before`` whose value
+    ``after`` does not share, in before's key order (as ``tables.changed_fields``).
+
+    Both images come from ``to_jsonb`` of a row of one table, with the same keys removed, so no
+    key is one-sided; jsonb equality is JSON equality (``1 = 1.0``, ``1 <> true``). A function of
+    its own so that its plan is kept for the session.
+    """
+    return f"""CREATE OR REPLACE FUNCTION {CHANGED_FUNCTION}(before jsonb, after jsonb)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $changed$
+BEGIN
+  RETURN coalesce((SELECT jsonb_agg(e.key ORDER BY e.n)
+                   FROM jsonb_each(before) WITH ORDINALITY e(key, value, n)
+                   WHERE after -> e.key IS DISTINCT FROM e.value), '[]'::jsonb);
+END
+$changed$;"""
 
 
 def capture_function_sql() -> str:
@@ -119,6 +149,19 @@ DECLARE
   tags text[] := '{{}}';
   dropped text[];
   kept text[];
+  olds jsonb[];
+  news jsonb[];
+  b jsonb;
+  a jsonb;
+  diff jsonb;
+  actor text;
+  label text;
+  description text;
+  severity text;
+  notify boolean;
+  reason text;
+  metadata jsonb;
+  correlation text;
 BEGIN
   IF claim <> '' AND starts_with(claim, now()::text || '|')
      AND strpos(claim, '|' || TG_TABLE_NAME || '|') > 0 THEN
@@ -142,18 +185,32 @@ BEGIN
   IF ctx ? 'c' THEN tags := ARRAY(SELECT jsonb_array_elements_text(ctx -> 'c')); END IF;
   IF ctx ? 'x' THEN dropped := ARRAY(SELECT jsonb_array_elements_text(ctx -> 'x')); END IF;
   IF ctx ? 'i' THEN kept := ARRAY(SELECT jsonb_array_elements_text(ctx -> 'i')); END IF;
-  IF TG_OP = 'INSERT' THEN
-    {_entries_sql("INSERT")}
-  ELSIF TG_OP = 'UPDATE' THEN
-    IF images AND ctx ? 'lim' AND (SELECT count(*) FROM old_rows) > (ctx ->> 'lim')::bigint THEN
+  actor := ctx ->> 'a';
+  label := ctx ->> 'l';
+  description := ctx ->> 'd';
+  severity := {_SEVERITY};
+  notify := (ctx ->> 'n')::boolean;
+  reason := ctx ->> 'r';
+  metadata := ctx -> 'm';
+  correlation := ctx ->> 'k';
+  IF TG_OP <> 'INSERT' THEN
+    SELECT array_agg(to_jsonb(o)) INTO olds FROM old_rows o;
+    IF images AND ctx ? 'lim' AND cardinality(olds) > (ctx ->> 'lim')::bigint THEN
       images := false;
     END IF;
-    {_entries_sql("UPDATE")}
+  END IF;
+  IF TG_OP <> 'DELETE' THEN
+    SELECT array_agg(to_jsonb(n)) INTO news FROM new_rows n;
+  END IF;
+  IF olds IS NULL AND news IS NULL THEN
+    RETURN NULL;  -- the statement changed no row
+  END IF;
+  IF dropped IS NOT NULL OR kept IS NOT NULL THEN
+    {_entries_sql(True)}
+  ELSIF cardinality(coalesce(news, olds)) = 1 THEN
+    {_ONE_ENTRY}
   ELSE
-    IF images AND ctx ? 'lim' AND (SELECT count(*) FROM old_rows) > (ctx ->> 'lim')::bigint THEN
-      images := false;
-    END IF;
-    {_entries_sql("DELETE")}
+    {_entries_sql(False)}
   END IF;
   RETURN NULL;
 END
@@ -192,6 +249,15 @@ DECLARE
   one jsonb;
 BEGIN
   stamped := clock_timestamp();
+  IF EXISTS (
+    SELECT 1 FROM jsonb_array_elements(entries) e
+    WHERE NOT coalesce(e ->> 'operation' = ANY ({_OPERATIONS}), false)
+       OR NOT coalesce(e ->> 'severity' = ANY ({_SEVERITIES}), true)
+       OR coalesce(e ->> 'table_name', '') = '') THEN
+    RAISE EXCEPTION USING
+      MESSAGE = 'better_audit: an entry has no table, or an unknown operation or severity',
+      ERRCODE = 'check_violation';
+  END IF;
   IF NOT {system} AND EXISTS (
     SELECT 1 FROM jsonb_array_elements(entries) e
     WHERE (e ->> 'tenant_id')::uuid IS DISTINCT FROM scope) THEN
@@ -237,6 +303,8 @@ def functions_sql() -> str:
     """Create or replace the three functions (idempotent)."""
     return "\n".join(
         [
+            # Called from the capture function only, whose fixed path it runs under.
+            changed_function_sql(),
             capture_function_sql(),
             _pin_search_path(f"{CAPTURE_FUNCTION}()"),
             truncate_function_sql(),
@@ -253,6 +321,7 @@ def drop_functions_sql() -> str:
             f"DROP FUNCTION IF EXISTS {WRITE_FUNCTION}(jsonb, boolean);",
             f"DROP FUNCTION IF EXISTS {CAPTURE_FUNCTION}() CASCADE;",
             f"DROP FUNCTION IF EXISTS {TRUNCATE_FUNCTION}() CASCADE;",
+            f"DROP FUNCTION IF EXISTS {CHANGED_FUNCTION}(jsonb, jsonb);",
         ]
     )
 
@@ -306,13 +375,15 @@ def uninstall_sql(table: str) -> str:
 # --- the statement carrier ----------------------------------------------------------------------
 
 
-def carrier() -> str:
-    """A scalar subquery that sets the statement's context (one parameter: ``carried()``)."""
-    return (
-        f"(SELECT pg_catalog.set_config({literal(STATEMENT_SETTING)}, "
-        "pg_catalog.statement_timestamp()::pg_catalog.text OPERATOR(pg_catalog.||) '|' "
-        "OPERATOR(pg_catalog.||) %s, true))"
-    )
+# The statement's context (one parameter: ``carried()``) under the statement's start time, set
+# as the statement runs: in a RETURNING list or a WHERE condition, so that the planner adds no
+# node for it. The triggers run at the end of the statement, after it.
+CARRIED_VALUE = (
+    f"pg_catalog.set_config({literal(STATEMENT_SETTING)}, "
+    "pg_catalog.statement_timestamp()::pg_catalog.text OPERATOR(pg_catalog.||) '|' "
+    "OPERATOR(pg_catalog.||) %s, true)"
+)
+CARRIER = f"{CARRIED_VALUE} IS NOT NULL"
 
 
 def carried(table: str, operations: dict[str, dict[str, Any]]) -> str:

@@ -9,5 +9,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RemoveConstraint(model_name="auditlog", name="audit_logs_operation_check"),
+        migrations.RemoveConstraint(model_name="auditlog", name="audit_logs_severity_check"),
         better_audit.operations.AuditTrail(),
     ]

@@ -191,7 +191,7 @@ def test_single_row_writes_cost_one_statement_each():
             label.delete()
     # Each change is one statement that carries its context; the table's trigger writes the entry
     # (tests/audit/test_single_statement.py).
-    assert [s.split()[0] for s in statements(created)] == ["WITH"]
+    assert [s.split()[0] for s in statements(created)] == ["INSERT"]
     assert [s.split()[0] for s in statements(saved)] == ["UPDATE"]
     assert [s.split()[0] for s in statements(deleted)] == ["DELETE"]
     every = [*statements(created), *statements(saved), *statements(deleted)]

@@ -310,7 +310,7 @@ def test_bulk_create_is_stored_identically(tenant):
 def test_bulk_create_returns_what_django_asked_the_insert_for(tenant):
     with run_as(tenant), CaptureQueriesContext(connection) as queries:
         created = Invoice.objects.bulk_create([Invoice(number=f"K{n}") for n in range(3)])
-    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["WITH"]
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["INSERT"]
     assert all(isinstance(obj.pk, int) for obj in created)
     with run_as(tenant):
         assert [Invoice.objects.get(pk=obj.pk).number for obj in created] == ["K0", "K1", "K2"]
@@ -368,7 +368,7 @@ def test_in_autocommit_mode_each_change_is_one_statement_outside_any_transaction
         label.save()
         label.delete()
     # Each statement carries its context to the trigger, which writes its entry.
-    assert seen == [("WITH", False), ("UPDATE", False), ("DELETE", False)]
+    assert seen == [("INSERT", False), ("UPDATE", False), ("DELETE", False)]
     assert [(r.operation, r.tenant_id) for r in logs()] == [
         ("INSERT", None),
         ("UPDATE", None),

@@ -188,8 +188,7 @@ def test_a_context_carried_for_one_table_does_not_describe_another(tenant):
         value = trail.carried("test_labels", {"UPDATE": {"a": "forged"}})
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE test_invoices SET paid = true WHERE id = %s AND {trail.carrier()} "
-                "IS NOT NULL",
+                f"UPDATE test_invoices SET paid = true WHERE id = %s AND {trail.CARRIER}",
                 [invoice.pk, value],
             )
     update = logs(operation="UPDATE")[0]
@@ -262,6 +261,34 @@ def test_the_definer_functions_resolve_names_in_a_fixed_path():
 
 def test_every_audited_table_has_its_triggers():
     assert trail.missing("default") == []
+
+
+def test_the_writers_accept_the_severities_the_model_knows():
+    from better_audit.models import OPERATIONS, SEVERITIES
+
+    assert (trail.OPERATIONS, trail.SEVERITIES) == (OPERATIONS, SEVERITIES)
+
+
+def test_a_forged_severity_or_operation_is_not_stored(tenant):
+    with run_as(tenant):
+        invoice = Invoice.objects.create(number="A-1")
+        value = trail.carried("test_invoices", {"UPDATE": {"s": "apocalyptic", "l": "forged"}})
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE test_invoices SET paid = true WHERE id = %s AND {trail.CARRIER}",
+                [invoice.pk, value],
+            )
+    update = logs(operation="UPDATE")[0]
+    assert (update.severity, update.label) == (None, "forged")
+    entry = writer.AuditEntry(
+        id=uuid.uuid4(),
+        timestamp=timezone.now(),
+        table_name="test_invoices",
+        operation="UPSERT",
+        record_id="1",
+    )
+    with pytest.raises(DatabaseError, match="unknown operation or severity"), no_tenant():
+        writer.insert([entry], "default")
 
 
 @pytest.mark.django_db(transaction=True)
