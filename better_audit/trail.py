@@ -37,7 +37,6 @@ from better_core.roles import literal, qn
 from better_tenant.shortcuts import tenancy_installed
 
 CAPTURE_FUNCTION = "better_audit_capture"
-CHANGED_FUNCTION = "better_audit_changed_fields"
 TRUNCATE_FUNCTION = "better_audit_refuse_truncate"
 WRITE_FUNCTION = "better_audit_write"
 STATEMENT_SETTING = "better_audit.statement"
@@ -62,6 +61,18 @@ def _scope_sql() -> tuple[str, str]:
     from better_tenant.sql import CURRENT_TENANT, SYSTEM_FUNCTION
 
     return CURRENT_TENANT, f"{SYSTEM_FUNCTION}()"
+
+
+def _changed(before: str, after: str) -> str:
+    """The keys of ``before`` whose value ``after`` does not share, in before's key order (as
+    ``tables.changed_fields``). Both images come from ``to_jsonb`` of a row of one table, with the
+    same keys removed, so no key is one-sided; jsonb equality is JSON equality (``1 = 1.0``,
+    ``1 <> true``). A subquery of the INSERT: set up once per statement, run once per row."""
+    return (
+        f"coalesce((SELECT jsonb_agg(e.key ORDER BY e.n) FROM jsonb_each({before}) "
+        f"WITH ORDINALITY e(key, value, n) WHERE {after} -> e.key IS DISTINCT FROM e.value), "
+        "'[]'::jsonb)"
+    )
 
 
 def _entries_sql(filtered: bool) -> str:
@@ -93,7 +104,7 @@ def _entries_sql(filtered: bool) -> str:
     SELECT gen_random_uuid(), clock_timestamp(), TG_TABLE_NAME::text, TG_OP, {image} ->> pk,
       actor, CASE WHEN images THEN s.b END, s.a,
       CASE WHEN images AND s.b IS NOT NULL AND s.a IS NOT NULL
-        THEN jsonb_build_object('changed_fields', {CHANGED_FUNCTION}(s.b, s.a)) END,
+        THEN jsonb_build_object('changed_fields', {_changed("s.b", "s.a")}) END,
       label, description, severity, tags, notify, reason, metadata, {gone}, correlation,
       coalesce(({image} ->> tenant_column)::uuid, scope)
     FROM {rows};"""
@@ -104,30 +115,13 @@ def _entries_sql(filtered: bool) -> str:
 _ONE_ENTRY = f"""b := olds[1];
     a := news[1];
     IF images AND b IS NOT NULL AND a IS NOT NULL THEN
-      diff := jsonb_build_object('changed_fields', {CHANGED_FUNCTION}(b, a));
+      diff := jsonb_build_object('changed_fields', {_changed("b", "a")});
     END IF;
     INSERT INTO {qn(sql.TABLE)} ({_COLUMNS}) VALUES (
       gen_random_uuid(), clock_timestamp(), TG_TABLE_NAME::text, TG_OP, coalesce(a, b) ->> pk,
-      actor, CASE WHEN images THEN b END, a, diff, label, description, severity, tags, notify, reason, metadata,
-      '{{}}'::text[], correlation, coalesce((coalesce(a, b) ->> tenant_column)::uuid, scope));"""
-
-
-def changed_function_sql() -> str:
-    """``better_audit_changed_fields(before, after)``: the keys of ``before`` whose value
-    ``after`` does not share, in before's key order (as ``tables.changed_fields``).
-
-    Both images come from ``to_jsonb`` of a row of one table, with the same keys removed, so no
-    key is one-sided; jsonb equality is JSON equality (``1 = 1.0``, ``1 <> true``). A function of
-    its own so that its plan is kept for the session.
-    """
-    return f"""CREATE OR REPLACE FUNCTION {CHANGED_FUNCTION}(before jsonb, after jsonb)
-RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $changed$
-BEGIN
-  RETURN coalesce((SELECT jsonb_agg(e.key ORDER BY e.n)
-                   FROM jsonb_each(before) WITH ORDINALITY e(key, value, n)
-                   WHERE after -> e.key IS DISTINCT FROM e.value), '[]'::jsonb);
-END
-$changed$;"""
+      actor, CASE WHEN images THEN b END, a, diff, label, description, severity, tags, notify,
+      reason, metadata, '{{}}'::text[], correlation,
+      coalesce((coalesce(a, b) ->> tenant_column)::uuid, scope));"""
 
 
 def capture_function_sql() -> str:
@@ -303,8 +297,6 @@ def functions_sql() -> str:
     """Create or replace the three functions (idempotent)."""
     return "\n".join(
         [
-            # Called from the capture function only, whose fixed path it runs under.
-            changed_function_sql(),
             capture_function_sql(),
             _pin_search_path(f"{CAPTURE_FUNCTION}()"),
             truncate_function_sql(),
@@ -321,7 +313,6 @@ def drop_functions_sql() -> str:
             f"DROP FUNCTION IF EXISTS {WRITE_FUNCTION}(jsonb, boolean);",
             f"DROP FUNCTION IF EXISTS {CAPTURE_FUNCTION}() CASCADE;",
             f"DROP FUNCTION IF EXISTS {TRUNCATE_FUNCTION}() CASCADE;",
-            f"DROP FUNCTION IF EXISTS {CHANGED_FUNCTION}(jsonb, jsonb);",
         ]
     )
 

@@ -230,7 +230,8 @@ def test_check_passes_on_a_migrated_database():
     assert "✓ table audit_logs exists" in out
     assert "✓ all 19 columns present" in out
     assert "✓ index audit_logs_actor_idx" in out
-    assert "may INSERT on audit_logs" in out and "may SELECT on audit_logs" in out
+    assert "may SELECT on audit_logs" in out and "cannot insert entries into audit_logs" in out
+    assert "✓ test_invoices: capture triggers installed" in out
     assert "✓ better_audit migrations applied" in out
     assert "✗" not in out and "checks passed" in out
 

@@ -40,11 +40,13 @@ class Command(SubcommandCommand):
 
         subparsers.add_parser(
             "check",
-            help="Verify table, columns, indexes and append-only privileges; exit 1 on failure.",
+            help="Verify table, columns, indexes, append-only privileges and the capture triggers; "
+            "exit 1 on failure.",
             description=(
                 "Connects as the runtime role and checks that audit_logs exists with the model's "
-                "columns and indexes, that its migrations are applied, that the role may INSERT "
-                "and SELECT, and that UPDATE, DELETE and TRUNCATE cannot change the trail."
+                "columns and indexes, that its migrations are applied, that the role may SELECT "
+                "but not insert, that UPDATE, DELETE and TRUNCATE cannot change the trail, and "
+                "that every audited table has its capture triggers."
             ),
         )
 
@@ -160,6 +162,7 @@ class Command(SubcommandCommand):
             from better_audit import integrity
 
             results += list(integrity.check_append_only())
+            results += _trigger_checks(options["database"])
         failed = 0
         for ok, message in results:
             failed += not ok
@@ -415,14 +418,31 @@ def _schema_checks(alias: str) -> list[tuple[bool, str]]:
         for index in AuditLog._meta.indexes:
             ok = index.name in indexes
             results.append((ok, f"index {index.name}" + ("" if ok else " is missing")))
-        for privilege in ("INSERT", "SELECT"):
-            cursor.execute(
-                "SELECT current_user, has_table_privilege(current_user, %s, %s)", [table, privilege]
+        cursor.execute(
+            "SELECT current_user, has_table_privilege(current_user, %s, 'SELECT')", [table]
+        )
+        role, ok = cursor.fetchone()
+        results.append((ok, f"{role} may SELECT on {table}" + ("" if ok else ": GRANT it")))
+        # Entries come from the owner's functions only (better_audit.trail): no INSERT policy may
+        # admit the runtime role, whatever it was granted.
+        cursor.execute(
+            "SELECT c.relrowsecurity AND c.relforcerowsecurity, EXISTS (SELECT 1 FROM pg_policy p "
+            "WHERE p.polrelid = c.oid AND p.polcmd IN ('a', '*') AND EXISTS (SELECT 1 FROM "
+            "unnest(p.polroles) r WHERE r = 0 OR pg_has_role(current_user, r, 'USAGE'))) "
+            "FROM pg_class c WHERE c.oid = to_regclass(%s)",
+            [table],
+        )
+        forced, admitted = cursor.fetchone()
+        ok = bool(forced) and not admitted
+        results.append(
+            (
+                ok,
+                f"{role} cannot insert entries into {table}"
+                if ok
+                else f"{role} may insert entries into {table} itself: run manage.py migrate "
+                "better_audit (migration 0004 leaves the insert to the owner's functions)",
             )
-            role, ok = cursor.fetchone()
-            results.append(
-                (ok, f"{role} may {privilege} on {table}" + ("" if ok else ": GRANT it"))
-            )
+        )
     loader = MigrationLoader(connection)
     recorder = MigrationRecorder(connection)
     applied = {name for app, name in recorder.applied_migrations() if app == APP}
@@ -482,3 +502,18 @@ class _ProgressBar:
     def finish(self) -> None:
         if self.drawn:
             self.stream.write("")
+
+
+def _trigger_checks(using: str) -> list[tuple[bool, str]]:
+    """One line per audited table: its capture triggers are installed and up to date."""
+    from better_audit import trail
+
+    missing = set(trail.missing(using))
+    return [
+        (
+            table not in missing,
+            f"{table}: capture triggers "
+            + ("installed" if table not in missing else "missing or out of date: run migrate"),
+        )
+        for table in sorted(trail.wanted(using))
+    ]
