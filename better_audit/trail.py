@@ -106,13 +106,14 @@ def _entries_sql(filtered: bool) -> str:
       CASE WHEN images AND s.b IS NOT NULL AND s.a IS NOT NULL
         THEN jsonb_build_object('changed_fields', {_changed("s.b", "s.a")}) END,
       label, description, severity, tags, notify, reason, metadata, {gone}, correlation,
-      coalesce(({image} ->> tenant_column)::uuid, scope)
+      coalesce(({image} ->> tenant_column)::uuid, {_scope_sql()[0]})
     FROM {rows};"""
 
 
-# One unfiltered row (most statements): plain values, since setting up a scan of the arrays
-# costs more than the row.
-_ONE_ENTRY = f"""b := olds[1];
+def _one_entry_sql() -> str:
+    """One unfiltered row (most statements): plain values, since setting up a scan of the arrays
+    costs more than the row."""
+    return f"""b := olds[1];
     a := news[1];
     IF images AND b IS NOT NULL AND a IS NOT NULL THEN
       diff := jsonb_build_object('changed_fields', {_changed("b", "a")});
@@ -121,14 +122,13 @@ _ONE_ENTRY = f"""b := olds[1];
       gen_random_uuid(), clock_timestamp(), TG_TABLE_NAME::text, TG_OP, coalesce(a, b) ->> pk,
       actor, CASE WHEN images THEN b END, a, diff, label, description, severity, tags, notify,
       reason, metadata, '{{}}'::text[], correlation,
-      coalesce((coalesce(a, b) ->> tenant_column)::uuid, scope));"""
+      coalesce((coalesce(a, b) ->> tenant_column)::uuid, {_scope_sql()[0]}));"""
 
 
 def capture_function_sql() -> str:
     """``better_audit_capture()``: TG_ARGV is the key column, the tenant column ('' for none),
     'images' when updates and deletes keep their before-images, and per operation the fields of
     the enrichment rules for changes no statement describes (``writer.installed_fields``)."""
-    scope, _ = _scope_sql()
     return f"""CREATE OR REPLACE FUNCTION {CAPTURE_FUNCTION}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER AS $capture$
 DECLARE
@@ -139,7 +139,6 @@ DECLARE
   claim text := current_setting({literal(CLAIM_SETTING)}, true);
   stamp text;
   ctx jsonb;
-  scope uuid := {scope};
   tags text[] := '{{}}';
   dropped text[];
   kept text[];
@@ -202,7 +201,7 @@ BEGIN
   IF dropped IS NOT NULL OR kept IS NOT NULL THEN
     {_entries_sql(True)}
   ELSIF cardinality(coalesce(news, olds)) = 1 THEN
-    {_ONE_ENTRY}
+    {_one_entry_sql()}
   ELSE
     {_entries_sql(False)}
   END IF;
