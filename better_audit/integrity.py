@@ -847,6 +847,12 @@ END
 $better$;"""
 
 
+#: In a trigger: the current role may act as the owner of the trigger's table.
+OWNER_CHECK = (
+    "pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = TG_RELID), 'USAGE')"
+)
+
+
 def trigger_function_sql() -> str:
     # TG_ARGV: the admin role, and the one operation it may run on this table ('' for none).
     return f"""CREATE OR REPLACE FUNCTION {TRIGGER_FUNCTION}() RETURNS trigger
@@ -855,8 +861,7 @@ BEGIN
   IF TG_OP = TG_ARGV[1] AND current_user = TG_ARGV[0] THEN
     RETURN NULL;
   END IF;
-  IF TG_OP = 'TRUNCATE' AND pg_has_role(current_user,
-       (SELECT relowner FROM pg_class WHERE oid = TG_RELID), 'USAGE') THEN
+  IF TG_OP = 'TRUNCATE' AND {OWNER_CHECK} THEN
     RETURN NULL;
   END IF;
   RAISE EXCEPTION USING

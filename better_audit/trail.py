@@ -211,10 +211,12 @@ $capture$;"""
 
 
 def truncate_function_sql() -> str:
+    from better_audit.integrity import OWNER_CHECK
+
     return f"""CREATE OR REPLACE FUNCTION {TRUNCATE_FUNCTION}() RETURNS trigger
 LANGUAGE plpgsql AS $truncate$
 BEGIN
-  IF pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = TG_RELID), 'USAGE') THEN
+  IF {OWNER_CHECK} THEN
     RETURN NULL;
   END IF;
   RAISE EXCEPTION USING

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from typing import Any
 
 import psycopg
 import pytest
@@ -212,14 +213,15 @@ def test_python_claims_only_its_own_statements(tenant):
 # --- nobody but the database writes entries -------------------------------------------------------
 
 
+def python_entry(**values: Any) -> writer.AuditEntry:
+    """An entry as the Python path builds it, for test_invoices."""
+    fields = {"operation": "INSERT", "record_id": "1", "timestamp": timezone.now(), **values}
+    return writer.AuditEntry(id=uuid.uuid4(), table_name="test_invoices", **fields)
+
+
 def test_the_python_path_gets_the_database_clock_not_its_own(tenant):
-    entry = writer.AuditEntry(
-        id=uuid.uuid4(),
-        timestamp=timezone.now() - datetime.timedelta(days=400),
-        table_name="test_invoices",
-        operation="INSERT",
-        record_id="1",
-        tenant_id=tenant.pk,
+    entry = python_entry(
+        timestamp=timezone.now() - datetime.timedelta(days=400), tenant_id=tenant.pk
     )
     with run_as(tenant):
         writer.insert([entry], "default")
@@ -230,14 +232,7 @@ def test_the_python_path_gets_the_database_clock_not_its_own(tenant):
 
 def test_the_python_path_cannot_name_another_tenant(tenant, other_tenant):
     for scope, tenant_id in ((run_as(tenant), other_tenant.pk), (no_tenant(), tenant.pk)):
-        entry = writer.AuditEntry(
-            id=uuid.uuid4(),
-            timestamp=timezone.now(),
-            table_name="test_invoices",
-            operation="INSERT",
-            record_id="1",
-            tenant_id=tenant_id,
-        )
+        entry = python_entry(tenant_id=tenant_id)
         with pytest.raises(DatabaseError, match="tenant other than the one in scope"), scope:
             writer.insert([entry], "default")
     assert logs() == []
@@ -280,13 +275,7 @@ def test_a_forged_severity_or_operation_is_not_stored(tenant):
             )
     update = logs(operation="UPDATE")[0]
     assert (update.severity, update.label) == (None, "forged")
-    entry = writer.AuditEntry(
-        id=uuid.uuid4(),
-        timestamp=timezone.now(),
-        table_name="test_invoices",
-        operation="UPSERT",
-        record_id="1",
-    )
+    entry = python_entry(operation="UPSERT")
     with pytest.raises(DatabaseError, match="unknown operation or severity"), no_tenant():
         writer.insert([entry], "default")
 
