@@ -5,7 +5,7 @@ trigger per operation writes one entry per row, whoever made the change. What th
 the database cannot know. Where nothing in Python needs to see the entries (no BEFORE_LOG or
 AFTER_LOG hook, no ASYNC_WRITE, no enrichment description function to run:
 ``writer.fold_blocked``), each statement Django issues carries that context to the trigger in the
-statement itself (``trail.carrier``): the actor and the fields of the audit context, and the
+statement itself (``trail.CARRIER``): the actor and the fields of the audit context, and the
 enrichment rules' label, severity, compliance, notify and redaction, computed by the code
 ``writer.record()`` uses (``writer.fold_plan``). The trigger computes the rest from the rows: time,
 tenant, images, changed fields, record id. The statement is atomic by itself, so a save needs no
@@ -16,9 +16,9 @@ runs the hooks and writes them through ``better_audit_write()``, in a transactio
 table (``_claimed``) so that its trigger does not write them twice; a save is then wrapped in
 that transaction. The paths are those of the ORM's writes:
 
-- single rows (``Model.save``): ``Model._do_insert`` runs ``WITH src AS (INSERT .. RETURNING
-  <carrier>, <what Django asked for>) SELECT .. FROM src``, ``Model._do_update`` Django's UPDATE
-  with the carrier in its WHERE (Django 6.0+ also has it return the columns it asks for). On the
+- single rows (``Model.save``): ``Model._do_insert`` runs ``INSERT .. RETURNING <what Django
+  asked for>, <carrier>``, ``Model._do_update`` Django's UPDATE with the carrier in its WHERE
+  (Django 6.0+ also has it return the columns it asks for). On the
   other path a ``post_save`` receiver writes the entry, the after-image built from the saved
   instance (``tables`` renders it exactly as ``to_jsonb`` would), the before-image returned by the
   UPDATE, which reads the row as it was in the same statement (or, were ``_do_update`` not
@@ -74,9 +74,9 @@ logger = logging.getLogger("better_audit")
 STASH_KEY = "_better_audit_images"
 # The claims open on a connection (``_claimed``).
 CLAIMS_KEY = "_better_audit_claims"
-# Set on an instance while its save() writes each audit row in the statement of the change.
+# Set on an instance while each statement of its save() carries its context to the trigger.
 FOLD_KEY = "_better_audit_fold"
-# Marks a table of the stash whose audit row was written by the statement itself.
+# Marks a table of the stash whose audit row the trigger of the statement itself wrote.
 FOLDED = object()
 # (spec, plan) while a bulk_create() folds its audit rows into its INSERTs.
 _BULK_FOLD: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar(
@@ -355,7 +355,7 @@ def _save_base(
     using = using or router.db_for_write(self.__class__, instance=self)
     try:
         if _can_fold(self.__class__, tables.SAVE_SPECS[self.__class__]):
-            # Each statement carries its own audit row, so each is atomic by itself (and Django
+            # Each statement's trigger writes its entry, so each is atomic by itself (and Django
             # wraps the saves of multi-table inheritance in a transaction of its own).
             self.__dict__[FOLD_KEY] = True
             return original(self, raw, force_insert, force_update, using, update_fields)

@@ -10,10 +10,12 @@ verified tenant in scope), the images, the changed fields and the record id.
 
 What the database cannot know (the actor, the context's label, reason, correlation id, metadata,
 and the enrichment rules: redaction, label, severity, compliance, notify) the ORM paths carry in
-the statement itself: ``carrier()`` adds ``(SELECT set_config('better_audit.statement', ..))``,
-whose value starts with the statement's start time, so it describes that statement alone and no
-later one. A change without it is written with the database's view of who made it: metadata
-``{"origin": "database", "db_user": .., "application": .., "client_addr": ..}``.
+the statement itself: ``CARRIER`` (in a WHERE) or ``CARRIED_VALUE`` (in RETURNING) runs
+``set_config('better_audit.statement', ..)`` as the statement runs, with a value that starts with
+the statement's start time, so it describes that statement alone and no later one. A value that
+does not parse fails the statement it rides on, and loses nothing. A change without it is written
+with the database's view of who made it: metadata ``{"origin": "database", "db_user": ..,
+"application": .., "client_addr": ..}``.
 
 Paths where Python must see each entry (BEFORE_LOG/AFTER_LOG hooks, description functions,
 ASYNC_WRITE: ``writer.fold_blocked``) write their entries through ``better_audit_write()``, another
@@ -379,7 +381,8 @@ CARRIER = f"{CARRIED_VALUE} IS NOT NULL"
 
 
 def carried(table: str, operations: dict[str, dict[str, Any]]) -> str:
-    """The carrier's value: per operation, the fields the ORM knows (see ``writer.statement``)."""
+    """The carrier's value: per operation, the fields the ORM knows
+    (``writer.statement_fields``)."""
     return json.dumps({"t": table, **operations}, separators=(",", ":"), default=str)
 
 
@@ -503,14 +506,14 @@ def sync(using: str) -> list[str]:
         if not cursor.fetchone()[0]:
             return []  # better_audit's migrations have not run on this database
         present = installed(cursor)
-        for table, arguments in wanted(using).items():
+        configured = wanted(using)
+        for table, arguments in configured.items():
             if present.get(table) == arguments:
                 continue
             cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [qn(table)])
             if cursor.fetchone()[0]:
                 cursor.execute(install_sql(table, arguments))
                 changes.append(f"+{table}")
-        configured = wanted(using)
         for table in present:
             if table not in configured:
                 cursor.execute(uninstall_sql(table))

@@ -250,7 +250,7 @@ def _common_fields(
 
 @dataclass(frozen=True, slots=True)
 class FoldPlan:
-    """What an ORM statement carries to the capture triggers (``trail.carrier``): its value."""
+    """What an ORM statement carries to the capture triggers (``trail.CARRIER``): its value."""
 
     value: str
 
