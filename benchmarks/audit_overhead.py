@@ -2,8 +2,10 @@
 django-simple-history vs none.
 
 Five tables with the same columns (``benchmarks/benchapp``): ``plain`` (not audited, the
-baseline), ``better_audit`` (listed in ``BETTER_AUDIT["TABLES"]``), ``django-pghistory``
-(``pghistory.track()`` of inserts, updates and deletes: database triggers), ``django-auditlog``
+baseline), ``better_audit`` (listed in ``BETTER_AUDIT["TABLES"]``: statement triggers that
+``migrate`` installs write every entry, with before and after images and the changed fields, and
+the ORM's statements carry the context), ``django-pghistory`` (``pghistory.track()`` of inserts,
+updates and deletes: row triggers writing the row's columns), ``django-auditlog``
 (registered with its registry) and ``django-simple-history`` (``HistoricalRecords``). All run in
 one process on one database (``bench_audit``, created and migrated as the owner role), as the
 application role, over one persistent connection, ``DEBUG = False``.

@@ -25,6 +25,7 @@ Python must see each entry, and so the path through ``record()`` is taken.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import functools
 import json
@@ -40,7 +41,7 @@ from django.utils import timezone
 
 from better_audit import enrichment, hooks, tables, trail
 from better_audit.context import get_audit_context
-from better_audit.exceptions import AuditConfigurationError, MissingRecordId
+from better_audit.exceptions import AuditConfigurationError, EnrichmentConflict, MissingRecordId
 from better_tenant.shortcuts import current_tenant_id, tenancy_installed
 
 logger = logging.getLogger("better_audit")
@@ -339,9 +340,16 @@ def statement_fields(
 def installed_fields(table: str) -> dict[str, dict[str, Any]]:
     """Per operation, what the enrichment rules alone give a change no statement described
     (raw SQL, another service): installed with the triggers, so redaction applies to it too."""
-    fields = {}
+    fields: dict[str, dict[str, Any]] = {}
     for operation in trail.OPERATIONS:
-        resolved = enrichment.registry.resolve(table, operation)
+        try:
+            # A description function needs the entry in Python: it runs on the ORM's paths only.
+            resolved = dataclasses.replace(
+                enrichment.registry.resolve(table, operation), description=None
+            )
+        except EnrichmentConflict:
+            fields[operation] = {}  # refused where it is used: record() and fold_plan() raise
+            continue
         common = {
             "actor_id": None,
             "label": None,
@@ -352,7 +360,6 @@ def installed_fields(table: str) -> dict[str, dict[str, Any]]:
             "correlation_id": None,
         }
         fields[operation] = statement_fields(table, operation, resolved, common, (), {})
-        fields[operation].pop("d", None)  # a description function needs Python
     return fields
 
 

@@ -349,3 +349,16 @@ def test_check_database_reports_a_table_that_lost_its_triggers():
         with connected_as_owner():
             assert trail.sync("default") == ["+test_labels"]
     assert errors() == []
+
+
+def test_installed_rules_leave_out_what_needs_python():
+    called = []
+    audit.enrich("test_labels", "UPDATE", description=lambda ctx: called.append(ctx) or "x")
+    audit.enrich("test_labels", "UPDATE", label="Label edited", severity="low")
+    audit.enrich("test_labels", "DELETE", redact=["color"])
+    audit.enrich("test_labels", "DELETE", include=["name"])
+    fields = writer.installed_fields("test_labels")
+    assert fields["UPDATE"] == {"l": "Label edited", "s": "low", "lim": 1000}
+    # redact and include together are refused where they are used, not when migrating.
+    assert fields["DELETE"] == {} and fields["INSERT"] == {}
+    assert called == []
