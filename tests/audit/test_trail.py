@@ -362,3 +362,19 @@ def test_installed_rules_leave_out_what_needs_python():
     # redact and include together are refused where they are used, not when migrating.
     assert fields["DELETE"] == {} and fields["INSERT"] == {}
     assert called == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_documented_limit_a_forged_claim_hides_a_change_in_its_transaction(tenant):
+    # README, "Who writes the trail": the mark of the Python path is a plain setting, so whoever
+    # holds the application role's SQL can set it in a transaction of its own.
+    with run_as(tenant):
+        invoice = Invoice.objects.create(number="A-1")
+        with connection.cursor() as cursor:
+            cursor.execute(trail.claim_sql(), ["|test_invoices|"])
+            cursor.execute("UPDATE test_invoices SET paid = true WHERE id = %s", [invoice.pk])
+    assert logs(operation="UPDATE") == []
+    # The mark lasts one transaction: the next change is recorded again.
+    with run_as(tenant), connection.cursor() as cursor:
+        cursor.execute("UPDATE test_invoices SET paid = false WHERE id = %s", [invoice.pk])
+    assert [e.operation for e in logs(operation="UPDATE")] == ["UPDATE"]
