@@ -440,14 +440,10 @@ def _read_images(spec: tables.AuditedTable, pks: list[Any], using: str) -> _Imag
     return images
 
 
-def _carry(query: Any, plan: writer.FoldPlan) -> None:
-    """Have an UPDATE or DELETE query Django compiles carry its context in its WHERE."""
-    query.where.add(ExtraWhere([trail.CARRIER], [plan.value]), AND)
-
-
 def _run_carried(query: Any, plan: writer.FoldPlan, using: str) -> int:
-    """Run an UPDATE or DELETE query, carrying its context; the number of rows it changed."""
-    _carry(query, plan)
+    """Run an UPDATE or DELETE query, carrying its context in its WHERE; the number of rows it
+    changed."""
+    query.where.add(ExtraWhere([trail.CARRIER], [plan.value]), AND)
     try:
         statement, params = query.get_compiler(using).as_sql()
     except EmptyResultSet:
@@ -571,11 +567,7 @@ def _update(self: QuerySet, **kwargs: Any) -> int:
             return updated
     with _claimed([spec.table], using):
         befores = {} if spec.skip_before else _lock_before_images(self, spec, using)
-        # chain(klass) returns the clone as an instance of klass; the stubs say Query.
-        query = cast(UpdateQuery, self.query.chain(UpdateQuery))
-        query.add_update_values(kwargs)
-        query.clear_select_clause()
-        rows = _run_update(query, spec, using)
+        rows = _run_update(_update_query(self, kwargs), spec, using)
         self._result_cache = None
         changes = [
             Change(change.record_id, befores.get(change.record_id), change.after, change.tenant_id)
@@ -585,14 +577,21 @@ def _update(self: QuerySet, **kwargs: Any) -> int:
     return len(rows)
 
 
+def _update_query(qs: QuerySet, kwargs: dict[str, Any]) -> UpdateQuery:
+    """The UpdateQuery ``qs.update(**kwargs)`` compiles."""
+    # chain(klass) returns the clone as an instance of klass; the stubs say Query.
+    query = cast(UpdateQuery, qs.query.chain(UpdateQuery))
+    query.add_update_values(kwargs)
+    query.clear_select_clause()
+    return query
+
+
 def _folded_update_many(
     qs: QuerySet, spec: tables.AuditedTable, kwargs: dict[str, Any], using: str, plan: Any
 ) -> int | None:
     """``qs.update(**kwargs)`` as Django compiles it, carrying its context to the triggers; None
     when it cannot be (updates that also write multi-table parents take the other path)."""
-    query = cast(UpdateQuery, qs.query.chain(UpdateQuery))
-    query.add_update_values(kwargs)
-    query.clear_select_clause()
+    query = _update_query(qs, kwargs)
     # Set by UpdateQuery itself; the stubs declare only its methods.
     if query.related_updates:  # type: ignore[attr-defined]
         return None

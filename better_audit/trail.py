@@ -475,8 +475,12 @@ def wanted(using: str) -> dict[str, tuple[str, ...]]:
     return result
 
 
-def installed(cursor: Any) -> dict[str, tuple[str, ...]]:
-    """Per table of the search path with capture triggers, their arguments."""
+def installed(cursor: Any) -> dict[str, tuple[str, ...]] | None:
+    """Per table of the search path with capture triggers, their arguments; None when the
+    capture function is not installed (better_audit's migrations have not run)."""
+    cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [f"{CAPTURE_FUNCTION}()"])
+    if not cursor.fetchone()[0]:
+        return None
     cursor.execute(
         "SELECT c.relname, t.tgargs FROM pg_catalog.pg_trigger t "
         "JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
@@ -502,10 +506,9 @@ def sync(using: str) -> list[str]:
         return []
     changes = []
     with connection.cursor() as cursor:
-        cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [f"{CAPTURE_FUNCTION}()"])
-        if not cursor.fetchone()[0]:
-            return []  # better_audit's migrations have not run on this database
         present = installed(cursor)
+        if present is None:
+            return []  # better_audit's migrations have not run on this database
         configured = wanted(using)
         for table, arguments in configured.items():
             if present.get(table) == arguments:
@@ -526,8 +529,5 @@ def missing(using: str) -> list[str]:
     from django.db import connections
 
     with connections[using].cursor() as cursor:
-        cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [f"{CAPTURE_FUNCTION}()"])
-        if not cursor.fetchone()[0]:
-            return sorted(wanted(using))
-        present = installed(cursor)
+        present = installed(cursor) or {}
     return sorted(table for table, args in wanted(using).items() if present.get(table) != args)

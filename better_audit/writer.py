@@ -134,12 +134,6 @@ def _default(value: Any) -> Any:
     return tables.json_value(value)
 
 
-def _json(value: Any) -> str | None:
-    if value is None:
-        return None
-    return _dumps(value)
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, default=_default, separators=(",", ":"))
 
@@ -350,20 +344,22 @@ def installed_fields(table: str) -> dict[str, dict[str, Any]]:
         except EnrichmentConflict:
             fields[operation] = {}  # refused where it is used: record() and fold_plan() raise
             continue
-        common = {
-            "actor_id": None,
-            "label": None,
-            "description": None,
-            "severity": None,
-            "notify": None,
-            "reason": None,
-            "correlation_id": None,
-        }
+        common = dict.fromkeys(_COMMON_FIELDS)
         fields[operation] = statement_fields(table, operation, resolved, common, (), {})
     return fields
 
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+# The scalar fields every entry of one event shares (``_common_fields``).
+_COMMON_FIELDS = (
+    "actor_id",
+    "label",
+    "description",
+    "severity",
+    "notify",
+    "reason",
+    "correlation_id",
+)
 
 
 def _first(*values: Any) -> Any:

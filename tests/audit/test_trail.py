@@ -286,7 +286,7 @@ def test_migrate_installs_refreshes_and_removes_triggers(settings):
 
     def installed() -> dict[str, tuple[str, ...]]:
         with connection.cursor() as cursor:
-            return trail.installed(cursor)
+            return trail.installed(cursor) or {}
 
     before = installed()
     assert "test_labels" in before

@@ -67,9 +67,14 @@ def install_fixture_role(django_db_blocker: Any) -> None:
 
 def add_rows(*rows: AuditLog, using: str = "default") -> list[AuditLog]:
     """Insert audit rows as they are given (any tenant, any time), as the fixture role."""
-    from django.db import connections
+    from django.db import connections, transaction
 
-    with system_scope(using=using), connections[using].cursor() as cursor:
+    # The role switch is transaction-local: without better_tenant, system_scope() opens none.
+    with (
+        system_scope(using=using),
+        transaction.atomic(using=using),
+        connections[using].cursor() as cursor,
+    ):
         cursor.execute("SELECT current_setting('role')")
         (previous,) = cursor.fetchone()
         cursor.execute("SELECT set_config('role', %s, true)", [FIXTURE_ROLE])
