@@ -7,6 +7,11 @@ such an IPv4 address (v4-mapped, 6to4, NAT64, Teredo). The client then connects 
 address and sends the host name only in ``Host`` and TLS SNI, so a DNS answer that changes
 between check and connect (rebinding) cannot move the request. Plain http is refused unless
 ``ALLOW_HTTP_LOCALHOST`` allows it to loopback; ``ALLOWED_CIDRS`` admits listed networks.
+
+``validate_url(url)`` applies the same rules when an endpoint is saved, without resolving: to a
+host that is an address in any spelling a resolver accepts (``127.1``, ``2130706433``,
+``0x7f000001``, ``017700000001``) and to the special-use names (``localhost``, ``.invalid``,
+``.local``, ``.home.arpa``, ``.internal``), so such an endpoint is never shown as active.
 """
 
 from __future__ import annotations
@@ -135,17 +140,87 @@ def _check_address(
         )
 
 
+def _ipv4_part(text: str) -> int | None:
+    """One part of a classic IPv4 spelling: decimal, ``0x`` hexadecimal or ``0`` octal."""
+    if text[:2] in ("0x", "0X"):
+        digits, base = text[2:], 16
+    elif len(text) > 1 and text.startswith("0"):
+        digits, base = text[1:], 8
+    else:
+        digits, base = text, 10
+    if not digits:
+        return None
+    try:
+        return int(digits, base) if digits.isalnum() and digits.isascii() else None
+    except ValueError:
+        return None
+
+
+def ipv4_literal(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a resolver reads ``host`` as, in any of the spellings ``inet_aton`` and
+    URL parsers accept (``127.1``, ``2130706433``, ``0x7f000001``, ``017700000001``,
+    ``0x7f.0.0.1``, a trailing dot), or None when ``host`` is a name."""
+    parts = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers = [_ipv4_part(part) for part in parts]
+    if any(number is None for number in numbers):
+        return None
+    *leading, last = [n for n in numbers if n is not None]
+    if any(n > 255 for n in leading) or last >= 256 ** (5 - len(parts)):
+        return None
+    value = last
+    for position, number in enumerate(leading):
+        value += number << (8 * (3 - position))
+    return ipaddress.IPv4Address(value)
+
+
+def _address_literal(host: str) -> IPAddress | None:
+    """The address ``host`` spells (IPv6 with or without a zone, IPv4 in any spelling)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return ipv4_literal(host)
+
+
+# Names that never reach a public host (RFC 6761, RFC 6762, RFC 8375 and ICANN's .internal):
+# the name, and every name under it.
+_LOOPBACK_NAMES = ("localhost",)
+_LOCAL_NAMES = ("invalid", "local", "home.arpa", "internal")
+
+
+def _special_name(host: str) -> str | None:
+    """Why a name is refused as a destination, or None; "loopback" for localhost names."""
+    name = host.rstrip(".")
+    for suffix in _LOOPBACK_NAMES:
+        if name == suffix or name.endswith("." + suffix):
+            return "loopback"
+    for suffix in _LOCAL_NAMES:
+        if name == suffix or name.endswith("." + suffix):
+            return f"a special-use name (.{suffix}) that no public host answers to"
+    return None
+
+
 def validate_url(url: str) -> None:
-    """Static checks when an endpoint is saved: scheme, credentials and literal addresses."""
+    """Static checks when an endpoint is saved: scheme, credentials, every literal address
+    spelling and the special-use names, with the rules deliveries apply to resolved addresses."""
     scheme, host, _port, _path = _parse(url)
     allow_loopback = bool(webhook_settings.raw("ALLOW_HTTP_LOCALHOST"))
-    try:
-        literal = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        literal = None
+    literal = _address_literal(host)
     if literal is not None:
         _check_address(literal, scheme, host, allowed_networks(), allow_loopback)
-    elif scheme == "http" and not (allow_loopback and host in ("localhost", "localhost.")):
+        return
+    special = _special_name(host)
+    if special == "loopback":
+        if not allow_loopback:
+            raise UnsafeURLError(
+                f"Refusing {host}: it names the loopback interface. Webhooks go only to public "
+                "hosts (BETTER_WEBHOOKS['ALLOW_HTTP_LOCALHOST'] admits localhost in development)."
+            )
+        return
+    if special is not None:
+        raise UnsafeURLError(f"Refusing {host}: it is {special}.")
+    if scheme == "http":
         raise UnsafeURLError(
             f"Webhook URLs must use https; {url!r} is refused (plain http is allowed only to "
             "localhost with BETTER_WEBHOOKS['ALLOW_HTTP_LOCALHOST'])."

@@ -127,6 +127,25 @@ def test_create_rejects_bad_input_with_field_errors(admin_client, body, field):
     assert stored(WebhookEndpoint) == []
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.1/",
+        "https://2130706433/",
+        "https://0x7f000001/",
+        "https://017700000001/",
+        "https://localhost/",
+    ],
+)
+def test_create_refuses_loopback_in_every_spelling(admin_client, settings, url):
+    settings.BETTER_WEBHOOKS = {**settings.BETTER_WEBHOOKS, "ALLOW_HTTP_LOCALHOST": False}
+    response = post(admin_client, "/endpoints", {"url": url, "events": ["*"]})
+    assert response.status_code == 400
+    assert response.json()["code"] == "VALIDATION_ERROR"
+    assert "url" in response.json()["details"]
+    assert stored(WebhookEndpoint) == []
+
+
 def test_unknown_event_error_names_the_catalog(admin_client):
     response = post(admin_client, "/endpoints", {"url": URL, "events": ["nope.event"]})
     assert "nope.event" in response.json()["error"]

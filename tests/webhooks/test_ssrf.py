@@ -236,3 +236,77 @@ def test_https_connects_to_the_vetted_address_with_sni_and_verified_name(
     finally:
         server.shutdown()
         server.server_close()
+
+
+# Spellings a resolver reads as a loopback or private address, and names that never reach a
+# public host: refused when the endpoint is saved, as deliveries would refuse them.
+LOOPBACK_SPELLINGS = [
+    "https://127.1/",
+    "https://2130706433/",
+    "https://0x7f000001/",
+    "https://017700000001/",
+    "https://0x7f.0.0.1/",
+    "https://0177.0.0.1/",
+    "https://127.0.0.1./",
+    "https://0/",
+    "https://[::ffff:127.0.0.1]/",
+    "https://[fe80::1%25eth0]/",
+    "https://localhost/",
+    "https://LOCALHOST./",
+    "https://api.localhost/",
+]
+SPECIAL_NAMES = [
+    "https://hooks.invalid/",
+    "https://printer.local/",
+    "https://nas.home.arpa/",
+    "https://metadata.google.internal/",
+]
+PRIVATE_SPELLINGS = ["https://10.1/", "https://167772161/", "https://0xa9fea9fe/"]
+
+
+@pytest.mark.parametrize("url", LOOPBACK_SPELLINGS + SPECIAL_NAMES + PRIVATE_SPELLINGS)
+def test_every_spelling_of_a_local_address_is_refused_at_creation(db, strict, url):
+    with pytest.raises(UnsafeURLError):
+        ssrf.validate_url(url)
+    with pytest.raises(UnsafeURLError):
+        webhooks.create_endpoint(url, ["ping"])
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("127.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("0x7f000001", "127.0.0.1"),
+        ("017700000001", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("10.0.258", "10.0.1.2"),
+        ("93.184.216.34.", "93.184.216.34"),
+        ("0", "0.0.0.0"),
+    ],
+)
+def test_ipv4_spellings_read_as_the_resolver_reads_them(host, address):
+    assert str(ssrf.ipv4_literal(host)) == address
+    # The C library agrees: this is the address a delivery would connect to.
+    assert socket.inet_ntoa(socket.inet_aton(host.rstrip("."))) == address
+
+
+@pytest.mark.parametrize(
+    "host", ["example.com", "1e100.net", "123.com", "1.2.3.4.5", "08", "0x", "256.1.1.1.", "a.b"]
+)
+def test_names_that_only_look_numeric_stay_names(host):
+    assert ssrf.ipv4_literal(host) is None
+
+
+def test_public_addresses_in_other_spellings_are_accepted(strict):
+    ssrf.validate_url("https://1572395042/")  # 93.184.216.34
+    ssrf.validate_url("https://hooks.example.com/")
+
+
+def test_localhost_names_are_allowed_with_the_development_setting(settings):
+    settings.BETTER_WEBHOOKS = {**settings.BETTER_WEBHOOKS, "ALLOW_HTTP_LOCALHOST": True}
+    ssrf.validate_url("https://localhost/")
+    ssrf.validate_url("http://api.localhost:8000/")
+    ssrf.validate_url("https://127.1/")
+    with pytest.raises(UnsafeURLError, match="special-use"):
+        ssrf.validate_url("https://hooks.invalid/")
