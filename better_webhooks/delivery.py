@@ -5,14 +5,16 @@ Claiming is one statement, ``WITH c AS MATERIALIZED (SELECT ... FOR UPDATE SKIP 
 lease that has expired (its worker died; after ``ABANDONED_LIMIT`` such take-overs the claim
 fails the delivery instead, so a payload that kills its worker does not kill them all); the
 Celery task claims the ids it carries the same way, and tops a short batch up with other due
-first attempts. An attempt starts only while the
-lease still covers it: its longest possible run (``CONNECT_TIMEOUT`` + ``TIMEOUT``, a bound the
-client enforces) plus ``LEASE_MARGIN`` to record the batch; the deliveries a batch has no lease
-left for are released unsent, so no other worker can claim a delivery while its attempt may still
-be under way. Outcomes are written in one transaction (one statement for the common case) per
-batch. Only a 2xx answer delivers; 410 Gone disables the endpoint; other answers and network
-errors are retried on the ``RETRY_SCHEDULE`` (or after a bounded ``Retry-After`` on 429/503) until
-``max_attempts``. Every query runs in system mode, since one batch spans tenants."""
+first attempts. An attempt starts only while the lease still covers it: its longest possible run
+(``CONNECT_TIMEOUT`` + ``TIMEOUT``, a bound the client enforces) plus ``LEASE_MARGIN`` to record
+its outcome; the deliveries a batch has no lease left for are released unsent, so no other worker
+can claim a delivery while its attempt may still be under way. Outcomes are written as they are
+known, in small groups (``RECORD_EVERY`` outcomes or ``RECORD_WITHIN`` seconds; one transaction,
+one statement in the common case), so a worker killed mid-batch can duplicate only the requests
+in flight and the last group's few. Only a 2xx answer delivers; 410 Gone disables the endpoint;
+other answers and network errors are retried on the ``RETRY_SCHEDULE`` (or after a bounded
+``Retry-After`` on 429/503) until ``max_attempts``. Every query runs in system mode, since one
+batch spans tenants."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import math
 import os
 import random
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -45,8 +47,13 @@ from better_webhooks.signing import signed_headers
 logger = logging.getLogger(__name__)
 
 #: Seconds of a lease kept free after the last attempt it may start ends: time to write the
-#: batch's outcomes (the recording statement locks the rows, after which no claim takes them).
+#: last outcomes (the recording statement locks the rows, after which no claim takes them).
 LEASE_MARGIN = 2.0
+#: A batch's outcomes are written this many at a time, or this many seconds after the first of
+#: a group is known: what a killed worker may have sent without recording it, beside the
+#: requests in flight, at a cost of one statement per group.
+RECORD_EVERY = 8
+RECORD_WITHIN = 0.025
 
 # The candidates are a MATERIALIZED CTE: as an ``IN (SELECT ... LIMIT n)`` subquery the planner
 # may run the locking subquery once per outer row, and each run, skipping the rows already locked,
@@ -532,6 +539,52 @@ def _update_endpoints(outcomes: list[Outcome], now: datetime) -> list[tuple[Webh
 # -- one batch ----------------------------------------------------------------------------------
 
 
+def _sent_and_recorded(
+    claimed: list[Claimed],
+    worker_id: str,
+    client: Client,
+    executor: Any,
+    endpoints: dict[Any, EndpointInfo],
+) -> list[Outcome]:
+    """Attempt the deliveries and record each outcome as soon as it is known.
+
+    Outcomes are written in groups of ``RECORD_EVERY``, or ``RECORD_WITHIN`` seconds after the
+    first of a group is known, whichever comes first (one transaction each): a worker killed
+    mid-batch can have sent twice only the requests in flight and the few answered in the
+    group not yet written, while one statement still records many outcomes under load.
+    """
+    if executor is None or len(claimed) == 1:
+        outcomes = []
+        for c in claimed:
+            outcome = attempt(c, endpoints.get(c.endpoint_id), client)
+            record([outcome], worker_id)
+            outcomes.append(outcome)
+        return outcomes
+    waiting = {executor.submit(attempt, c, endpoints.get(c.endpoint_id), client) for c in claimed}
+    outcomes: list[Outcome] = []
+    group: list[Outcome] = []
+    errors: list[BaseException] = []
+    due = math.inf  # when the group must be written
+    while waiting:
+        timeout = None if not group else max(0.0, due - monotonic())
+        done, waiting = wait(waiting, timeout=timeout, return_when=FIRST_COMPLETED)
+        for future in done:
+            try:
+                group.append(future.result())
+            except Exception as exc:  # raised below, once the others are recorded
+                errors.append(exc)
+        if group and due == math.inf:
+            due = monotonic() + RECORD_WITHIN
+        if group and (len(group) >= RECORD_EVERY or monotonic() >= due or not waiting):
+            record(group, worker_id)
+            outcomes += group
+            group, due = [], math.inf
+    if errors:
+        # The deliveries whose attempt raised stay held until their lease ends, then are due.
+        raise errors[0]
+    return outcomes
+
+
 def deliver_batch(
     claimed: list[Claimed],
     worker_id: str,
@@ -539,21 +592,16 @@ def deliver_batch(
     executor: Any = None,
     endpoints: dict[Any, EndpointInfo] | None = None,
 ) -> list[Outcome]:
-    """Attempt every claimed delivery (concurrently with ``executor``) and record the outcomes;
-    those the lease has no room left for are released, due at once, for the next claim.
+    """Attempt every claimed delivery (concurrently with ``executor``), recording each outcome
+    as it is known; those the lease has no room left for are released, due at once, for the
+    next claim. Returns the outcomes in the order they completed.
 
     ``endpoints`` are the batch's endpoints when the caller loaded them already."""
     if not claimed:
         return []
     if endpoints is None:
         endpoints = load_endpoints({c.endpoint_id for c in claimed})
-    if executor is None or len(claimed) == 1:
-        outcomes = [attempt(c, endpoints.get(c.endpoint_id), client) for c in claimed]
-    else:
-        outcomes = list(
-            executor.map(lambda c: attempt(c, endpoints.get(c.endpoint_id), client), claimed)
-        )
-    record(outcomes, worker_id)
+    outcomes = _sent_and_recorded(claimed, worker_id, client, executor, endpoints)
     released = sum(1 for o in outcomes if o.status == "released")
     if released:
         logger.info(
@@ -601,8 +649,8 @@ _shared = _Shared()
 def deliver_ids(ids: list[Any], worker_id: str = "celery", fill: int = 0) -> list[Outcome]:
     """Claim those of ``ids`` that are due and free, send them and record the outcomes.
 
-    The batch path of the polling worker (one claim, concurrent POSTs on pooled connections, one
-    transaction for the results); ids not due, already sent or held by another worker are
+    The batch path of the polling worker (one claim, concurrent POSTs on pooled connections, each
+    outcome recorded as it is known); ids not due, already sent or held by another worker are
     skipped, so running it twice, or alongside the polling worker, is harmless.
 
     With ``fill``, a batch of fewer than ``fill`` deliveries is topped up with other due first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -86,6 +87,45 @@ def test_worker_killed_mid_batch_loses_no_delivery(transactional_db, receiver):
     assert statuses() == {"delivered": 12}
     received = {request.headers["webhook-id"] for request in receiver.requests}
     assert received == set(sent)
+
+
+def test_a_killed_worker_duplicates_only_the_requests_in_flight(transactional_db, receiver):
+    # One delivery hangs; the rest of the batch is answered at once. The worker is killed while
+    # the hung request is still open: every answered delivery must already be recorded.
+    state = {"hang": True}
+
+    def respond(request):
+        if state["hang"] and b'"n":0' in request.body:
+            time.sleep(10)
+        return 200, {}, b"ok"
+
+    receiver.respond = respond
+    webhooks.create_endpoint(receiver.url(), ["ping"])
+    for n in range(40):
+        webhooks.send("ping", {"n": n})
+    worker = start_worker("--concurrency", "4", "--batch-size", "40")
+    try:
+        wait_for(lambda: len(receiver.requests) >= 40)
+        with contextlib.suppress(AssertionError):  # (a worker recording per batch never gets there)
+            wait_for(lambda: statuses().get("delivered", 0) >= 39, timeout=4)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    state["hang"] = False
+    with system_scope():  # the dead worker's lease runs out
+        WebhookDelivery.objects.filter(status="delivering").update(
+            lease_until=timezone.now() - timedelta(seconds=1)
+        )
+    run_worker_until_idle()
+    assert statuses() == {"delivered": 40}
+    sent: dict[str, int] = {}
+    for request in receiver.requests:
+        sent[request.headers["webhook-id"]] = sent.get(request.headers["webhook-id"], 0) + 1
+    duplicated = [message for message, count in sent.items() if count > 1]
+    # The hung request was the only one in flight.
+    assert len(sent) == 40 and len(duplicated) == 1
 
 
 def test_sigterm_finishes_the_batch_in_flight(transactional_db, receiver):
