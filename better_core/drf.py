@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import (
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions
@@ -26,6 +33,32 @@ CODES: tuple[tuple[type[exceptions.APIException], str], ...] = (
     (exceptions.UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE"),
     (exceptions.Throttled, "RATE_LIMITED"),
 )
+
+
+#: Django's refusals of an over-size request: the setting that sets the limit, the status and
+#: code of the answer, and what the limit counts.
+UPLOAD_LIMITS: tuple[tuple[type[SuspiciousOperation], str, int, str, str], ...] = (
+    (RequestDataTooBig, "DATA_UPLOAD_MAX_MEMORY_SIZE", 413, "PAYLOAD_TOO_LARGE", "bytes"),
+    (TooManyFieldsSent, "DATA_UPLOAD_MAX_NUMBER_FIELDS", 400, "TOO_MANY_FIELDS", "fields"),
+    (TooManyFilesSent, "DATA_UPLOAD_MAX_NUMBER_FILES", 400, "TOO_MANY_FILES", "files"),
+)
+
+
+def upload_limit_error(exc: Exception) -> exceptions.APIException | None:
+    """Django's refusal of an over-size request as an API error, None for other exceptions.
+
+    Django raises these while a view reads the body; left alone they become its HTML 400 page.
+    """
+    for cls, setting, status, code, unit in UPLOAD_LIMITS:
+        if isinstance(exc, cls):
+            error = exceptions.APIException(
+                f"The request holds more than the {getattr(settings, setting)} {unit} this "
+                f"server accepts ({setting}). Send a smaller request.",
+                code,
+            )
+            error.status_code = status
+            return error
+    return None
 
 
 def first_message(detail: Any, prefix: str = "") -> str:
@@ -56,9 +89,11 @@ def error_code(exc: exceptions.APIException) -> str:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Render errors as ``{"error", "code"}``, plus ``details`` for field errors.
 
-    Django's Http404, PermissionDenied and ValidationError are answered like DRF's own; anything
-    else that is not an APIException is left to Django (a 500).
+    Django's Http404, PermissionDenied and ValidationError are answered like DRF's own, a body
+    over Django's upload limits as a 413 (or a 400 for too many fields or files); anything else
+    that is not an APIException is left to Django (a 500).
     """
+    exc = upload_limit_error(exc) or exc
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, DjangoPermissionDenied):

@@ -1,4 +1,4 @@
-"""Cursor pagination of the delivery log: stable pages on a growing table, no COUNT."""
+"""Cursor pagination of the API's lists: stable pages on a growing table, no COUNT."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from better_webhooks.api.errors import ApiError
 MAX_PAGE_SIZE = 200
 
 
-class DeliveryCursorPagination(CursorPagination):
+class NewestFirstCursorPagination(CursorPagination):
     """Newest first; ``?limit=`` (1-200, default 50) and an opaque ``?cursor=``.
 
     The response is ``{"data": [...], "next": url | null, "previous": url | null}``.

@@ -140,11 +140,25 @@ def status_ref(component: str) -> dict[str, str]:
     return {"$ref": _REF + component}
 
 
+#: Errors every operation can answer, whatever its view: authentication and permissions run
+#: before any handler, and Django refuses an over-size body as soon as a handler reads it.
+COMMON_ERRORS = {
+    "401": "No credentials, or wrong ones (`UNAUTHORIZED`); `WWW-Authenticate` names a scheme.",
+    "403": "Not allowed (`FORBIDDEN`), or no tenant in scope (`TENANT_REQUIRED`).",
+}
+BODY_ERRORS = {
+    "413": "The body is over the server's DATA_UPLOAD_MAX_MEMORY_SIZE (`PAYLOAD_TOO_LARGE`).",
+}
+
+
 class WebhooksAutoSchema(AutoSchema):
-    """drf-spectacular's AutoSchema, plus the status enum components the serializers refer to."""
+    """drf-spectacular's AutoSchema, plus the status enum components the serializers refer to
+    and the error responses every operation shares."""
 
     def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         from drf_spectacular.plumbing import ResolvedComponent
+
+        from better_webhooks.api.serializers import WebhookErrorSerializer
 
         operation = super().get_operation(*args, **kwargs)
         for name, values in STATUS_COMPONENTS.items():
@@ -156,6 +170,22 @@ class WebhooksAutoSchema(AutoSchema):
                     schema={"type": "string", "enum": list(values)},
                 )
             )
+        if operation is None:
+            return None
+        error = self.resolve_serializer(WebhookErrorSerializer, "response")
+        shared = dict(COMMON_ERRORS)
+        if "requestBody" in operation:
+            shared.update(BODY_ERRORS)
+        responses = operation.setdefault("responses", {})
+        for code, description in shared.items():
+            responses.setdefault(
+                code,
+                {
+                    "description": description,
+                    "content": {"application/json": {"schema": error.ref}},
+                },
+            )
+        operation["responses"] = dict(sorted(responses.items()))
         return operation
 
 

@@ -46,10 +46,13 @@ class EndpointSerializer(serializers.ModelSerializer):
     status = EndpointStatusField(read_only=True)
 
     disabledReason = serializers.CharField(source="disabled_reason", read_only=True)
-    disabledAt = serializers.DateTimeField(source="disabled_at", read_only=True)
+    disabledAt = serializers.DateTimeField(source="disabled_at", read_only=True, allow_null=True)
     consecutiveFailures = serializers.IntegerField(source="consecutive_failures", read_only=True)
-    failingSince = serializers.DateTimeField(source="failing_since", read_only=True)
-    tenantId = serializers.UUIDField(source="tenant_id", read_only=True)
+    failingSince = serializers.DateTimeField(
+        source="failing_since", read_only=True, allow_null=True
+    )
+    # Null for an endpoint created outside any tenant scope (always, without better_tenant).
+    tenantId = serializers.UUIDField(source="tenant_id", read_only=True, allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
 
@@ -193,10 +196,10 @@ class DeliverySerializer(serializers.ModelSerializer):
     lastStatusCode = serializers.IntegerField(
         source="last_status_code", read_only=True, allow_null=True
     )
-    tenantId = serializers.UUIDField(source="tenant_id", read_only=True)
+    tenantId = serializers.UUIDField(source="tenant_id", read_only=True, allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
-    deliveredAt = serializers.DateTimeField(source="delivered_at", read_only=True)
+    deliveredAt = serializers.DateTimeField(source="delivered_at", read_only=True, allow_null=True)
 
     class Meta:
         model = WebhookDelivery
@@ -251,8 +254,12 @@ class EventSerializer(serializers.Serializer):
 
 # The metaclass moves declared fields into _declared_fields, so a field named ``data`` leaves the
 # ``data`` property in place; the stubs see the class attribute only.
-class EndpointListSerializer(serializers.Serializer):
+class EndpointPageSerializer(serializers.Serializer):
+    """A page of endpoints, newest first; ``next``/``previous`` as in the delivery log."""
+
     data = EndpointSerializer(many=True)  # type: ignore[assignment]
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
 
 
 class EventListSerializer(serializers.Serializer):
@@ -265,3 +272,12 @@ class DeliveryPageSerializer(serializers.Serializer):
     data = DeliverySerializer(many=True)  # type: ignore[assignment]  # a field, as above
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
+
+
+class WebhookErrorSerializer(serializers.Serializer):
+    """Every error of the API: what is wrong and what to do, a stable code, and for invalid
+    input the errors by field (or by payload path)."""
+
+    error = serializers.CharField()
+    code = serializers.CharField()
+    details = serializers.DictField(required=False)

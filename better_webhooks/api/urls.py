@@ -1,11 +1,13 @@
-"""URLs of the webhooks API; mount them under a base path of your choice::
+"""URLs of the webhooks API; mount them under a base path of their own::
 
 path("api/webhooks/", include("better_webhooks.api.urls"))
+
+The last route answers every other path below that base with the API's JSON 404.
 """
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from better_webhooks.api import views
 
@@ -38,4 +40,5 @@ urlpatterns = [
     path("deliveries/recover", views.DeliveryRecoverView.as_view(), name="deliveries-recover"),
     path("deliveries/<str:pk>", views.DeliveryDetailView.as_view(), name="delivery"),
     path("deliveries/<str:pk>/retry", views.DeliveryRetryView.as_view(), name="delivery-retry"),
+    re_path(r"^.*$", views.UnknownRouteView.as_view(), name="unknown"),
 ]

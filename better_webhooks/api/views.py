@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import status
@@ -26,7 +27,7 @@ from rest_framework.views import APIView
 from better_tenant import shortcuts
 from better_webhooks import db
 from better_webhooks.api.errors import ApiError, exception_handler, not_found
-from better_webhooks.api.pagination import DeliveryCursorPagination
+from better_webhooks.api.pagination import MAX_PAGE_SIZE, NewestFirstCursorPagination
 from better_webhooks.api.permissions import api_permission_classes
 from better_webhooks.api.schema import (
     CatalogAutoSchema,
@@ -39,7 +40,7 @@ from better_webhooks.api.serializers import (
     DeliveryFilterSerializer,
     DeliveryPageSerializer,
     DeliverySerializer,
-    EndpointListSerializer,
+    EndpointPageSerializer,
     EndpointSerializer,
     EndpointWithSecretSerializer,
     EndpointWriteSerializer,
@@ -50,6 +51,7 @@ from better_webhooks.api.serializers import (
     RotatedSecretSerializer,
     RotateSecretSerializer,
     TestEventSerializer,
+    WebhookErrorSerializer,
 )
 from better_webhooks.exceptions import UnknownEventError
 from better_webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -79,11 +81,32 @@ def register_test_event() -> None:
         )
 
 
+#: Error responses an operation declares itself; every operation also answers 401 and 403, and
+#: every one that reads a body 413 (WebhooksAutoSchema adds those).
 _ERRORS = {
-    400: OpenApiResponse(description='Invalid input: `{"error", "code", "details"?}`.'),
-    403: OpenApiResponse(description="Not allowed, or no tenant in scope (`TENANT_REQUIRED`)."),
-    404: OpenApiResponse(description="No such object (in this tenant)."),
+    400: OpenApiResponse(WebhookErrorSerializer, description="Invalid input."),
+    404: OpenApiResponse(WebhookErrorSerializer, description="No such object (in this tenant)."),
+    409: OpenApiResponse(
+        WebhookErrorSerializer, description="The object is not in a state that allows this."
+    ),
+    503: OpenApiResponse(
+        WebhookErrorSerializer,
+        description="The encryption keys of webhook secrets are not configured.",
+    ),
 }
+
+_PAGE_PARAMETERS = [
+    OpenApiParameter(
+        "limit",
+        int,
+        description=f"Page size, 1-{MAX_PAGE_SIZE} "
+        f"(default {NewestFirstCursorPagination.page_size}).",
+    ),
+    OpenApiParameter("cursor", str, description="From the previous page's `next` or `previous`."),
+]
+
+#: The challenge of a 401 when no authentication class offers one (sessions alone).
+SESSION_CHALLENGE = 'Session realm="api"'
 
 
 @contextlib.contextmanager
@@ -141,6 +164,16 @@ class WebhooksAPIView(APIView):
 
     def get_exception_handler(self) -> Any:
         return exception_handler
+
+    def get_authenticate_header(self, request: Request) -> str:
+        # DRF asks the first authentication class only, and SessionAuthentication (first by
+        # default) has no challenge, which turns "no credentials" into a 403: a client that
+        # only has to sign in would read "not allowed". Any class's challenge will do.
+        for authenticator in self.get_authenticators():
+            header = authenticator.authenticate_header(request)
+            if header:
+                return header
+        return SESSION_CHALLENGE
 
     def handle_exception(self, exc: Exception) -> Response:
         return super().handle_exception(_engine_errors(exc) or exc)
@@ -221,20 +254,25 @@ def send_test_event(endpoint: WebhookEndpoint, payload: dict[str, Any]) -> Webho
 
 
 class EndpointListView(WebhooksAPIView):
+    pagination_class = NewestFirstCursorPagination
+
     @documented(
         operation_id="webhooks_endpoints_list",
-        summary="List endpoints",
-        responses={200: EndpointListSerializer, 403: _ERRORS[403]},
+        summary="The endpoints, newest first, a page at a time",
+        parameters=_PAGE_PARAMETERS,
+        responses={200: EndpointPageSerializer, 400: _ERRORS[400]},
     )
     def get(self, request: Request) -> Response:
-        endpoints = WebhookEndpoint.objects.using(db.alias()).order_by("-created_at", "-id")
-        return Response({"data": EndpointSerializer(endpoints, many=True).data})
+        paginator = self.pagination_class()
+        endpoints = WebhookEndpoint.objects.using(db.alias())
+        page = paginator.paginate_queryset(endpoints, request, view=self)
+        return paginator.get_paginated_response(EndpointSerializer(page, many=True).data)
 
     @documented(
         operation_id="webhooks_endpoints_create",
         summary="Create an endpoint (the response holds its signing secret, this once)",
         request=EndpointWriteSerializer,
-        responses={201: EndpointWithSecretSerializer, 400: _ERRORS[400], 403: _ERRORS[403]},
+        responses={201: EndpointWithSecretSerializer, 400: _ERRORS[400], 503: _ERRORS[503]},
     )
     def post(self, request: Request) -> Response:
         from better_webhooks.endpoints import create_endpoint
@@ -310,7 +348,12 @@ class RotateSecretView(WebhooksAPIView):
         operation_id="webhooks_endpoints_rotate_secret",
         summary="Rotate the signing secret (the new secret is in the response, this once)",
         request=RotateSecretSerializer,
-        responses={200: RotatedSecretSerializer, 400: _ERRORS[400], 404: _ERRORS[404]},
+        responses={
+            200: RotatedSecretSerializer,
+            400: _ERRORS[400],
+            404: _ERRORS[404],
+            503: _ERRORS[503],
+        },
     )
     def post(self, request: Request, pk: str) -> Response:
         from better_webhooks.endpoints import rotate_secret
@@ -338,7 +381,12 @@ class TestEventView(WebhooksAPIView):
         operation_id="webhooks_endpoints_test",
         summary=f"Send a `{TEST_EVENT}` event to this endpoint only",
         request=TestEventSerializer,
-        responses={202: DeliverySerializer, 400: _ERRORS[400], 404: _ERRORS[404]},
+        responses={
+            202: DeliverySerializer,
+            400: _ERRORS[400],
+            404: _ERRORS[404],
+            409: _ERRORS[409],
+        },
     )
     def post(self, request: Request, pk: str) -> Response:
         endpoint = _endpoint(pk)
@@ -404,7 +452,7 @@ class EventDetailView(WebhooksAPIView):
 
 
 class DeliveryListView(WebhooksAPIView):
-    pagination_class = DeliveryCursorPagination
+    pagination_class = NewestFirstCursorPagination
 
     @documented(
         operation_id="webhooks_deliveries_list",
@@ -413,8 +461,7 @@ class DeliveryListView(WebhooksAPIView):
             OpenApiParameter("endpointId", str, description="An endpoint id (uuid)."),
             OpenApiParameter("event", str, description="An event name."),
             OpenApiParameter("status", str, enum=["pending", "delivering", "delivered", "failed"]),
-            OpenApiParameter("limit", int, description="Page size, 1-200 (default 50)."),
-            OpenApiParameter("cursor", str, description="From the previous page's `next`."),
+            *_PAGE_PARAMETERS,
         ],
         responses={200: DeliveryPageSerializer, 400: _ERRORS[400]},
     )
@@ -448,7 +495,7 @@ class DeliveryRetryView(WebhooksAPIView):
         operation_id="webhooks_deliveries_retry",
         summary="Queue a delivery again now (a failed one gets a fresh set of attempts)",
         request=None,
-        responses={202: DeliverySerializer, 404: _ERRORS[404], 409: OpenApiResponse()},
+        responses={202: DeliverySerializer, 404: _ERRORS[404], 409: _ERRORS[409]},
     )
     def post(self, request: Request, pk: str) -> Response:
         from better_webhooks.replay import retry_delivery
@@ -487,3 +534,29 @@ class DeliveryRecoverView(WebhooksAPIView):
             since=since, endpoint_id=data.get("endpointId"), event=data.get("event")
         )
         return Response({"recovered": count}, status=status.HTTP_202_ACCEPTED)
+
+
+# --- anything else -----------------------------------------------------------------------------
+
+
+class UnknownRouteView(APIView):
+    """Every path under the API's base that no route matches: the API's JSON 404, whatever the
+    method, instead of the project's HTML page."""
+
+    schema = None  # not an operation of the API
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
+    def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Response:
+        raise ApiError(
+            f"No route of the webhooks API matches {request.method} {request.path}. The "
+            "routes are endpoints, events and deliveries (see the OpenAPI document).",
+            "NOT_FOUND",
+            status.HTTP_404_NOT_FOUND,
+        )
+
+    # APIView answers OPTIONS itself; here it finds nothing either.
+    options = http_method_not_allowed

@@ -207,6 +207,30 @@ def test_update_changes_url_events_and_description(admin_client):
     assert stored(WebhookEndpoint, pk=endpoint.pk)[0].url == "https://other.example.com/h"
 
 
+def test_endpoint_list_pages_like_the_delivery_log(admin_client):
+    made = [create_endpoint(f"https://h{n}.example.com/h", ["*"])[0] for n in range(5)]
+    with run_as_system():
+        base = timezone.now() - timedelta(hours=1)
+        for index, endpoint in enumerate(made):
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+                created_at=base + timedelta(minutes=index)
+            )
+    seen, url, pages = [], f"{BASE}/endpoints?limit=2", 0
+    while url:
+        body = admin_client.get(url).json()
+        assert set(body) == {"data", "next", "previous"}
+        assert len(body["data"]) <= 2
+        assert (body["previous"] is None) == (pages == 0)
+        seen += [item["id"] for item in body["data"]]
+        url, pages = body["next"], pages + 1
+    assert pages == 3
+    assert seen == [str(endpoint.pk) for endpoint in reversed(made)]
+    bad = admin_client.get(f"{BASE}/endpoints", {"cursor": "bad"})
+    assert (bad.status_code, bad.json()["code"]) == (400, "INVALID_CURSOR")
+    whole = admin_client.get(f"{BASE}/endpoints").json()
+    assert len(whole["data"]) == 5 and whole["next"] is None
+
+
 def test_delete_removes_the_endpoint(admin_client):
     endpoint, _ = create_endpoint(URL, ["*"])
     assert admin_client.delete(f"{BASE}/endpoints/{endpoint.pk}").status_code == 204
@@ -408,13 +432,32 @@ def test_recover_requeues_failed_deliveries_since_a_date(admin_client, log):
 # --- permissions -------------------------------------------------------------------------------
 
 
-def test_anonymous_and_non_staff_users_are_refused(client, django_user_model):
+def test_anonymous_requests_get_a_401_and_non_staff_users_a_403(client, django_user_model):
     anonymous = client.get(f"{BASE}/endpoints")
-    assert anonymous.status_code in (401, 403)
-    assert anonymous.json()["code"] in ("UNAUTHORIZED", "FORBIDDEN")
+    assert (anonymous.status_code, anonymous.json()["code"]) == (401, "UNAUTHORIZED")
+    # DRF's default classes are sessions, then HTTP Basic: the first with a challenge answers.
+    assert anonymous["WWW-Authenticate"] == 'Basic realm="api"'
     client.force_login(django_user_model.objects.create_user("member", password="x"))
     refused = client.get(f"{BASE}/endpoints")
     assert (refused.status_code, refused.json()["code"]) == (403, "FORBIDDEN")
+    assert "WWW-Authenticate" not in refused
+
+
+def test_wrong_credentials_get_a_401(client):
+    response = client.get(f"{BASE}/endpoints", HTTP_AUTHORIZATION="Basic bm9ib2R5Om5vcGU=")
+    assert (response.status_code, response.json()["code"]) == (401, "UNAUTHORIZED")
+    assert response["WWW-Authenticate"] == 'Basic realm="api"'
+
+
+def test_sessions_alone_still_challenge_a_request_without_credentials(client, monkeypatch):
+    from rest_framework.authentication import SessionAuthentication
+
+    from better_webhooks.api.views import WebhooksAPIView
+
+    monkeypatch.setattr(WebhooksAPIView, "authentication_classes", [SessionAuthentication])
+    response = client.get(f"{BASE}/events")
+    assert (response.status_code, response.json()["code"]) == (401, "UNAUTHORIZED")
+    assert response["WWW-Authenticate"] == 'Session realm="api"'
 
 
 def test_staff_outside_a_tenant_get_tenant_required(client):
@@ -435,6 +478,63 @@ def test_permission_classes_come_from_the_setting(client, settings, django_user_
     assert client.get(f"{BASE}/events").status_code == 200
     refused = post(client, "/endpoints", {"url": URL, "events": ["*"]})
     assert (refused.status_code, refused.json()["code"]) == (403, "FORBIDDEN")
+
+
+# --- errors outside the handlers ------------------------------------------------------------------
+
+
+def test_an_over_size_body_is_a_json_413(admin_client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = {"url": URL, "events": ["*"], "description": "x" * 1000}
+    response = post(admin_client, "/endpoints", body)
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json"
+    error = response.json()
+    assert error["code"] == "PAYLOAD_TOO_LARGE"
+    assert "1000 bytes" in error["error"] and "DATA_UPLOAD_MAX_MEMORY_SIZE" in error["error"]
+    assert stored(WebhookEndpoint) == []
+    body["description"] = "short"
+    assert post(admin_client, "/endpoints", body).status_code == 201
+
+
+def test_too_many_form_fields_or_files_are_a_json_400(admin_client, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 3
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 1
+    fields = admin_client.post(
+        BASE + "/endpoints",
+        "&".join(f"f{n}=x" for n in range(5)),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert (fields.status_code, fields.json()["code"]) == (400, "TOO_MANY_FIELDS")
+    files = admin_client.post(
+        BASE + "/endpoints",
+        {f"f{n}": SimpleUploadedFile(f"{n}.txt", b"x") for n in range(3)},
+    )
+    assert (files.status_code, files.json()["code"]) == (400, "TOO_MANY_FILES")
+    assert stored(WebhookEndpoint) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("get", "/nope", 404),
+        ("get", "/endpoints/", 404),
+        ("post", "/deliveries/x/retry/again", 404),
+        ("delete", "/events", 405),
+        ("put", "/endpoints", 405),
+    ],
+)
+def test_unknown_routes_and_methods_are_json_errors(admin_client, client, method, path, status):
+    response = getattr(admin_client, method)(BASE + path)
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    assert set(response.json()) == {"error", "code"}
+    if status == 404:
+        # No route: nothing to authenticate against.
+        assert getattr(client, method)(BASE + path).status_code == 404
+        assert path in response.json()["error"]
 
 
 def test_missing_encryption_keys_are_a_503_that_says_so(admin_client, settings):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import FieldDoesNotExist
 from rest_framework import serializers
 
 from better_webhooks.events import register_event, unregister_event
@@ -102,3 +103,63 @@ def test_catalog_events_are_components(document):
     by_name = {item["name"]: item["payload"]["$ref"] for item in listed}
     assert by_name["shipment.sent"] == "#/components/schemas/WebhookEvent.shipment.sent"
     assert "webhook.test" in by_name
+
+
+def test_endpoint_list_documents_the_same_cursor_pages(document):
+    endpoints = document["paths"]["/webhooks/endpoints"]["get"]
+    deliveries = document["paths"]["/webhooks/deliveries"]["get"]
+
+    def page_parameters(operation):
+        return [p for p in operation["parameters"] if p["name"] in ("cursor", "limit")]
+
+    assert page_parameters(endpoints) == page_parameters(deliveries) != []
+    schemas = document["components"]["schemas"]
+
+    def page(operation):
+        ref = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        return schemas[ref.rsplit("/", 1)[1]]
+
+    assert page(endpoints)["properties"]["data"]["items"]["$ref"].endswith("/Endpoint")
+    for name in ("next", "previous"):
+        assert page(endpoints)["properties"][name] == page(deliveries)["properties"][name]
+    assert page(endpoints)["required"] == page(deliveries)["required"]
+
+
+def test_model_columns_that_may_be_null_are_nullable_fields(document):
+    """A serializer field whose column is NULL-able is declared nullable, whatever its name."""
+    from better_webhooks.api import serializers as api_serializers
+
+    schemas = document["components"]["schemas"]
+    checked = 0
+    for name, cls in vars(api_serializers).items():
+        if not (isinstance(cls, type) and issubclass(cls, serializers.ModelSerializer)):
+            continue
+        component = schemas[name.removesuffix("Serializer")]
+        model = cls.Meta.model
+        for field_name, field in cls().fields.items():
+            try:
+                column = model._meta.get_field(field.source)
+            except FieldDoesNotExist:
+                continue  # a method's value, the serializer's own
+            if column.concrete and column.null:
+                declared = component["properties"][field_name]
+                assert declared.get("nullable") is True, f"{name}.{field_name}"
+                checked += 1
+    assert checked >= 6
+
+
+def test_every_operation_documents_its_errors_in_the_json_shape(document):
+    error = document["components"]["schemas"]["WebhookError"]
+    assert set(error["required"]) == {"error", "code"}
+    assert set(error["properties"]) == {"error", "code", "details"}
+    for path, item in document["paths"].items():
+        if not path.startswith("/webhooks/"):
+            continue
+        for method, operation in item.items():
+            responses = operation["responses"]
+            expected = {"401", "403"} | ({"413"} if "requestBody" in operation else set())
+            assert expected <= set(responses), (method, path)
+            for status, response in responses.items():
+                if int(status) >= 400:
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/WebhookError"}, status
