@@ -553,15 +553,14 @@ def _sent_and_recorded(
     mid-batch can have sent twice only the requests in flight and the few answered in the
     group not yet written, while one statement still records many outcomes under load.
     """
+    outcomes: list[Outcome] = []
     if executor is None or len(claimed) == 1:
-        outcomes = []
         for c in claimed:
             outcome = attempt(c, endpoints.get(c.endpoint_id), client)
             record([outcome], worker_id)
             outcomes.append(outcome)
         return outcomes
     waiting = {executor.submit(attempt, c, endpoints.get(c.endpoint_id), client) for c in claimed}
-    outcomes: list[Outcome] = []
     group: list[Outcome] = []
     errors: list[BaseException] = []
     due = math.inf  # when the group must be written
