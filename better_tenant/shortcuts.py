@@ -47,6 +47,15 @@ def current_tenant_id() -> uuid.UUID | None:
     return get_context().tenant_id
 
 
+def current_tenant() -> Any:
+    """The Tenant in scope (read once per scope), or None (no tenant in scope, or no tenancy)."""
+    if not tenancy_installed():
+        return None
+    from better_tenant.context import get_context
+
+    return get_context().tenant
+
+
 def in_system_mode() -> bool:
     """Whether the code runs across tenants: in system mode, or anywhere without tenancy."""
     if not tenancy_installed():
