@@ -3,10 +3,11 @@
 Ids: E001 BETTER_WEBHOOKS not a dict or an unknown key; E002 ENCRYPTION_KEYS unusable, or empty
 with DEBUG off; E003 IDEMPOTENCY_WINDOW, SECRET_ROTATION_OVERLAP or DISABLE_AFTER not a duration;
 E004 RETRY_SCHEDULE not a list of durations; E005 MAX_ATTEMPTS; E006 EVENTS or ALLOWED_CIDRS;
-E007 ABANDONED_LIMIT; E008 another value of the wrong type or out of range. W001 no
-ENCRYPTION_KEYS with DEBUG on; W002 ALLOW_HTTP_LOCALHOST with DEBUG off; W003 a lease shorter
-than one delivery attempt. The ids of single values are declared with their keys in
-better_webhooks.conf.
+E007 ABANDONED_LIMIT; E008 another value of the wrong type or out of range; E009 the portal
+mounted without better_tenant. W001 no ENCRYPTION_KEYS with DEBUG on; W002 ALLOW_HTTP_LOCALHOST
+with DEBUG off; W003 a lease shorter than one delivery attempt; W004 the portal mounted without
+SessionMiddleware. The ids of single values (the portal's durations are E003, PORTAL_AUTHORIZE
+E008) are declared with their keys in better_webhooks.conf.
 """
 
 from __future__ import annotations
@@ -92,3 +93,62 @@ def _check_lease(webhook_settings: Any) -> list[checks.CheckMessage]:
             id="better_webhooks.W003",
         )
     ]
+
+
+@checks.register("better_webhooks", checks.Tags.urls)
+def check_portal(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """What the portal needs once the URLconf mounts it: better_tenant, and sessions for links."""
+    from better_tenant.shortcuts import tenancy_installed
+
+    if not _portal_mounted():
+        return []
+    if not tenancy_installed():
+        return [
+            checks.Error(
+                "The webhooks portal (better_webhooks.portal.urls) is mounted, but better_tenant "
+                "is not installed: the portal shows one tenant's endpoints, under row-level "
+                "security, and without tenancy there is no tenant to show. It answers every "
+                "request with a 503.",
+                hint="Add better_tenant to INSTALLED_APPS, or remove the portal's include() from "
+                "the URLconf (the admin and the API manage the platform's endpoints).",
+                id="better_webhooks.E009",
+            )
+        ]
+    if not _has_session_middleware():
+        return [
+            checks.Warning(
+                "The webhooks portal is mounted without SessionMiddleware: a signed portal link "
+                "is kept in the session, so links cannot open the portal (PORTAL_AUTHORIZE still "
+                "can).",
+                hint="Add 'django.contrib.sessions.middleware.SessionMiddleware' to MIDDLEWARE.",
+                id="better_webhooks.W004",
+            )
+        ]
+    return []
+
+
+def _portal_mounted() -> bool:
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        reverse("better_webhooks_portal:endpoints")
+    except NoReverseMatch:
+        return False
+    except Exception:
+        # A URLconf that does not import is Django's own check to report.
+        return False
+    return True
+
+
+def _has_session_middleware() -> bool:
+    from django.contrib.sessions.middleware import SessionMiddleware
+    from django.utils.module_loading import import_string
+
+    for path in settings.MIDDLEWARE:
+        try:
+            middleware = import_string(path)
+        except ImportError:
+            continue
+        if isinstance(middleware, type) and issubclass(middleware, SessionMiddleware):
+            return True
+    return False

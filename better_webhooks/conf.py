@@ -235,6 +235,25 @@ SCHEMA = {
     "DATABASE": Str(
         "default", id="better_webhooks.E008", hint="The database alias of the webhook tables."
     ),
+    "PORTAL_AUTHORIZE": Import(
+        None,
+        id="better_webhooks.E008",
+        hint="The portal: a callable(request, tenant_id) -> bool or its dotted path, asked for "
+        "the tenant in scope on every request; None: only signed links open the portal.",
+    ),
+    "PORTAL_LINK_MAX_AGE": Duration(
+        "1h",
+        min=1,
+        id="better_webhooks.E003",
+        hint="The portal: the longest a signed link stays usable, e.g. '1h' (the default).",
+    ),
+    "PORTAL_SESSION_MAX_AGE": Duration(
+        "8h",
+        min=1,
+        id="better_webhooks.E003",
+        hint="The portal: how long an opened link grants the browser session its tenant's "
+        "portal, e.g. '8h' (the default).",
+    ),
     "TIMESTAMP_TOLERANCE": Number(
         300,
         min=0,
