@@ -21,9 +21,11 @@ class BetterWebhooksConfig(AppConfig):
                 WebhookDelivery,
                 WebhookDeliveryAttempt,
                 WebhookEndpoint,
+                WebhookMessage,
             )
 
-            for model in (WebhookEndpoint, WebhookDelivery, WebhookDeliveryAttempt):
+            tables = (WebhookEndpoint, WebhookMessage, WebhookDelivery, WebhookDeliveryAttempt)
+            for model in tables:
                 inspection.exempt_table(model._meta.db_table)
 
         if apps.is_installed("better_console"):

@@ -149,6 +149,14 @@ SCHEMA = {
         hint="Seconds an attempt may take after connecting, the whole answer included "
         "(default 15).",
     ),
+    "MAX_PAYLOAD_BYTES": Int(
+        350 * 1024,
+        min=1,
+        nullable=True,
+        id="better_webhooks.E008",
+        hint="The largest payload send() accepts, in bytes of its JSON (default 358400, the "
+        "~350 kB Svix documents); None accepts any size.",
+    ),
     "MAX_RESPONSE_BODY": Int(
         65536,
         min=0,

@@ -41,7 +41,7 @@ from better_webhooks import crypto, db, signals
 from better_webhooks.client import Client, Response, attempt_limit
 from better_webhooks.conf import seconds, to_seconds, webhook_settings
 from better_webhooks.exceptions import EncryptionError
-from better_webhooks.models import WebhookEndpoint
+from better_webhooks.models import WebhookEndpoint, message_body
 from better_webhooks.signing import signed_headers
 
 logger = logging.getLogger(__name__)
@@ -102,8 +102,9 @@ UPDATE webhook_deliveries AS d
        updated_at = CASE WHEN c.give_up THEN statement_timestamp() ELSE d.updated_at END
   FROM candidates AS c
  WHERE d.id = c.id
-RETURNING d.id, d.message_id, d.endpoint_id, d.event, d.payload, d.attempts, d.max_attempts,
-          d.created_at, d.tenant_id, c.give_up, c.abandoned
+RETURNING d.id, d.message_id, d.endpoint_id, d.event,
+          (SELECT m.payload FROM webhook_messages AS m WHERE m.id = d.message_id),
+          d.attempts, d.max_attempts, d.created_at, d.tenant_id, c.give_up, c.abandoned
 """
 # With no condition and a limit of 0 the statement claims only an abandoned delivery (alone);
 # first and later attempts are claimed among pending deliveries only, so never beside one.
@@ -133,12 +134,7 @@ class Claimed:
 
     def body(self) -> bytes:
         """The JSON body: the same bytes on every attempt (the signature covers them)."""
-        envelope = {
-            "type": self.event,
-            "timestamp": self.created_at.isoformat().replace("+00:00", "Z"),
-            "data": self.payload,
-        }
-        return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+        return message_body(self.event, self.created_at, self.payload)
 
 
 @dataclass
@@ -150,7 +146,6 @@ class Outcome:
     status: str  # delivered | pending | failed | released (not attempted: the lease ran short)
     url: str = ""
     request_headers: dict[str, str] = field(default_factory=dict)
-    request_body: str = ""
     response: Response | None = None
     error: str = ""
     next_attempt_at: datetime | None = None
@@ -365,7 +360,6 @@ def attempt(claimed: Claimed, endpoint: EndpointInfo | None, client: Client) -> 
         "pending",
         url=endpoint.url,
         request_headers=headers,
-        request_body=body.decode(),
         response=response,
     )
     status = response.status
@@ -403,13 +397,13 @@ def attempt(claimed: Claimed, endpoint: EndpointInfo | None, client: Client) -> 
 _RECORD_SQL = """
 WITH attempts AS (
     INSERT INTO webhook_delivery_attempts
-           (id, delivery_id, attempt, url, request_headers, request_body, response_status,
-            response_headers, response_body, duration_ms, error, tenant_id, created_at)
+           (id, delivery_id, attempt, url, request_headers, response_status, response_headers,
+            response_body, duration_ms, error, tenant_id, created_at)
     SELECT gen_random_uuid(), a.delivery_id, a.attempt, a.url, a.request_headers,
-           a.request_body, a.response_status, a.response_headers, a.response_body,
-           a.duration_ms, a.error, a.tenant_id, %s
+           a.response_status, a.response_headers, a.response_body, a.duration_ms, a.error,
+           a.tenant_id, %s
       FROM jsonb_to_recordset(%s::jsonb) AS a(delivery_id uuid, attempt int, url text,
-           request_headers jsonb, request_body text, response_status int,
+           request_headers jsonb, response_status int,
            response_headers jsonb, response_body text, duration_ms int, error text,
            tenant_id uuid)
 ), owned AS (
@@ -448,7 +442,6 @@ def record(outcomes: list[Outcome], worker_id: str) -> list[Any]:
                 "attempt": o.attempt,
                 "url": o.url,
                 "request_headers": o.request_headers,
-                "request_body": o.request_body,
                 "response_status": o.response.status if o.response else None,
                 "response_headers": o.response.headers if o.response else {},
                 # PostgreSQL text cannot hold NUL, which a receiver may well send.

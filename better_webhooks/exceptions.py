@@ -29,6 +29,20 @@ class PayloadValidationError(WebhookError):
         super().__init__(f"Invalid payload for event {event!r}: {details}")
 
 
+class PayloadTooLargeError(WebhookError):
+    """A payload whose JSON body exceeds ``MAX_PAYLOAD_BYTES``."""
+
+    def __init__(self, event: str, size: int, limit: int) -> None:
+        self.event = event
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"The payload of {event!r} is {size:,} bytes as JSON, over the limit of {limit:,} "
+            "(BETTER_WEBHOOKS['MAX_PAYLOAD_BYTES']): send a reference to the data (an id or a "
+            "URL the receiver fetches) instead of the data itself."
+        )
+
+
 class EncryptionError(WebhookError):
     """A secret cannot be encrypted or decrypted with the configured keys."""
 

@@ -1,8 +1,11 @@
-"""Endpoints, deliveries and delivery attempts of outgoing webhooks."""
+"""Endpoints, messages, deliveries and delivery attempts of outgoing webhooks."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import datetime
+from typing import Any, cast
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
@@ -65,11 +68,86 @@ class WebhookEndpoint(models.Model):
         return self.status == "active"
 
 
+class WebhookMessage(models.Model):
+    """One ``send()``: the event and its payload, stored once however many endpoints receive it.
+
+    ``id`` is the ``webhook-id`` header (``msg_...``), the same for every endpoint and every
+    retry, so receivers can drop duplicates.
+    """
+
+    id = models.TextField(primary_key=True)
+    event = models.TextField()
+    payload = models.JSONField()
+    tenant_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "webhook_messages"
+        verbose_name = "webhook message"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["tenant_id", "created_at"], name="webhook_messages_tenant_idx"),
+            models.Index(fields=["created_at"], name="webhook_messages_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.id}"
+
+
+def message_body(event: str, created_at: datetime, payload: Any) -> bytes:
+    """The JSON body of a delivery: the same bytes on every attempt (the signature covers them)."""
+    envelope = {
+        "type": event,
+        "timestamp": created_at.isoformat().replace("+00:00", "Z"),
+        "data": payload,
+    }
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _payload_lookup(key: str) -> str:
+    """``payload`` / ``payload__...`` lookups of a delivery go to its message's payload."""
+    if key == "payload" or key.startswith("payload__"):
+        return "message__" + key
+    return key
+
+
+def _payload_q(q: Any) -> Any:
+    if not isinstance(q, models.Q):
+        return q
+    children: list[Any] = []
+    for child in q.children:
+        if isinstance(child, models.Q):
+            children.append(_payload_q(child))
+        else:
+            key, value = cast(tuple[str, Any], child)  # a (lookup, value) pair
+            children.append((_payload_lookup(key), value))
+    return models.Q(*children, _connector=q.connector, _negated=q.negated)
+
+
+class DeliveryQuerySet(models.QuerySet["WebhookDelivery"]):
+    """Deliveries; lookups on ``payload`` (``filter(payload__id=...)``) reach the payload where
+    it is stored, on the delivery's message."""
+
+    def _filter_or_exclude(self, negate: bool, args: Any, kwargs: Any) -> Any:
+        # The one method filter(), exclude() and get() pass their lookups through.
+        args = tuple(_payload_q(arg) for arg in args)
+        kwargs = {_payload_lookup(key): value for key, value in kwargs.items()}
+        return super()._filter_or_exclude(negate, args, kwargs)  # type: ignore[misc]
+
+
+class DeliveryManager(models.Manager.from_queryset(DeliveryQuerySet)):  # type: ignore[misc]
+    """Deliveries come with their message: ``payload`` reads no further row, in or out of the
+    tenant scope they were loaded in."""
+
+    def get_queryset(self) -> DeliveryQuerySet:
+        return super().get_queryset().select_related("message")
+
+
 class WebhookDelivery(models.Model):
     """One event for one endpoint, retried until delivered or out of attempts.
 
-    ``message_id`` (``msg_...``) is the ``webhook-id`` header: one per ``send()`` call, the same
-    for every endpoint and every retry, so receivers can drop duplicates. ``lease_until`` and
+    ``message`` is the ``send()`` it delivers (its ``message_id``, ``msg_...``, is the
+    ``webhook-id`` header); the payload is stored there, once per message. ``lease_until`` and
     ``locked_by`` are set while a worker holds the delivery; an expired lease makes it claimable
     again, so a worker that dies loses nothing. ``abandoned_claims`` counts the claims that took
     the delivery over from such a worker; at ``ABANDONED_LIMIT`` the claim fails it instead of
@@ -77,12 +155,18 @@ class WebhookDelivery(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    message_id = models.TextField()
+    # The column keeps its name: it held the message id before messages had a table.
+    message = models.ForeignKey(
+        WebhookMessage,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        db_column="message_id",
+        db_index=False,  # webhook_deliveries_msg_idx
+    )
     endpoint = models.ForeignKey(
         WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
     )
     event = models.TextField()
-    payload = models.JSONField()
     status = models.CharField(
         max_length=10, default="pending", choices=[(s, s) for s in DELIVERY_STATUSES]
     )
@@ -100,6 +184,8 @@ class WebhookDelivery(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DeliveryManager()
 
     class Meta:
         db_table = "webhook_deliveries"
@@ -124,7 +210,7 @@ class WebhookDelivery(models.Model):
             models.Index(fields=["endpoint", "created_at"], name="webhook_deliveries_endpt_idx"),
             models.Index(fields=["event", "created_at"], name="webhook_deliveries_event_idx"),
             models.Index(fields=["tenant_id", "created_at"], name="webhook_deliveries_tenant_idx"),
-            models.Index(fields=["message_id"], name="webhook_deliveries_msg_idx"),
+            models.Index(fields=["message"], name="webhook_deliveries_msg_idx"),
             models.Index(
                 fields=["idempotency_key", "created_at"],
                 name="webhook_deliveries_idem_idx",
@@ -141,9 +227,31 @@ class WebhookDelivery(models.Model):
     def __str__(self) -> str:
         return f"{self.event} -> {self.endpoint_id} ({self.status})"
 
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        # A message never changes: keep the loaded one, so the payload stays at hand as it did
+        # when it was a column of the delivery (even outside the scope that can read it).
+        message = self._state.fields_cache.get("message")
+        super().refresh_from_db(*args, **kwargs)
+        if message is not None and message.pk == self.message_id:
+            self._state.fields_cache.setdefault("message", message)
+
+    @property
+    def payload(self) -> Any:
+        """The message's payload (one query unless the message is loaded with the delivery)."""
+        return self.message.payload
+
+    def body(self) -> bytes:
+        """The JSON body every attempt of this delivery sends."""
+        return message_body(self.event, self.created_at, self.payload)
+
 
 class WebhookDeliveryAttempt(models.Model):
-    """One HTTP POST of a delivery: the request sent and the response (or error) received."""
+    """One HTTP POST of a delivery: the request's headers and the response (or error) received.
+
+    The body is the delivery's (``request_body``), stored once with its message; what differs
+    from one attempt to the next is kept here: the signed headers, the status, the answer (at
+    most ``MAX_RESPONSE_BODY`` bytes of it), the duration and the error.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     delivery = models.ForeignKey(
@@ -152,7 +260,6 @@ class WebhookDeliveryAttempt(models.Model):
     attempt = models.IntegerField()
     url = models.TextField()
     request_headers = models.JSONField(default=dict)
-    request_body = models.TextField()
     response_status = models.IntegerField(null=True, blank=True)
     response_headers = models.JSONField(default=dict, blank=True)
     response_body = models.TextField(blank=True, default="")
@@ -172,6 +279,11 @@ class WebhookDeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.attempt} of {self.delivery_id}"
+
+    @property
+    def request_body(self) -> str:
+        """The body this attempt sent: its delivery's."""
+        return self.delivery.body().decode()
 
     @property
     def succeeded(self) -> bool:

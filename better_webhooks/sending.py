@@ -19,23 +19,37 @@ from psycopg.types.json import Jsonb
 from better_webhooks import db
 from better_webhooks.conf import seconds, webhook_settings
 from better_webhooks.events import get_event
-from better_webhooks.exceptions import PayloadValidationError
-from better_webhooks.models import ALL_EVENTS, WebhookDelivery
+from better_webhooks.exceptions import PayloadTooLargeError, PayloadValidationError
+from better_webhooks.models import ALL_EVENTS, WebhookDelivery, WebhookMessage
 
 logger = logging.getLogger(__name__)
 
+# One statement picks the subscribed endpoints, stores the message once (only when some
+# endpoint receives it) and writes a delivery per endpoint.
 _INSERT_SQL = """
+WITH targets AS MATERIALIZED (
+       SELECT e.id, e.created_at
+         FROM webhook_endpoints AS e
+        WHERE e.status = 'active' AND e.tenant_id IS NOT DISTINCT FROM %(tenant)s::uuid
+          AND e.events && %(targets)s::text[]),
+message AS (
+       INSERT INTO webhook_messages (id, event, payload, tenant_id, created_at)
+       SELECT %(message)s, %(event)s, %(payload)s, %(tenant)s::uuid, %(now)s
+        WHERE EXISTS (SELECT FROM targets)
+       RETURNING id)
 INSERT INTO webhook_deliveries
-       (id, message_id, endpoint_id, event, payload, status, attempts, max_attempts,
-        next_attempt_at, idempotency_key, last_error, tenant_id, created_at, updated_at)
-SELECT gen_random_uuid(), %s, e.id, %s, %s, 'pending', 0, %s, %s, %s, '', %s::uuid, %s, %s
-  FROM webhook_endpoints AS e
- WHERE e.status = 'active' AND e.tenant_id IS NOT DISTINCT FROM %s::uuid AND e.events && %s::text[]
- ORDER BY e.created_at
+       (id, message_id, endpoint_id, event, status, attempts, max_attempts, next_attempt_at,
+        idempotency_key, last_error, tenant_id, created_at, updated_at)
+SELECT gen_random_uuid(), m.id, t.id, %(event)s, 'pending', 0, %(max_attempts)s, %(now)s,
+       %(key)s, '', %(tenant)s::uuid, %(now)s, %(now)s
+  FROM targets AS t CROSS JOIN message AS m
+ ORDER BY t.created_at
 RETURNING id, endpoint_id
 """
 # With explicit endpoints: those of them that are active, whatever they subscribe to.
-_INSERT_TO_SQL = _INSERT_SQL.replace("e.events && %s::text[]", "e.id = ANY(%s::uuid[])")
+_INSERT_TO_SQL = _INSERT_SQL.replace(
+    "e.events && %(targets)s::text[]", "e.id = ANY(%(targets)s::uuid[])"
+)
 
 
 def new_message_id() -> str:
@@ -54,12 +68,19 @@ def _endpoint_id(value: Any) -> str:
 
 
 def _json_payload(event: str, payload: Any) -> Any:
+    """The payload as JSON values, refused when its JSON is over ``MAX_PAYLOAD_BYTES``."""
     try:
-        return json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
+        text = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise PayloadValidationError(
             event, {"(root)": f"is not JSON-serializable ({exc})"}
         ) from exc
+    limit = webhook_settings.MAX_PAYLOAD_BYTES
+    if limit is not None:
+        size = len(text.encode())
+        if size > limit:
+            raise PayloadTooLargeError(event, size, int(limit))
+    return json.loads(text)
 
 
 def send(
@@ -75,17 +96,18 @@ def send(
     ``endpoints`` (instances or ids) narrows the recipients to those endpoints, whatever they
     subscribe to: the active ones of the event's tenant receive it, the others are skipped.
 
-    The payload is validated against the event's schema first (UnknownEventError,
-    PayloadValidationError). The rows are written in the caller's transaction and dispatched
-    only after it commits, so a rollback sends nothing. ``tenant`` defaults to the tenant in
-    scope; without one, the endpoints without a tenant receive the event (without better_tenant a
-    ``tenant`` raises TenancyNotInstalledError: there is no tenant to name). A repeated
-    ``idempotency_key`` (per tenant, within ``IDEMPOTENCY_WINDOW``) returns the first call's
-    deliveries and queues nothing.
+    The payload is checked first: its JSON must fit ``MAX_PAYLOAD_BYTES`` (PayloadTooLargeError)
+    and match the event's schema (UnknownEventError, PayloadValidationError); it is stored once,
+    with the message, however many endpoints receive it. The rows are written in the caller's
+    transaction and dispatched only after it commits, so a rollback sends nothing. ``tenant``
+    defaults to the tenant in scope; without one, the endpoints without a tenant receive the
+    event (without better_tenant a ``tenant`` raises TenancyNotInstalledError: there is no
+    tenant to name). A repeated ``idempotency_key`` (per tenant, within ``IDEMPOTENCY_WINDOW``)
+    returns the first call's deliveries and queues nothing.
     """
     event_type = get_event(event)
-    event_type.validate(payload)
     data = _json_payload(event, payload)
+    event_type.validate(payload)
     tenant_id = db.tenant_of(tenant)
     targets = None if endpoints is None else [_endpoint_id(e) for e in endpoints]
     using = db.alias()
@@ -100,6 +122,7 @@ def send(
             window = seconds("IDEMPOTENCY_WINDOW") or 0
             earlier = list(
                 WebhookDelivery.objects.using(using)
+                .select_related("message")
                 .filter(
                     # tenant_id=None is IS NULL in Django.
                     tenant_id=tenant_id,
@@ -110,31 +133,29 @@ def send(
             )
             if earlier:
                 return earlier
-        message_id = new_message_id()
+        message = WebhookMessage(
+            id=new_message_id(), event=event, payload=data, tenant_id=tenant_id, created_at=now
+        )
+        message._state.adding, message._state.db = False, using
         max_attempts = webhook_settings.MAX_ATTEMPTS
-        # One statement picks the subscribed endpoints and writes their deliveries. The list is
-        # typed loosely: psycopg adapts Jsonb, which the stubs' parameter types leave out.
-        params: list[Any] = [
-            message_id,
-            event,
-            Jsonb(data),
-            max_attempts,
-            now,
-            idempotency_key,
-            tenant_id,
-            now,
-            now,
-            tenant_id,
-            [event, ALL_EVENTS] if targets is None else targets,
-        ]
+        # psycopg adapts Jsonb, which the stubs' parameter types leave out: typed loosely.
+        params: dict[str, Any] = {
+            "message": message.id,
+            "event": event,
+            "payload": Jsonb(data),
+            "max_attempts": max_attempts,
+            "now": now,
+            "key": idempotency_key,
+            "tenant": tenant_id,
+            "targets": [event, ALL_EVENTS] if targets is None else targets,
+        }
         cursor.execute(_INSERT_SQL if targets is None else _INSERT_TO_SQL, params)
         deliveries = [
             WebhookDelivery(
                 id=delivery_id,
-                message_id=message_id,
+                message=message,
                 endpoint_id=endpoint_id,
                 event=event,
-                payload=data,
                 max_attempts=max_attempts,
                 next_attempt_at=now,
                 idempotency_key=idempotency_key,

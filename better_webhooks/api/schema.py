@@ -147,7 +147,8 @@ COMMON_ERRORS = {
     "403": "Not allowed (`FORBIDDEN`), or no tenant in scope (`TENANT_REQUIRED`).",
 }
 BODY_ERRORS = {
-    "413": "The body is over the server's DATA_UPLOAD_MAX_MEMORY_SIZE (`PAYLOAD_TOO_LARGE`).",
+    "413": "The body is over the server's DATA_UPLOAD_MAX_MEMORY_SIZE, or a payload to send is "
+    "over BETTER_WEBHOOKS['MAX_PAYLOAD_BYTES'] (`PAYLOAD_TOO_LARGE`).",
 }
 
 

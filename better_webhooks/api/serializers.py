@@ -158,7 +158,8 @@ class DeliveryFilterSerializer(serializers.Serializer):
 
 class AttemptSerializer(serializers.ModelSerializer):
     requestHeaders = serializers.JSONField(source="request_headers")
-    requestBody = serializers.CharField(source="request_body")
+    # The delivery's body, the same bytes on every attempt (stored once, with the message).
+    requestBody = serializers.CharField(source="request_body", read_only=True)
     responseStatus = serializers.IntegerField(source="response_status", allow_null=True)
     responseHeaders = serializers.JSONField(source="response_headers")
     responseBody = serializers.CharField(source="response_body")
@@ -225,6 +226,8 @@ class DeliverySerializer(serializers.ModelSerializer):
 class DeliveryDetailSerializer(DeliverySerializer):
     """A delivery with its payload and every attempt, oldest first."""
 
+    # Stored once per message; read through the delivery's message.
+    payload = serializers.JSONField(read_only=True)
     attemptLog = AttemptSerializer(source="attempt_log", many=True, read_only=True)
 
     class Meta(DeliverySerializer.Meta):

@@ -135,11 +135,16 @@ def _engine_errors(exc: Exception) -> ApiError | None:
     from better_webhooks.exceptions import (
         ConfigurationError,
         EncryptionError,
+        PayloadTooLargeError,
         PayloadValidationError,
         UnknownEventError,
         UnsafeURLError,
     )
 
+    if isinstance(exc, PayloadTooLargeError):
+        error = ApiError(str(exc), "PAYLOAD_TOO_LARGE", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        error.details = {"size": exc.size, "limit": exc.limit}
+        return error
     if isinstance(exc, PayloadValidationError):
         error = ApiError(str(exc), "INVALID_PAYLOAD")
         error.details = exc.errors
@@ -475,7 +480,9 @@ class DeliveryListView(WebhooksAPIView):
         if "status" in filters:
             queryset = queryset.filter(status=filters["status"])
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queryset, request, view=self)
+        page: list[WebhookDelivery] | None = paginator.paginate_queryset(
+            queryset, request, view=self
+        )
         return paginator.get_paginated_response(DeliverySerializer(page, many=True).data)
 
 

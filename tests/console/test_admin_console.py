@@ -27,7 +27,7 @@ from better_mail.models import MailLog, MailStatus
 from better_tenant import run_as_system
 from better_tenant.api import create_tenant
 from better_webhooks.endpoints import create_endpoint, disable_endpoint
-from better_webhooks.models import WebhookDelivery
+from better_webhooks.models import WebhookDelivery, WebhookMessage
 from tests.support.audit import add_rows
 
 pytestmark = pytest.mark.django_db
@@ -85,11 +85,13 @@ def seed_console_data() -> dict[str, Any]:
             ("failed", active, now - OUTSIDE_WINDOW),
         ]
         for n, (status, endpoint, created) in enumerate(deliveries):
+            message = WebhookMessage.objects.create(
+                id=f"msg_{n}", event="order.created", payload={"n": n}, tenant_id=endpoint.tenant_id
+            )
             WebhookDelivery.objects.create(
-                message_id=f"msg_{n}",
+                message=message,
                 endpoint=endpoint,
                 event="order.created",
-                payload={"n": n},
                 status=status,
                 tenant_id=endpoint.tenant_id,
                 created_at=created,

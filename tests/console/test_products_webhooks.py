@@ -56,7 +56,6 @@ def world(tenant, other_tenant):
                     delivery=failed,
                     attempt=number,
                     url=endpoint.url,
-                    request_body="{}",
                     response_status=status,
                     tenant_id=owner.pk,
                 )

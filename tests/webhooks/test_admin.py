@@ -53,7 +53,6 @@ def log(tenant, other_tenant):
                     delivery_id=failed.pk,
                     attempt=number,
                     url=endpoint.url,
-                    request_body='{"n": 2}',
                     response_status=500,
                     response_body=f"boom-{number}",
                 )

@@ -393,7 +393,6 @@ def test_delivery_detail_has_payload_and_attempts(admin_client, log):
                 attempt=number,
                 url=URL,
                 request_headers={"webhook-id": delivery.message_id},
-                request_body="{}",
                 response_status=status_code,
                 duration_ms=12,
             )

@@ -200,7 +200,6 @@ def _attempt(delivery: WebhookDelivery, number: int, status: int | None, error: 
         attempt=number,
         url=URL,
         request_headers={"webhook-id": delivery.message_id},
-        request_body="{}",
         response_status=status,
         response_headers={} if status is None else {"content-type": "text/plain"},
         response_body="" if status is None else "ok",

@@ -48,7 +48,7 @@ def test_replay_filters(db, receiver):
     webhooks.send("ping", {"n": 2})
     fail_all()
     with system_scope():
-        old = WebhookDelivery.objects.filter(endpoint=first, payload__n=1).get()
+        old = WebhookDelivery.objects.filter(endpoint=first, message__payload__n=1).get()
         WebhookDelivery.objects.filter(id=old.id).update(
             created_at=timezone.now() - timedelta(days=3)
         )

@@ -95,6 +95,7 @@ def test_the_tables_with_a_tenant_id_have_no_tenant_policies():
         "webhook_deliveries",
         "webhook_delivery_attempts",
         "webhook_endpoints",
+        "webhook_messages",
     }
     # audit_logs has row-level security of its own, with no tenant in it: only the owner's
     # functions insert (better_audit.trail).
