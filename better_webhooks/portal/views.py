@@ -40,6 +40,7 @@ from better_webhooks import db
 from better_webhooks.exceptions import (
     ConfigurationError,
     EncryptionError,
+    PayloadTooLargeError,
     PayloadValidationError,
     TenancyNotInstalledError,
     UnknownEventError,
@@ -119,6 +120,12 @@ def _engine_error(form: Any, exc: Exception, field: str | None = None) -> None:
     elif isinstance(exc, PayloadValidationError):
         for path, message in exc.errors.items():
             form.add_error(field, f"{path}: {message}")
+    elif isinstance(exc, PayloadTooLargeError):
+        form.add_error(
+            field,
+            f"The payload is {exc.size:,} bytes as JSON, over the limit of {exc.limit:,}: send "
+            "a smaller one.",
+        )
     else:
         # The encryption keys: the operators' business, so the tenant gets no setting names.
         logger.error("The webhooks portal cannot use the encryption keys: %s", exc)
@@ -129,6 +136,7 @@ ENGINE_ERRORS = (
     UnsafeURLError,
     UnknownEventError,
     PayloadValidationError,
+    PayloadTooLargeError,
     EncryptionError,
     ConfigurationError,
     TenancyNotInstalledError,
@@ -523,7 +531,13 @@ class DeliveryListView(PortalView):
     def get(self, request: HttpRequest) -> HttpResponse:
         endpoints = list(WebhookEndpoint.objects.using(db.alias()).only("id", "url"))
         form = DeliveryFilterForm(request.GET, endpoints=endpoints)
-        queryset = WebhookDelivery.objects.using(db.alias()).select_related("endpoint")
+        # The rows show no payload: leave the messages' payloads (up to MAX_PAYLOAD_BYTES each)
+        # in the database.
+        queryset = (
+            WebhookDelivery.objects.using(db.alias())
+            .select_related("endpoint")
+            .defer("message__payload")
+        )
         if form.is_valid():
             if form.cleaned_data["endpoint"]:
                 queryset = queryset.filter(endpoint_id=form.cleaned_data["endpoint"])

@@ -45,6 +45,14 @@ def webhook_admins(request, tenant_id):
     return Membership.objects.filter(user_id=user.pk, role="admin").exists()
 
 
+async def async_webhook_admins(request, tenant_id):
+    """``webhook_admins`` written as a coroutine function."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return False
+    return await Membership.objects.filter(user_id=user.pk, role="admin").aexists()
+
+
 @pytest.fixture(autouse=True)
 def _portal(settings):
     settings.BETTER_WEBHOOKS = {
@@ -77,7 +85,6 @@ def world(tenant, other_tenant):
                 delivery_id=failed.pk,
                 attempt=1,
                 url=endpoint.url,
-                request_body="{}",
                 response_status=500,
                 response_body="receiver error",
                 duration_ms=12,
@@ -264,6 +271,15 @@ def test_portal_authorize_refuses_others(django_user_model, tenant, settings):
     assert as_member(admin, tenant).get(f"{BASE}/endpoints/").status_code == 403
 
 
+def test_portal_authorize_may_be_async(django_user_model, tenant, settings):
+    path = "tests.webhooks.test_portal.async_webhook_admins"
+    settings.BETTER_WEBHOOKS = {**settings.BETTER_WEBHOOKS, "PORTAL_AUTHORIZE": path}
+    admin = member(django_user_model, tenant)
+    assert as_member(admin, tenant).get(f"{BASE}/endpoints/").status_code == 200
+    plain = member(django_user_model, tenant, role="member")
+    assert as_member(plain, tenant).get(f"{BASE}/endpoints/").status_code == 403
+
+
 def test_a_grant_counts_only_for_its_own_tenant_in_scope(client, tenant, other_tenant, settings):
     """With the middleware in front of the portal, a link of A neither opens B nor opens A at B."""
     settings.BETTER_TENANT = {**settings.BETTER_TENANT, "EXEMPT_PATHS": PORTAL_MIDDLEWARE_EXEMPT}
@@ -422,7 +438,7 @@ def test_send_a_test_event(portal, tenant, world):
     }
 
 
-def test_test_event_errors_are_form_errors(portal, tenant, world):
+def test_test_event_errors_are_form_errors(portal, tenant, world, settings):
     endpoint = world[tenant.pk]["endpoint"]
     url = f"{BASE}/endpoints/{endpoint.pk}/test/"
     not_json = portal.post(url, {"payload": "{nope"})
@@ -432,6 +448,9 @@ def test_test_event_errors_are_form_errors(portal, tenant, world):
     # The catalog's schema of the test event, checked by send().
     invalid = portal.post(url, {"payload": '{"message": 5}'})
     assert invalid.status_code == 200 and "message: must be of type string" in text(invalid)
+    settings.BETTER_WEBHOOKS = {**settings.BETTER_WEBHOOKS, "MAX_PAYLOAD_BYTES": 100}
+    too_large = portal.post(url, {"payload": '{"message": "%s"}' % ("x" * 200)})
+    assert too_large.status_code == 200 and "over the limit of 100" in text(too_large)
     disable_endpoint(endpoint)
     disabled = portal.post(url, {"payload": ""})
     assert disabled.status_code == 200 and "The endpoint is disabled" in text(disabled)
@@ -485,7 +504,11 @@ def test_examples_match_their_schemas():
 
 def test_the_delivery_log_filters_and_pages(portal, tenant, other_tenant, world):
     mine, theirs = world[tenant.pk], world[other_tenant.pk]
-    page = text(portal.get(f"{BASE}/deliveries/"))
+    with CaptureQueriesContext(connection) as queries:
+        page = text(portal.get(f"{BASE}/deliveries/"))
+    # The rows come with their endpoints, without the payloads they do not show.
+    [rows] = [q["sql"] for q in queries if q["sql"].startswith('SELECT "webhook_deliveries"')]
+    assert '"webhook_endpoints"."url"' in rows and '"webhook_messages"."payload"' not in rows
     assert str(mine["failed"].pk) in page and str(mine["delivered"].pk) in page
     assert str(theirs["failed"].pk) not in page and theirs["endpoint"].url not in page
     failed = text(portal.get(f"{BASE}/deliveries/?status=failed"))
