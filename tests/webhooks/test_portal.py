@@ -353,6 +353,18 @@ def test_create_reports_unconfigured_encryption_as_a_form_error(portal, settings
     assert "ENCRYPTION_KEYS" not in text(response)
 
 
+def test_secret_actions_report_unconfigured_encryption(portal, tenant, world, settings):
+    endpoint = world[tenant.pk]["endpoint"]
+    settings.DEBUG = False
+    settings.BETTER_WEBHOOKS = {**settings.BETTER_WEBHOOKS, "ENCRYPTION_KEYS": []}
+    for action in ("secret", "rotate-secret"):
+        response = portal.post(f"{BASE}/endpoints/{endpoint.pk}/{action}/")
+        assert response.status_code == 200, action
+        assert "encryption keys are not configured" in text(response)
+        assert "data-secret" not in text(response)
+    assert stored(WebhookEndpoint, pk=endpoint.pk)[0].secrets == endpoint.secrets
+
+
 def test_edit_an_endpoint(portal, tenant, world):
     endpoint = world[tenant.pk]["endpoint"]
     page = portal.get(f"{BASE}/endpoints/{endpoint.pk}/edit/")
