@@ -7,7 +7,8 @@ import json
 import logging
 import smtplib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from email.message import MIMEPart
 from email.mime.base import MIMEBase
@@ -15,6 +16,7 @@ from typing import Any
 
 from django.core import mail as django_mail
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.utils import timezone
 
 from better_core import rates
@@ -199,7 +201,7 @@ def send_claimed_many(logs: Sequence[Any]) -> list[Outcome]:
     if not logs:
         return []
     outcomes: list[Outcome] = []
-    sent: list[tuple[Any, Any]] = []
+    sent: list[tuple[Any, Any, dict[str, Any]]] = []
     try:
         connection = mail_backend()
         # One connection for the batch (one SMTP session); each message is sent on its own so
@@ -211,23 +213,76 @@ def send_claimed_many(logs: Sequence[Any]) -> list[Outcome]:
         for log in logs:
             try:
                 message = build_message(log)
-                if not connection.send_messages([message]):
-                    raise PermanentSendError(
-                        f"The email backend {type(connection).__name__} accepted no message "
-                        f"for mail {log.pk}."
-                    )
+                with _smtp_refusals(connection) as refused:
+                    if not connection.send_messages([message]):
+                        raise PermanentSendError(
+                            f"The email backend {type(connection).__name__} accepted no message "
+                            f"for mail {log.pk}."
+                        )
             except Exception as exc:
                 outcomes.append(_record_failure(log, exc))
                 # The session may be broken: the next message opens a new one.
                 _close_quietly(connection)
                 continue
-            sent.append((log, message))
+            sent.append((log, message, refused))
             outcomes.append(Outcome(MailStatus.SENT, log_id=log.pk))
     finally:
         _close_quietly(connection)
     if sent:
         _record_successes(sent, connection)
     return outcomes
+
+
+@contextmanager
+def _smtp_refusals(connection: Any) -> Iterator[dict[str, tuple[int, bytes]]]:
+    """The recipients an SMTP server refused while others accepted the message.
+
+    smtplib returns them from ``sendmail()`` and Django's SMTP backend drops that answer, so the
+    session's ``sendmail`` is wrapped for one send. Other backends report nothing here.
+    """
+    refused: dict[str, tuple[int, bytes]] = {}
+    if not isinstance(connection, SMTPBackend):
+        yield refused
+        return
+    connection.open()
+    session = connection.connection
+    if session is None:  # fail_silently and the server could not be reached
+        yield refused
+        return
+    original = session.sendmail
+
+    def sendmail(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        refused.update(result or {})
+        return result
+
+    session.sendmail = sendmail  # type: ignore[method-assign]
+    try:
+        yield refused
+    finally:
+        session.__dict__.pop("sendmail", None)
+
+
+def refusal_status(code: int, message: bytes | str) -> dict[str, Any]:
+    """A refused recipient as ``recipient_status`` holds it: rejected (5xx) or deferred (4xx)."""
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
+    status = "deferred" if _transient_code(code) else "rejected"
+    return {"status": status, "message_id": None, "code": code, "message": text}
+
+
+def describe_refusals(refused: dict[str, tuple[int, bytes]]) -> str:
+    """``a@example.com: 450 Greylisted; b@example.com: 550 No such user``."""
+    parts = []
+    for address, (code, message) in refused.items():
+        info = refusal_status(code, message)
+        parts.append(f"{address}: {code} {info['message']}")
+    return "; ".join(parts)
+
+
+def _transient_code(code: int) -> bool:
+    # RFC 5321 4.2.1: a 4yz reply is a transient failure, 5yz a permanent one. A negative code
+    # is smtplib's own (the connection failed mid-reply): worth another attempt.
+    return 400 <= code < 500 or code < 0
 
 
 def _close_quietly(connection: Any) -> None:
@@ -237,7 +292,9 @@ def _close_quietly(connection: Any) -> None:
         logger.debug("better_mail: closing the email backend failed", exc_info=True)
 
 
-def _record_successes(sent: Sequence[tuple[Any, Any]], connection: Any) -> None:
+def _record_successes(
+    sent: Sequence[tuple[Any, Any, dict[str, tuple[int, bytes]]]], connection: Any
+) -> None:
     from django.db import connection as db
 
     from better_mail.models import MailLog
@@ -245,18 +302,31 @@ def _record_successes(sent: Sequence[tuple[Any, Any]], connection: Any) -> None:
     now = timezone.now()
     provider = getattr(connection, "esp_name", None) or type(connection).__module__
     rows: list[Any] = []
-    for log, message in sent:
+    for log, message, refused in sent:
         message_id, recipients = _anymail_result(message)
-        rows.extend([str(log.pk), provider, message_id, json.dumps(recipients), now])
-    values = ", ".join(["(%s::uuid, %s::text, %s::text, %s::jsonb, %s::timestamptz)"] * len(sent))
+        error = ""
+        if refused:
+            # The server took the message for some recipients: it is sent, and the others are
+            # recorded. A refused recipient is not retried, even on a 4xx: another attempt
+            # would send the mail again to those that accepted it.
+            accepted = {"status": "sent", "message_id": message_id}
+            for address in message.recipients():
+                recipients.setdefault(address, dict(accepted))
+            for address, (code, text) in refused.items():
+                recipients[address] = refusal_status(code, text)
+            error = f"sent, but some recipients were refused: {describe_refusals(refused)}"
+        rows.extend([str(log.pk), provider, message_id, json.dumps(recipients), error, now])
+    values = ", ".join(
+        ["(%s::uuid, %s::text, %s::text, %s::jsonb, %s::text, %s::timestamptz)"] * len(sent)
+    )
     table = db.ops.quote_name(MailLog._meta.db_table)
     # A tracking event that arrived before this update may already have moved the status on.
     query = f"""
 UPDATE {table} AS m SET
   status = CASE WHEN m.status = 'sending' THEN 'sent' ELSE m.status END,
   provider = v.provider, provider_message_id = v.message_id, recipient_status = v.recipients,
-  sent_at = v.at, updated_at = v.at, payload = NULL, error = ''
-FROM (VALUES {values}) AS v(id, provider, message_id, recipients, at)
+  sent_at = v.at, updated_at = v.at, payload = NULL, error = v.error
+FROM (VALUES {values}) AS v(id, provider, message_id, recipients, error, at)
 WHERE m.id = v.id
 """
     with system_scope(), db.cursor() as cursor:
@@ -288,6 +358,12 @@ def _record_failure(log: Any, exc: BaseException) -> Outcome:
     transient = is_transient(exc)
     description = describe_error(exc)
     now = timezone.now()
+    # Every recipient was refused: each one's answer is kept, as after a partial refusal.
+    recipients: dict[str, Any] = {}
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        recipients = {
+            address: refusal_status(code, text) for address, (code, text) in exc.recipients.items()
+        }
     max_attempts = int(mail_settings.MAX_ATTEMPTS)
     if transient and log.attempts < max_attempts:
         delay = backoff(log.attempts)
@@ -304,6 +380,7 @@ def _record_failure(log: Any, exc: BaseException) -> Outcome:
                 status=MailStatus.QUEUED,
                 send_at=now + timedelta(seconds=delay),
                 error=description,
+                recipient_status=recipients,
                 updated_at=now,
             )
         return Outcome(MailStatus.QUEUED, retry_in=delay, error=description, log_id=log.pk)
@@ -312,7 +389,11 @@ def _record_failure(log: Any, exc: BaseException) -> Outcome:
     logger.error("better_mail: mail %s failed: %s", log.pk, description)
     with system_scope():
         MailLog.objects.filter(pk=log.pk, status=MailStatus.SENDING).update(
-            status=MailStatus.FAILED, error=description, updated_at=now, payload=None
+            status=MailStatus.FAILED,
+            error=description,
+            recipient_status=recipients,
+            updated_at=now,
+            payload=None,
         )
     return Outcome(MailStatus.FAILED, error=description, log_id=log.pk)
 
@@ -341,11 +422,17 @@ def is_transient(exc: BaseException) -> bool:
         if isinstance(exc, anymail.AnymailError):
             return False
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return False
+        # Every recipient was refused. One 4xx among them (greylisting, a full mailbox) is
+        # enough to try again: nobody has the mail yet and that recipient may take it later,
+        # while the 5xx ones are refused again and recorded when the mail goes out to the
+        # others. Only when all answers are 5xx is the mail failed.
+        codes = [code for code, _ in exc.recipients.values()]
+        return any(_transient_code(code) for code in codes)
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return True
     if isinstance(exc, smtplib.SMTPResponseException):
-        return 400 <= exc.smtp_code < 500 or exc.smtp_code < 0
+        # SMTPSenderRefused, SMTPDataError and other replies: 4xx transient, 5xx permanent.
+        return _transient_code(exc.smtp_code)
     if isinstance(exc, smtplib.SMTPException):
         return False
     return isinstance(exc, ConnectionError | TimeoutError | OSError)
@@ -374,6 +461,8 @@ def _anymail_exceptions() -> Any:
 
 
 def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused) and exc.recipients:
+        return f"{type(exc).__name__}: {describe_refusals(exc.recipients)}"[:2000]
     try:
         text = str(exc)
     except Exception:
