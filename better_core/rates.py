@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ class Window:
 
     used: int
     resets_in: float
+    # The cache key of this window's counter, so that what was taken can be given back to it.
+    counter: str = ""
 
 
 def hit(cache: object, key: str, period: int, amount: int = 1) -> Window:
@@ -48,4 +51,18 @@ def hit(cache: object, key: str, period: int, amount: int = 1) -> Window:
         # The counter expired between add() and incr(): this hit opens the window.
         cache.add(counter, amount, timeout=period + 1)  # type: ignore[attr-defined]
         used = amount
-    return Window(used, max((window + 1) * period - now, 0.01))
+    return Window(used, max((window + 1) * period - now, 0.01), counter)
+
+
+def give_back(cache: object, window: Window, amount: int) -> None:
+    """Take ``amount`` off the counter of ``window``, a hit that was not used after all.
+
+    The same window's counter, never the current one: once a new window has begun, the old
+    counter no longer limits anything, and lowering the new one would let its hits exceed the
+    rate.
+    """
+    if amount <= 0 or not window.counter:
+        return
+    # ValueError: the window has ended and its counter expired, so there is nothing to give back.
+    with contextlib.suppress(ValueError):
+        cache.decr(window.counter, amount)  # type: ignore[attr-defined]

@@ -113,11 +113,12 @@ def claim(log_id: Any) -> Any:
 
 def deliver(log_id: Any) -> Outcome:
     """Claim the mail ``log_id`` and send it; the outcome is recorded on the row."""
-    granted, wait = take_rate_slots(1)
-    if not granted:
-        return Outcome("rate_limited", retry_in=wait, log_id=log_id)
+    slots = take_rate_slots(1)
+    if not slots.granted:
+        return Outcome("rate_limited", retry_in=slots.resets_in, log_id=log_id)
     log = claim(log_id)
     if log is None:
+        slots.give_back(1)
         return NOT_CLAIMED
     return send_claimed(log)
 
@@ -132,15 +133,19 @@ def deliver_many(log_ids: Sequence[Any]) -> list[Outcome]:
     pending = list(log_ids)
     size = max(int(mail_settings.BATCH_SIZE), 1)
     while pending:
-        granted, wait = take_rate_slots(min(size, len(pending)))
-        if not granted:
-            outcomes.extend(Outcome("rate_limited", retry_in=wait, log_id=i) for i in pending)
+        slots = take_rate_slots(min(size, len(pending)))
+        if not slots.granted:
+            outcomes.extend(
+                Outcome("rate_limited", retry_in=slots.resets_in, log_id=i) for i in pending
+            )
             break
-        chunk, pending = pending[:granted], pending[granted:]
+        chunk, pending = pending[: slots.granted], pending[slots.granted :]
         try:
             logs = claim_batch(len(chunk), chunk)
         except ValueError:
             logs = [log for log in (claim(i) for i in chunk) if log is not None]
+        # Mails already taken elsewhere use no slot.
+        slots.give_back(slots.granted - len(logs))
         outcomes.extend(send_claimed_many(logs))
     return outcomes
 
@@ -489,10 +494,13 @@ def send_due(limit: int = 100) -> int:
     remaining = limit
     size = max(int(mail_settings.BATCH_SIZE), 1)
     while remaining > 0:
-        granted, _ = take_rate_slots(min(size, remaining))
-        if not granted:
+        slots = take_rate_slots(min(size, remaining))
+        if not slots.granted:
             break
-        logs = claim_batch(granted)
+        logs = claim_batch(slots.granted)
+        # Slots the claim found no mail for go back, so that a frequent send-due with little
+        # to send does not use up the window.
+        slots.give_back(slots.granted - len(logs))
         if not logs:
             break
         remaining -= len(logs)
@@ -539,18 +547,43 @@ def parse_rate(value: str) -> tuple[int, int]:
         ) from None
 
 
-def take_rate_slots(wanted: int) -> tuple[int, float]:
-    """Take up to ``wanted`` sends from the rate limit: (granted, seconds until the next window).
+@dataclasses.dataclass
+class RateSlots:
+    """Sends granted by the rate limit, and the seconds until its next window."""
+
+    granted: int
+    resets_in: float = 0.0
+    window: rates.Window | None = None
+
+    def give_back(self, unused: int) -> None:
+        """Return ``unused`` of the granted slots (no mail to claim for them) to their window."""
+        unused = min(unused, self.granted)
+        if self.window is None or unused <= 0:
+            return
+        from django.core.cache import cache
+
+        rates.give_back(cache, self.window, unused)
+        self.granted -= unused
+
+
+def take_rate_slots(wanted: int) -> RateSlots:
+    """Take up to ``wanted`` sends from the rate limit; hand back what goes unused.
 
     Fixed windows counted in Django's default cache, shared by all workers when that cache is
     shared (Redis, Memcached, database). Without ``RATE_LIMIT`` everything is granted.
     """
     rate = mail_settings.RATE_LIMIT
     if not rate or wanted <= 0:
-        return wanted, 0.0
+        return RateSlots(max(wanted, 0))
     from django.core.cache import cache
 
     count, period = parse_rate(rate)
     window = rates.hit(cache, "better_mail:rate", period, wanted)
+    # The counter reserves all ``wanted`` at once, so concurrent workers never see room that
+    # another has already taken; what is refused here goes back at once, what the caller does
+    # not use goes back through give_back(). At any time the counter is at least the sends
+    # made plus the slots still held, so no interleaving of workers grants more than the rate.
     granted = max(0, min(wanted, count - (window.used - wanted)))
-    return granted, window.resets_in
+    slots = RateSlots(wanted, window.resets_in, window)
+    slots.give_back(wanted - granted)
+    return slots

@@ -276,6 +276,51 @@ def test_the_rate_limit_holds_mails_back(settings):
     assert publish.call_args.kwargs["countdown"] == pytest.approx(outcome.retry_in, abs=2)
 
 
+@pytest.mark.django_db
+def test_the_rate_limit_counts_only_the_mails_a_claim_took(settings):
+    """A send-due that finds 2 mails uses 2 sends of the window, not a whole batch's worth."""
+    settings.BETTER_MAIL = {"RATE_LIMIT": "10/h"}
+    for n in range(2):
+        queue(n)
+    assert delivery.send_due() == 2
+    for n in range(3):
+        queue(n)
+    assert delivery.send_due() == 3
+    assert delivery.send_due() == 0  # nothing queued: this takes nothing from the window
+    logs = [queue(n) for n in range(6)]
+    assert delivery.send_due() == 5  # 10 in the window
+    assert delivery.deliver(logs[-1].pk).status == "rate_limited"
+    assert len(ScriptedBackend.sent) == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_workers_together_stay_within_the_rate_limit(settings):
+    """Workers racing over a short queue give back what they did not claim, and together
+    never send more than the limit."""
+    settings.BETTER_MAIL = {"ASYNC": True, "RATE_LIMIT": "10/h", "BATCH_SIZE": 4}
+    use_backend(settings, "tests.mail.backends.CountingBackend")
+    CountingBackend.counts.clear()
+    problems: list[str] = []
+
+    def work(i: int) -> None:
+        while delivery.send_due(limit=100):
+            pass
+
+    for n in range(6):
+        queue(n)
+    run_threads(4, work, problems)
+    assert problems == [] and sum(CountingBackend.counts.values()) == 6
+    for n in range(8):
+        queue(n)
+    run_threads(4, work, problems)
+    assert problems == []
+    assert sum(CountingBackend.counts.values()) == 10
+    assert set(CountingBackend.counts.values()) == {1}
+    with run_as_system():
+        assert MailLog.objects.filter(status=MailStatus.QUEUED).count() == 4
+    connections.close_all()
+
+
 def test_rates_are_parsed_or_explained():
     assert delivery.parse_rate("100/m") == (100, 60)
     assert delivery.parse_rate("20/10s") == (20, 10)
