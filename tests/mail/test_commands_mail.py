@@ -12,9 +12,11 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from better_mail import compiler
+from better_mail.lint import lint
 from better_mail.models import MailLog, MailStatus
 from better_mail.sending import send
-from better_mail.templates import registry
+from better_mail.templates import MailTemplate, registry
 from better_tenant import run_as_system
 from tests.mail.backends import use_backend
 from tests.mail.test_preview import GOOD, INVALID, Defined, define_templates, templates  # noqa: F401
@@ -149,6 +151,57 @@ def test_check_fails_on_a_broken_template(templates):  # noqa: F811
     assert "variable 'seats' must be int, got str ('three')" in out
     assert "unknown MJML tag <mj-colum>" in out
     assert f"3 of {len(registry)} templates failed." in out
+
+
+@pytest.fixture
+def layouts(tmp_path, monkeypatch, good_only):
+    """A mail/ folder holding a shared layout; the templates a test defines are unregistered."""
+    (tmp_path / "base.mjml").write_text(
+        "<mjml>\n<mj-head><mj-title>{{ title }}</mj-title></mj-head>\n"
+        "<mj-body><mj-section><mj-column>\n{% block content %}{% endblock %}\n"
+        '<mj-image src="https://acme.example/logo.png" alt="Acme" />\n'
+        "</mj-column></mj-section></mj-body>\n</mjml>\n"
+    )
+    monkeypatch.setattr(compiler, "mail_dirs", lambda: [tmp_path])
+    compiler.clear_caches()
+    names: list[str] = []
+    yield names
+    for name in names:
+        registry.unregister(name)
+    compiler.clear_caches()
+
+
+def test_check_passes_for_templates_that_extend_a_layout(layouts):
+    class Receipt(MailTemplate):
+        name = "layout_receipt"
+        title: str = "Receipt"
+        amount: str
+        subject = "Your receipt for {{ amount }}"
+        mjml = """{% extends "base.mjml" %}
+{% block content %}<mj-text>You paid {{ amount }}.</mj-text>{% endblock %}"""
+        preview_data = {"amount": "$12"}
+
+    layouts.append(Receipt.name)
+    assert lint(Receipt) == []
+    code, out = run("check")
+    assert code == 0, out
+    assert "✓ layout_receipt: Your receipt for $12" in out.splitlines()
+
+
+def test_check_fails_for_a_broken_template_that_extends_a_layout(layouts):
+    class Broken(MailTemplate):
+        name = "layout_broken"
+        title: str = "Broken"
+        subject = "Broken"
+        mjml = """{% extends "base.mjml" %}
+{% block content %}<mj-buton href="https://acme.example">Go</mj-buton>{% endblock %}"""
+
+    layouts.append(Broken.name)
+    code, out = run("check")
+    assert code == 1
+    assert "✗ layout_broken" in out.splitlines()
+    assert "unknown MJML tag <mj-buton> at line 4 of the rendered MJML" in out
+    assert f"1 of {len(registry)} templates failed." in out
 
 
 # --- send-due ------------------------------------------------------------------------------------
