@@ -15,8 +15,9 @@ from email.mime.base import MIMEBase
 from typing import Any
 
 from django.core import mail as django_mail
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, make_msgid
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
+from django.core.mail.utils import DNS_NAME
 from django.utils import timezone
 
 from better_core import rates
@@ -218,6 +219,9 @@ def send_claimed_many(logs: Sequence[Any]) -> list[Outcome]:
         for log in logs:
             try:
                 message = build_message(log)
+                if getattr(connection, "esp_name", None) is None:
+                    # Not an ESP (those return their own ids, and some refuse this header).
+                    _ensure_message_id(message)
                 with _smtp_refusals(connection) as refused:
                     if not connection.send_messages([message]):
                         raise PermanentSendError(
@@ -236,6 +240,20 @@ def send_claimed_many(logs: Sequence[Any]) -> list[Outcome]:
     if sent:
         _record_successes(sent, connection)
     return outcomes
+
+
+def _ensure_message_id(message: Any) -> None:
+    """Give the message its Message-ID now, which Django would otherwise make while sending,
+    so that the log stores the id the server received."""
+    if _message_id_header(message) is None:
+        message.extra_headers["Message-ID"] = make_msgid(domain=DNS_NAME)
+
+
+def _message_id_header(message: Any) -> str | None:
+    for name, value in message.extra_headers.items():
+        if name.lower() == "message-id":
+            return str(value)
+    return None
 
 
 @contextmanager
@@ -309,6 +327,9 @@ def _record_successes(
     rows: list[Any] = []
     for log, message, refused in sent:
         message_id, recipients = _anymail_result(message)
+        if message_id is None:
+            # Not an ESP: the Message-ID header given before sending is the one the server got.
+            message_id = _message_id_header(message)
         error = ""
         if refused:
             # The server took the message for some recipients: it is sent, and the others are

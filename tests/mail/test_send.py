@@ -161,7 +161,9 @@ def test_recipients_headers_attachments_and_metadata_reach_the_backend(
         ["support@example.com"],
     )
     assert message.from_email == "Billing <billing@example.com>"
-    assert message.extra_headers == {"X-Campaign": "spring"}
+    # Besides the caller's headers, the Message-ID that the log stores.
+    message_id = message.extra_headers["Message-ID"]
+    assert message.extra_headers == {"X-Campaign": "spring", "Message-ID": message_id}
     pdf, readme, mime = message.attachments
     assert tuple(pdf) == ("invoice.pdf", b"%PDF-1.4 binary\x00\xff", "application/pdf")
     assert tuple(readme) == ("readme.txt", "plain text", "text/plain")
@@ -171,6 +173,7 @@ def test_recipients_headers_attachments_and_metadata_reach_the_backend(
     # The whole message serializes (what SMTP would send).
     assert b"X-Campaign: spring" in message.message().as_bytes()
     row = log.refresh()
+    assert row.provider_message_id == message_id
     assert row.recipients == ["Ada Lovelace <ada@example.com>", "cc@example.com", "bcc@example.com"]
     assert row.from_email == "Billing <billing@example.com>"
     assert row.metadata == {"order": "A-1"}

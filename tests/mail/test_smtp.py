@@ -133,3 +133,25 @@ def test_a_refused_sender_is_retried_on_4xx_and_failed_on_5xx(
     after = row(log)
     assert after.status == status
     assert "SMTPSenderRefused" in after.error and reply.split()[0] in after.error
+
+
+def test_the_log_stores_the_message_id_the_server_received(
+    smtp_server: ScriptedHandler,  # noqa: F811
+):
+    log = queue("ada@example.com")
+    assert delivery.send_due() == 1
+    [(_, received)] = smtp_server.received
+    assert received["Message-ID"] and received["Message-ID"].startswith("<")
+    assert row(log).provider_message_id == received["Message-ID"]
+
+
+def test_a_message_id_given_by_the_caller_is_kept_and_stored(
+    smtp_server: ScriptedHandler,  # noqa: F811
+):
+    log = better_mail.send(
+        SmtpNote, to="ada@example.com", headers={"message-id": "<note-1@acme.example>"}
+    )
+    assert delivery.send_due() == 1
+    [(_, received)] = smtp_server.received
+    assert received.get_all("Message-ID") == ["<note-1@acme.example>"]
+    assert row(log).provider_message_id == "<note-1@acme.example>"
