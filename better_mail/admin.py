@@ -7,8 +7,11 @@
 - Search is exact, so every form is an index lookup: a recipient address, a provider message id
   (``prefix*`` for a prefix), or a log id.
 - The log is read-only. The "Resend" action queues a new mail from what a log kept: its rendered
-  bodies (``BETTER_MAIL['STORE_BODIES']``) or a payload it still holds. Template variables are
-  never stored, so a log without either cannot be resent; the action names it and says why.
+  bodies (``BETTER_MAIL['STORE_BODIES']``) or a payload it still holds; a log without either
+  cannot be resent, and the action names it and says why.
+- The "Requeue" action sends a failed mail again, the same log: its template is rendered from the
+  variables stored on it (never those of ``sensitive`` templates: refused, saying why), its
+  attempt count starts again and its attempt log (shown inline, read-only) keeps the history.
 - ``templates/`` lists every registered template rendered with its preview data, and
   ``templates/<name>/`` previews one (the same pages as ``manage.py better_mail preview``).
 
@@ -38,7 +41,7 @@ from better_core.admin import (
     distinct_value_filter,
     pretty_json,
 )
-from better_mail.models import MailLog, MailStatus
+from better_mail.models import MailAttempt, MailLog, MailStatus
 from better_tenant.shortcuts import TenantScopedAdminMixin
 
 
@@ -93,9 +96,27 @@ def _stored_payload(log: MailLog) -> dict[str, Any]:
     if payload and (payload.get("html") or payload.get("text")):
         return dict(payload)
     raise ResendRefused(
-        "its bodies were not stored and template variables never are (bodies are kept with "
-        "BETTER_MAIL['STORE_BODIES'] = True); send it again from the code that sent it"
+        "its bodies were not stored (they are kept with BETTER_MAIL['STORE_BODIES'] = True); "
+        "requeue it if it failed, or send it again from the code that sent it"
     )
+
+
+class MailAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Every delivery attempt of the mail, oldest first (read-only)."""
+
+    model = MailAttempt
+    fields = ("at", "status", "code", "error", "backend")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "Delivery attempts"
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Attempts are part of the mail: whoever may see the mail sees them.
+        opts = MailLog._meta
+        return request.user.has_perm(f"{opts.app_label}.view_{opts.model_name}") or (
+            request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+        )
 
 
 @admin.register(MailLog)
@@ -112,11 +133,12 @@ class MailLogAdmin(
         "recipients_display",
         "subject",
         "status_display",
+        "priority",
         "attempts",
         "sent_at",
     )
     list_display_links = ("created_at",)
-    list_filter = ("status", distinct_value_filter("template"))
+    list_filter = ("status", "priority", distinct_value_filter("template"))
     search_fields = ("to", "provider_message_id")
     search_help_text = (
         "Exact recipient address, provider message id (end with * for a prefix), or mail id."
@@ -125,7 +147,8 @@ class MailLogAdmin(
     ordering = ("-created_at",)
     list_max_show_all = 0
     date_hierarchy = None
-    actions = ("resend_action",)
+    actions = ("resend_action", "requeue_action")
+    inlines = (MailAttemptInline,)
     change_list_template = "admin/better_mail/maillog/change_list.html"
     fieldsets = (
         (
@@ -149,12 +172,15 @@ class MailLogAdmin(
             "Delivery",
             {
                 "fields": (
+                    "priority",
+                    "backend",
                     "provider",
                     "provider_message_id",
                     "attempts",
                     "error",
                     "created_at",
                     "send_at",
+                    "expires_at",
                     "sent_at",
                     "updated_at",
                     "recipient_status_json",
@@ -167,6 +193,9 @@ class MailLogAdmin(
     )
 
     # --- read only -------------------------------------------------------------------------------
+
+    def has_requeue_permission(self, request: HttpRequest) -> bool:
+        return self.has_resend_permission(request)
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
         # Resending mails people: it takes the right to change logs, not only to read them,
@@ -224,6 +253,38 @@ class MailLogAdmin(
                 request,
                 format_html(
                     "{} mail{} could not be resent:<ul>{}</ul>",
+                    len(refused),
+                    "s" if len(refused) != 1 else "",
+                    items,
+                ),
+                messages.WARNING,
+            )
+
+    @admin.action(description="Requeue the selected failed mails", permissions=["requeue"])
+    def requeue_action(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from better_mail.requeue import RequeueRefused, requeue
+
+        done, refused = 0, []
+        for log in queryset:
+            try:
+                requeue(log)
+                done += 1
+            except RequeueRefused as exc:
+                refused.append((log, str(exc)))
+        if done:
+            self.message_user(
+                request, f"Requeued {done} mail{'s' if done != 1 else ''}.", messages.SUCCESS
+            )
+        if refused:
+            items = format_html_join(
+                "",
+                "<li>{} to {} ({}): {}</li>",
+                ((log.template, ", ".join(log.to), log.pk, why) for log, why in refused),
+            )
+            self.message_user(
+                request,
+                format_html(
+                    "{} mail{} could not be requeued:<ul>{}</ul>",
                     len(refused),
                     "s" if len(refused) != 1 else "",
                     items,

@@ -26,11 +26,13 @@ class BetterMailConfig(AppConfig):
         setting_changed.connect(_reconfigure, dispatch_uid="better_mail.reconfigure")
 
         if apps.is_installed("better_tenant"):
-            # mail_logs has a nullable tenant_id and policies of its own (OptionalTenantRLS).
-            from better_mail.models import MailLog
+            # mail_logs and mail_attempts have a nullable tenant_id and policies of their own
+            # (OptionalTenantRLS).
+            from better_mail.models import MailAttempt, MailLog
             from better_tenant import inspection
 
             inspection.exempt_table(MailLog._meta.db_table)
+            inspection.exempt_table(MailAttempt._meta.db_table)
 
         if apps.is_installed("better_console"):
             from better_mail.console import register

@@ -4,8 +4,10 @@ Ids: E001 BETTER_MAIL not a dict or an unknown key; E002 RATE_LIMIT not a rate; 
 not a mode; E004 FONTS not a dict of URLs; E005 a template whose annotations, files or Jinja2 are
 broken; E006 another value of the wrong type or out of range (ASYNC, STORE_BODIES, DEFAULT_FROM,
 AUTODISCOVER, MAX_ATTEMPTS, RETRY_BACKOFF, RETRY_BACKOFF_MAX, BATCH_SIZE, QUEUE,
-STALE_SENDING_AFTER). W001 ASYNC without Celery; W002 RATE_LIMIT counted per process.
-E001-E004 and E006 are declared with their keys in better_mail.conf.
+STALE_SENDING_AFTER, DEFAULT_PRIORITY); E007 BACKENDS not a dict of aliases to importable
+backends; E008 RETENTION not a duration of a day or more. W001 ASYNC without Celery; W002
+RATE_LIMIT counted per process.
+E001-E004 and E006-E008 are declared with their keys in better_mail.conf.
 """
 
 from __future__ import annotations

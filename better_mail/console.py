@@ -4,10 +4,13 @@ Served at ``/.well-known/better/mail/`` by better_console, with these permission
 
 - ``GET /logs`` (read): mails newest first; ``status``, ``template``, ``to`` (one exact address,
   found in the recipients), ``since`` (``24h``, ``7d`` or an ISO date/time); ``limit``, ``cursor``.
-- ``GET /logs/:id`` (read): one mail, with its tracking events, metadata and the bodies when they
-  were stored (``BETTER_MAIL['STORE_BODIES']``).
+- ``GET /logs/:id`` (read): one mail, with its tracking events, metadata, its delivery attempts
+  (``attemptLog``: ``at``, ``status``, ``error``, ``code``, ``backend``, oldest first) and the
+  bodies when they were stored (``BETTER_MAIL['STORE_BODIES']``).
 - ``POST /logs/:id/resend`` (write): queues a new mail from what the log kept, as the admin's
   resend action does; 202 with the new mail, or 409 ``RESEND_REFUSED`` saying why not.
+- ``POST /logs/:id/requeue`` (write): sends a failed mail again from its stored variables, as the
+  admin's requeue action does; 202 with the mail, or 409 ``REQUEUE_REFUSED`` saying why not.
 - ``GET /stats`` (read): ``{"total", "byStatus": {status: n}}`` over ``since`` (default: all
   time), per ``template`` if given.
 - ``GET /templates`` (read): every registered template, its subject and declared variables (a
@@ -17,8 +20,8 @@ Lists are paged as the published audit log is (``{"entries", "hasNextPage", "nex
 ``better_console.products``).
 
 ``?tenantId=`` narrows the log endpoints to one tenant's mails (the handler runs as it, so
-row-level security applies). Template variables are never stored, so no response holds them;
-the subject and bodies of mails of ``sensitive`` templates (sign-in codes) are hidden.
+row-level security applies). No response holds the template variables stored for requeues; the
+subject and bodies of mails of ``sensitive`` templates (sign-in codes) are hidden.
 
 It also registers the ``mail`` section of the console dashboard (``mail_summary``).
 """
@@ -54,7 +57,7 @@ from better_console.products import (
 )
 from better_console.registry import ConsoleRequest, ConsoleResponse, Endpoint, register_product
 from better_mail.exceptions import MailError
-from better_mail.models import MailLog, MailStatus
+from better_mail.models import MailLog, MailPriority, MailStatus
 
 if TYPE_CHECKING:
     from django.contrib.admin import AdminSite
@@ -76,8 +79,11 @@ FIELDS = (
     "error",
     "attempts",
     "tags",
+    "priority",
+    "backend",
     "created_at",
     "send_at",
+    "expires_at",
     "sent_at",
     "updated_at",
 )
@@ -108,6 +114,8 @@ def _sensitive(log: MailLog) -> bool:
 
 def log_json(log: MailLog, fields: tuple[str, ...] = FIELDS) -> dict[str, Any]:
     body = fields_json(log, fields)
+    if "priority" in body:
+        body["priority"] = MailPriority(log.priority).label
     # Anyone who may read the log could otherwise finish a sign-in started for another address.
     if _sensitive(log):
         for key in ("subject", "htmlBody", "textBody"):
@@ -155,7 +163,23 @@ def get_log(request: ConsoleRequest) -> ConsoleResponse:
     log_id = path_id(request)
     with console_scope(tenant_param(request)):
         log = _log(log_id)
-    return ConsoleResponse(body=log_json(log, DETAIL_FIELDS))
+        attempts = [attempt.as_dict() for attempt in log.attempt_log.order_by("at")]
+    return ConsoleResponse(body={**log_json(log, DETAIL_FIELDS), "attemptLog": attempts})
+
+
+def requeue_log(request: ConsoleRequest) -> ConsoleResponse:
+    from better_mail.requeue import RequeueRefused, requeue
+
+    log_id = path_id(request)
+    with console_scope(tenant_param(request)):
+        log = _log(log_id)
+        try:
+            requeue(log)
+        except RequeueRefused as exc:
+            raise ConsoleError(
+                f"The mail {log.pk} cannot be requeued: {exc}.", status=409, code="REQUEUE_REFUSED"
+            ) from exc
+    return ConsoleResponse(status=202, body=log_json(log))
 
 
 def resend_log(request: ConsoleRequest) -> ConsoleResponse:
@@ -227,6 +251,7 @@ ENDPOINTS = (
     Endpoint("GET", "/logs", list_logs, "read"),
     Endpoint("GET", "/logs/:id", get_log, "read"),
     Endpoint("POST", "/logs/:id/resend", resend_log, "write"),
+    Endpoint("POST", "/logs/:id/requeue", requeue_log, "write"),
     Endpoint("GET", "/stats", get_stats, "read"),
     Endpoint("GET", "/templates", list_templates, "read"),
 )

@@ -19,6 +19,7 @@ from django.core.mail import EmailMultiAlternatives, make_msgid
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.core.mail.utils import DNS_NAME
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from better_core import rates
 from better_mail import attachments
@@ -32,8 +33,9 @@ from better_tenant.shortcuts import system_scope
 
 # Delivery claims rows with one ``WITH c AS MATERIALIZED (SELECT ... FOR UPDATE SKIP LOCKED)
 # UPDATE`` (queued -> sending) in a short transaction, so two workers never send one mail twice,
-# then sends them outside any lock through Django's default mailer (one connection per batch) and
-# records the outcome: ``sent`` with the provider's ids, ``queued`` again with a later ``send_at``
+# then sends them outside any lock through Django's default mailer or the mail's BACKENDS alias
+# (one connection per backend per batch) and records the outcome, in the row and as a
+# MailAttempt: ``sent`` with the provider's ids, ``queued`` again with a later ``send_at``
 # after a transient error, or ``failed``. This work runs after the caller's transaction, in system
 # mode when better_tenant is installed: the caller's scope has ended by then and a batch spans
 # tenants.
@@ -58,6 +60,9 @@ NOT_CLAIMED = Outcome("not_claimed")
 # One statement claims a batch: due, queued rows that no other transaction has locked move to
 # "sending". The UPDATE re-checks the status of each locked row, so a row claimed and committed
 # by another worker in the meantime is not taken twice.
+# Expired mails (``expires_at`` passed) are taken by the same statement and cancelled instead:
+# they come back with status "cancelled" and are not sent. Claims go by priority (high first),
+# then by due time.
 # The candidates are a MATERIALIZED CTE: as an ``IN (SELECT ... LIMIT n)`` subquery the planner
 # may run the locking subquery more than once, and each run, skipping rows already locked,
 # returns new ones, so one statement could claim more than ``n`` rows.
@@ -65,26 +70,36 @@ _CLAIM_SQL = """
 WITH candidates AS MATERIALIZED (
   SELECT id FROM {table}
   WHERE status = 'queued' AND (send_at IS NULL OR send_at <= %s){only}
-  ORDER BY send_at NULLS FIRST
+  ORDER BY priority, send_at NULLS FIRST
   LIMIT %s
   FOR UPDATE SKIP LOCKED
 )
-UPDATE {table} SET status = 'sending', attempts = attempts + 1, updated_at = %s
+UPDATE {table} AS m SET
+  status = CASE WHEN m.expires_at <= %s THEN 'cancelled' ELSE 'sending' END,
+  attempts = CASE WHEN m.expires_at <= %s THEN m.attempts ELSE m.attempts + 1 END,
+  error = CASE WHEN m.expires_at <= %s
+    THEN 'expired: not sent by ' || to_char(m.expires_at AT TIME ZONE 'UTC',
+                                            'YYYY-MM-DD HH24:MI:SS') || ' UTC'
+    ELSE m.error END,
+  payload = CASE WHEN m.expires_at <= %s THEN NULL ELSE m.payload END,
+  updated_at = %s
 FROM candidates
-WHERE {table}.id = candidates.id
-RETURNING {table}.*
+WHERE m.id = candidates.id
+RETURNING m.*
 """
 
 
 def claim_batch(limit: int, ids: Sequence[Any] | None = None) -> list[Any]:
     """Lock up to ``limit`` queued, due mails (of ``ids`` if given) and mark them ``sending``.
 
+    Those whose ``expires_at`` has passed are cancelled instead, and not returned.
+
     ``SKIP LOCKED``: mails another worker is claiming right now are skipped, not waited for;
     once that worker commits they are no longer ``queued`` and match nothing.
     """
     from django.db import connection
 
-    from better_mail.models import MailLog
+    from better_mail.models import MailLog, MailStatus
 
     if limit <= 0 or (ids is not None and not ids):
         return []
@@ -94,12 +109,17 @@ def claim_batch(limit: int, ids: Sequence[Any] | None = None) -> list[Any]:
     if ids is not None:
         only = " AND id = ANY(%s)"
         params.append([uuid.UUID(str(log_id)) for log_id in ids])
-    params += [limit, now]
+    params += [limit, now, now, now, now, now]
     query = _CLAIM_SQL.format(table=connection.ops.quote_name(MailLog._meta.db_table), only=only)
     with system_scope():
         logs = list(MailLog.objects.raw(query, params))
-    # RETURNING gives no order: send in the order the mails were queued.
-    logs.sort(key=lambda log: log.created_at)
+    expired = [log for log in logs if log.status == MailStatus.CANCELLED]
+    for log in expired:
+        logger.info("better_mail: mail %s %s; cancelled", log.pk, log.error)
+    logs = [log for log in logs if log.status == MailStatus.SENDING]
+    # RETURNING gives no order: send by priority, then by due time (when queued, if not
+    # scheduled).
+    logs.sort(key=lambda log: (log.priority, log.send_at or log.created_at))
     return logs
 
 
@@ -188,12 +208,23 @@ def send_claimed(log: Any) -> Outcome:
     return send_claimed_many([log])[0]
 
 
-def mail_backend() -> Any:
-    """A new connection of the default mailer.
+def mail_backend(alias: str = "") -> Any:
+    """A new connection of the mailer ``alias`` of ``BETTER_MAIL['BACKENDS']``, or the default.
+
+    An alias no longer configured raises PermanentSendError (the mail fails, naming it).
 
     ``MAILERS["default"]`` on Django 6.1+ (which falls back to EMAIL_BACKEND where MAILERS is not
     set; ``get_connection()`` is deprecated there), EMAIL_BACKEND before.
     """
+    if alias:
+        spec = mail_settings.BACKENDS.get(alias)
+        if spec is None:
+            raise PermanentSendError(
+                f"The mail names the backend alias {alias!r}, which BETTER_MAIL['BACKENDS'] no "
+                "longer defines."
+            )
+        # What get_connection() does, without its deprecation on Django 6.1.
+        return import_string(spec["BACKEND"])(fail_silently=False, **spec["OPTIONS"])
     mailers = getattr(django_mail, "mailers", None)
     if mailers is not None:
         return mailers.default
@@ -201,7 +232,21 @@ def mail_backend() -> Any:
 
 
 def send_claimed_many(logs: Sequence[Any]) -> list[Outcome]:
-    """Send claimed mails over one backend connection; successes are recorded in one UPDATE."""
+    """Send claimed mails over one connection per backend; successes recorded in one UPDATE each.
+
+    Outcomes come in the order of ``logs``.
+    """
+    groups: dict[str, list[Any]] = {}
+    for log in logs:
+        groups.setdefault(getattr(log, "backend", "") or "", []).append(log)
+    outcomes: dict[Any, Outcome] = {}
+    for alias, group in groups.items():
+        for outcome in _send_over_one_backend(group, alias):
+            outcomes[outcome.log_id] = outcome
+    return [outcomes[log.pk] for log in logs]
+
+
+def _send_over_one_backend(logs: Sequence[Any], alias: str) -> list[Outcome]:
     from better_mail.models import MailStatus
 
     if not logs:
@@ -209,7 +254,7 @@ def send_claimed_many(logs: Sequence[Any]) -> list[Outcome]:
     outcomes: list[Outcome] = []
     sent: list[tuple[Any, Any, dict[str, Any]]] = []
     try:
-        connection = mail_backend()
+        connection = mail_backend(alias)
         # One connection for the batch (one SMTP session); each message is sent on its own so
         # that each gets its own outcome.
         connection.open()
@@ -320,11 +365,12 @@ def _record_successes(
 ) -> None:
     from django.db import connection as db
 
-    from better_mail.models import MailLog
+    from better_mail.models import AttemptStatus, MailAttempt, MailLog
 
     now = timezone.now()
     provider = getattr(connection, "esp_name", None) or type(connection).__module__
     rows: list[Any] = []
+    attempts: list[Any] = []
     for log, message, refused in sent:
         message_id, recipients = _anymail_result(message)
         if message_id is None:
@@ -342,6 +388,7 @@ def _record_successes(
                 recipients[address] = refusal_status(code, text)
             error = f"sent, but some recipients were refused: {describe_refusals(refused)}"
         rows.extend([str(log.pk), provider, message_id, json.dumps(recipients), error, now])
+        attempts.append(_attempt(log, AttemptStatus.SENT, now, error))
     values = ", ".join(
         ["(%s::uuid, %s::text, %s::text, %s::jsonb, %s::text, %s::timestamptz)"] * len(sent)
     )
@@ -355,8 +402,45 @@ UPDATE {table} AS m SET
 FROM (VALUES {values}) AS v(id, provider, message_id, recipients, error, at)
 WHERE m.id = v.id
 """
+    # The attempts go in the same transaction: no second round of BEGIN/COMMIT per batch.
     with system_scope(), db.cursor() as cursor:
         cursor.execute(query, rows)
+        MailAttempt.objects.bulk_create(attempts)
+
+
+def _attempt(log: Any, status: str, at: Any, error: str = "", code: int | None = None) -> Any:
+    from better_mail.models import MailAttempt
+
+    return MailAttempt(
+        mail_id=log.pk,
+        tenant_id=log.tenant_id,
+        at=at,
+        status=status,
+        error=error,
+        code=code,
+        backend=getattr(log, "backend", "") or "",
+    )
+
+
+def record_attempts(attempts: Sequence[Any]) -> None:
+    """Add rows to the attempt log (in system mode: a batch spans tenants)."""
+    from better_mail.models import MailAttempt
+
+    if attempts:
+        with system_scope():
+            MailAttempt.objects.bulk_create(attempts)
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The SMTP reply code or the provider's HTTP status an error carries, if any."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused) and exc.recipients:
+        codes = [code for code, _ in exc.recipients.values()]
+        # A transient code is what made the mail wait, so it is the one to show.
+        return next((code for code in codes if _transient_code(code)), codes[0])
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return int(exc.smtp_code)
+    code = getattr(exc, "status_code", None)
+    return code if isinstance(code, int) else None
 
 
 def _anymail_result(message: Any) -> tuple[str | None, dict[str, Any]]:
@@ -379,10 +463,11 @@ def _anymail_result(message: Any) -> tuple[str | None, dict[str, Any]]:
 
 
 def _record_failure(log: Any, exc: BaseException) -> Outcome:
-    from better_mail.models import MailLog, MailStatus
+    from better_mail.models import AttemptStatus, MailLog, MailStatus
 
     transient = is_transient(exc)
     description = describe_error(exc)
+    code = error_code(exc)
     now = timezone.now()
     # Every recipient was refused: each one's answer is kept, as after a partial refusal.
     recipients: dict[str, Any] = {}
@@ -409,6 +494,7 @@ def _record_failure(log: Any, exc: BaseException) -> Outcome:
                 recipient_status=recipients,
                 updated_at=now,
             )
+        record_attempts([_attempt(log, AttemptStatus.DEFERRED, now, description, code)])
         return Outcome(MailStatus.QUEUED, retry_in=delay, error=description, log_id=log.pk)
     if transient:
         description = f"gave up after {log.attempts} attempts: {description}"
@@ -421,6 +507,7 @@ def _record_failure(log: Any, exc: BaseException) -> Outcome:
             updated_at=now,
             payload=None,
         )
+    record_attempts([_attempt(log, AttemptStatus.FAILED, now, description, code)])
     return Outcome(MailStatus.FAILED, error=description, log_id=log.pk)
 
 
@@ -532,18 +619,28 @@ def send_due(limit: int = 100) -> int:
 
 def fail_stale() -> int:
     """Mark mails stuck in ``sending`` (their worker died) as failed; returns how many."""
-    from better_mail.models import MailLog, MailStatus
+    from better_mail.models import AttemptStatus, MailLog, MailStatus
 
     now = timezone.now()
     cutoff = now - timedelta(seconds=float(mail_settings.STALE_SENDING_AFTER))
+    error = (
+        "interrupted: the worker stopped while sending, so the provider may or may not have "
+        "accepted this mail. Send it again if it did not arrive."
+    )
     with system_scope():
-        return MailLog.objects.filter(status=MailStatus.SENDING, updated_at__lt=cutoff).update(
-            status=MailStatus.FAILED,
-            error="interrupted: the worker stopped while sending, so the provider may or may "
-            "not have accepted this mail. Send it again if it did not arrive.",
-            updated_at=now,
-            payload=None,
+        # Locked, so that the attempts recorded are those of the rows this call fails.
+        stale = list(
+            MailLog.objects.select_for_update(skip_locked=True)
+            .filter(status=MailStatus.SENDING, updated_at__lt=cutoff)
+            .only("pk", "tenant_id", "backend")
         )
+        if not stale:
+            return 0
+        MailLog.objects.filter(pk__in=[log.pk for log in stale]).update(
+            status=MailStatus.FAILED, error=error, updated_at=now, payload=None
+        )
+        record_attempts([_attempt(log, AttemptStatus.FAILED, now, error) for log in stale])
+    return len(stale)
 
 
 def queued_count() -> int:

@@ -49,3 +49,7 @@ class PermanentSendError(MailError):
 
 class InvalidRecipient(MailError, ValueError):
     """An address given to send() is not an email address."""
+
+
+class UnknownBackend(MailError, ValueError):
+    """send(backend=...) names an alias that ``BETTER_MAIL['BACKENDS']`` does not define."""

@@ -24,6 +24,21 @@ class MailStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class MailPriority(models.IntegerChoices):
+    """Order of the queue: lower values are claimed first. ``now`` skips the queue."""
+
+    NOW = 0, "now"
+    HIGH = 1, "high"
+    NORMAL = 2, "normal"
+    LOW = 3, "low"
+
+
+class AttemptStatus(models.TextChoices):
+    SENT = "sent", "Sent"
+    DEFERRED = "deferred", "Deferred"
+    FAILED = "failed", "Failed"
+
+
 def _addresses() -> ArrayField:
     return ArrayField(models.CharField(max_length=320), default=list, blank=True)
 
@@ -35,7 +50,8 @@ class MailLog(models.Model):
     any tenant scope can write its row even though it may not read it back (row-level security).
     ``payload`` holds the rendered message only while it waits to be sent and is cleared after;
     the bodies are kept (``html_body``/``text_body``) only with ``BETTER_MAIL['STORE_BODIES']``.
-    Template variables are never stored.
+    ``variables`` holds the template variables as JSON, so that a failed mail can be requeued
+    (rendered again); never for ``sensitive`` templates, nor when a value is not plain JSON.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -64,6 +80,14 @@ class MailLog(models.Model):
     text_body = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     send_at = models.DateTimeField(null=True, blank=True)
+    # Not sent by then: cancelled at claim time rather than sent late.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    priority = models.PositiveSmallIntegerField(
+        choices=MailPriority.choices, default=MailPriority.NORMAL
+    )
+    # An alias of BETTER_MAIL["BACKENDS"]; empty: the default mailer.
+    backend = models.CharField(max_length=100, blank=True)
+    variables = models.JSONField(null=True, blank=True, editable=False)
     sent_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -86,11 +110,12 @@ class MailLog(models.Model):
             models.Index(fields=["status", "-created_at"], name="mail_logs_status_created_idx"),
             models.Index(fields=["-created_at"], name="mail_logs_created_idx"),
             models.Index(fields=["provider_message_id"], name="mail_logs_provider_msg_idx"),
-            # The claim's queue scan: queued mails, ORDER BY send_at NULLS FIRST.
+            # The claim's queue scan: queued mails, ORDER BY priority, send_at NULLS FIRST.
             models.Index(
+                F("priority").asc(),
                 F("send_at").asc(nulls_first=True),
                 condition=Q(status="queued"),
-                name="mail_logs_queued_send_at_idx",
+                name="mail_logs_queued_prio_idx",
             ),
         ]
 
@@ -123,4 +148,41 @@ class MailLog(models.Model):
             "provider_message_id": self.provider_message_id,
             "created_at": self.created_at.isoformat(),
             "sent_at": self.sent_at.isoformat() if self.sent_at else None,
+        }
+
+
+class MailAttempt(models.Model):
+    """One delivery attempt of a mail: when, what came of it, and the server's answer.
+
+    Rows are only ever added: a requeued mail starts a new count of attempts and keeps these.
+    ``tenant_id`` repeats the mail's so that row-level security reads them as it reads the mail.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    mail = models.ForeignKey(
+        MailLog, on_delete=models.CASCADE, related_name="attempt_log", db_index=True
+    )
+    tenant_id = models.UUIDField(null=True, blank=True, editable=False)
+    at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=16, choices=AttemptStatus.choices)
+    error = models.TextField(blank=True)
+    # The SMTP reply code or the provider's HTTP status, where the error carried one.
+    code = models.IntegerField(null=True, blank=True)
+    backend = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        db_table = "mail_attempts"
+        verbose_name = "delivery attempt"
+        ordering = ["at"]
+
+    def __str__(self) -> str:
+        return f"{self.status} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "status": self.status,
+            "error": self.error,
+            "code": self.code,
+            "backend": self.backend,
         }

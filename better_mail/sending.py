@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,7 +26,7 @@ from better_mail.conf import mail_settings
 
 # Re-exported: send_due is public API (better_mail.send_due) and used to be defined here.
 from better_mail.delivery import send_due as send_due
-from better_mail.exceptions import InvalidRecipient
+from better_mail.exceptions import InvalidRecipient, UnknownBackend
 from better_mail.templates import MailTemplate, get_template
 from better_tenant.shortcuts import current_tenant_id, system_scope, tenancy_installed
 
@@ -64,6 +65,9 @@ def send(
     async_: bool | None = None,
     idempotency_key: str | None = None,
     context: Mapping[str, Any] | None = None,
+    priority: str | None = None,
+    backend: str | None = None,
+    expires_at: datetime | None = None,
     **variables: Any,
 ) -> Any:
     """Render ``template`` and queue it; returns the ``MailLog`` (status ``queued``).
@@ -79,9 +83,22 @@ def send(
     ``BETTER_MAIL['ASYNC']``; True sends through Celery (when installed), False in
     process after commit. ``idempotency_key``: a second send() with the same key returns the
     first mail's log and sends nothing (keys are unique across the whole table).
+    ``priority``: ``"now"`` sends in process right after commit, skipping the queue (and
+    Celery); ``"high"``, ``"normal"`` and ``"low"`` order the queue's claims (high first, then by
+    due time); None follows ``BETTER_MAIL['DEFAULT_PRIORITY']``. ``backend``: an alias of
+    ``BETTER_MAIL['BACKENDS']`` to send through instead of the default mailer (an unknown one
+    raises ``UnknownBackend``). ``expires_at``: an aware datetime after which the mail is
+    cancelled rather than sent late.
     """
-    from better_mail.models import MailLog, MailStatus
+    from better_mail.models import MailLog, MailPriority, MailStatus
 
+    level = _priority(priority)
+    if backend is not None and backend not in mail_settings.BACKENDS:
+        configured = ", ".join(sorted(mail_settings.BACKENDS)) or "none"
+        raise UnknownBackend(
+            f"backend={backend!r} is not an alias of BETTER_MAIL['BACKENDS'] (configured: "
+            f"{configured}). Add it there, or leave backend out for the default mailer."
+        )
     cls = get_template(template)
     rendered = cls.render(context, **variables)
     recipients = {
@@ -96,6 +113,12 @@ def send(
         raise ValueError(
             "send_at must be an aware datetime (e.g. timezone.now() + timedelta(hours=1))."
         )
+    if expires_at is not None and timezone.is_naive(expires_at):
+        raise ValueError(
+            "expires_at must be an aware datetime (e.g. timezone.now() + timedelta(hours=1))."
+        )
+    if level == MailPriority.NOW and send_at is not None and send_at > timezone.now():
+        raise ValueError("priority='now' sends at once; it cannot wait for a future send_at.")
     sender = from_email or mail_settings.DEFAULT_FROM or settings.DEFAULT_FROM_EMAIL
     _addresses(sender, "from_email")
     tenant_id = current_tenant_id()
@@ -117,6 +140,10 @@ def send(
         metadata=dict(metadata or {}),
         idempotency_key=idempotency_key,
         send_at=send_at,
+        expires_at=expires_at,
+        priority=level,
+        backend=backend or "",
+        variables=None if cls.sensitive else _stored_variables({**(context or {}), **variables}),
         html_body=rendered.html if store else "",
         text_body=rendered.text if store else "",
         payload={
@@ -147,8 +174,34 @@ def send(
             ) from None
         return existing
 
-    after_commit(log.pk, send_at, _use_celery(async_))
+    # "now" is delivered by this process, whatever ASYNC says: no broker round trip.
+    after_commit(log.pk, send_at, level != MailPriority.NOW and _use_celery(async_))
     return log
+
+
+def _priority(name: str | None) -> int:
+    from better_mail.conf import PRIORITIES
+    from better_mail.models import MailPriority
+
+    name = mail_settings.DEFAULT_PRIORITY if name is None else name
+    if name not in PRIORITIES:
+        raise ValueError(
+            f"priority={name!r} is not a priority; use one of {', '.join(PRIORITIES)}."
+        )
+    return int(MailPriority[name.upper()])
+
+
+def _stored_variables(values: dict[str, Any]) -> dict[str, Any] | None:
+    """The variables as JSON if they come back from it unchanged; None otherwise.
+
+    A date, a Decimal or a model instance would come back as another type, and a requeue would
+    then render something else (or fail validation), so such mails are not requeued.
+    """
+    try:
+        stored = json.loads(json.dumps(values))
+    except (TypeError, ValueError):
+        return None
+    return stored if stored == values else None
 
 
 def insert_log(log: Any, using: str) -> None:

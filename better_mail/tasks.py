@@ -1,4 +1,4 @@
-"""Celery tasks of better_mail: send queued mails (one or a batch), and send whatever is due."""
+"""Celery tasks of better_mail: send queued mails, send whatever is due, delete old mails."""
 
 from __future__ import annotations
 
@@ -37,6 +37,23 @@ def send_due(limit: int = 100) -> int:
     from better_mail import delivery
 
     return delivery.send_due(limit)
+
+
+@shared_task(name="better_mail.cleanup", ignore_result=True)
+def cleanup() -> int:
+    """Delete mails older than ``BETTER_MAIL['RETENTION']`` (daily); returns how many.
+
+    Does nothing while RETENTION is None. Beat entry::
+
+        "better-mail-cleanup": {
+            "task": "better_mail.cleanup",
+            "schedule": crontab(hour=3, minute=0),
+        }
+    """
+    from better_mail.retention import cleanup_expired
+
+    result = cleanup_expired()
+    return 0 if result is None else result.mails
 
 
 def _schedule_retries(outcomes: list[Any]) -> None:

@@ -98,6 +98,7 @@ def test_the_product_declares_each_route_with_its_permission():
         ("GET", "/logs", "read"),
         ("GET", "/logs/:id", "read"),
         ("POST", "/logs/:id/resend", "write"),
+        ("POST", "/logs/:id/requeue", "write"),
         ("GET", "/stats", "read"),
         ("GET", "/templates", "read"),
     }

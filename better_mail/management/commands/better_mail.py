@@ -1,4 +1,4 @@
-"""``manage.py better_mail``: preview, send-test, check and send-due."""
+"""``manage.py better_mail``: preview, send-test, check, send-due and cleanup."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from better_tenant.shortcuts import narrowed_scope, system_scope, tenancy_instal
 
 
 class Command(SubcommandCommand):
-    help = "Preview, check and test-send the mail templates; send the mails that are due."
+    help = (
+        "Preview, check and test-send the mail templates; send the mails that are due; delete "
+        "old mails."
+    )
 
     def add_subcommands(self, subparsers: Any) -> None:
         preview = subparsers.add_parser(
@@ -64,6 +67,21 @@ class Command(SubcommandCommand):
         )
         send_due.add_argument(
             "--limit", type=int, default=100, help="mails to claim at most (default 100)"
+        )
+
+        cleanup = subparsers.add_parser(
+            "cleanup",
+            help="Delete sent, failed and cancelled mails (and their attempts) older than --days.",
+            description=(
+                "Queued and sending mails are never deleted. Covers every tenant. Without --days, "
+                "BETTER_MAIL['RETENTION'] is used."
+            ),
+        )
+        cleanup.add_argument(
+            "--days", type=int, help="age in days (default: BETTER_MAIL['RETENTION'])"
+        )
+        cleanup.add_argument(
+            "--dry-run", action="store_true", help="count what would be deleted, delete nothing"
         )
 
     # --- preview ---------------------------------------------------------------------------------
@@ -198,6 +216,34 @@ class Command(SubcommandCommand):
         sent = send_due(limit=limit)
         left = queued_count()
         self.stdout.write(f"Sent {sent} mail{'s' if sent != 1 else ''}; {left} still queued.")
+
+    # --- cleanup ---------------------------------------------------------------------------------
+
+    def handle_cleanup(self, options: dict[str, Any]) -> None:
+        from datetime import timedelta
+
+        from better_mail.conf import mail_settings
+        from better_mail.retention import cleanup
+
+        days = options["days"]
+        if days is None:
+            if mail_settings.RETENTION is None:
+                raise CommandError(
+                    "--days is required while BETTER_MAIL['RETENTION'] is None (keep forever); "
+                    "e.g. --days 90."
+                )
+            age = timedelta(seconds=mail_settings.RETENTION)
+        elif days < 1:
+            raise CommandError(f"--days must be at least 1; got {days}.")
+        else:
+            age = timedelta(days=days)
+        result = cleanup(age, dry_run=options["dry_run"])
+        verb = "Would delete" if options["dry_run"] else "Deleted"
+        self.stdout.write(
+            f"{verb} {result.mails} mail{'s' if result.mails != 1 else ''} and "
+            f"{result.attempts} attempt{'s' if result.attempts != 1 else ''} older than "
+            f"{age.days} day{'s' if age.days != 1 else ''}."
+        )
 
 
 # --- helpers --------------------------------------------------------------------------------------

@@ -91,6 +91,7 @@ def test_the_tables_with_a_tenant_id_have_no_tenant_policies():
         tables = dict(cursor.fetchall())
     assert set(tables) == {
         "audit_logs",
+        "mail_attempts",
         "mail_logs",
         "webhook_deliveries",
         "webhook_delivery_attempts",
