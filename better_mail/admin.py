@@ -243,22 +243,28 @@ class MailLogAdmin(
                 f"Queued {len(sent)} new mail{'s' if len(sent) != 1 else ''}.",
                 messages.SUCCESS,
             )
-        if refused:
-            items = format_html_join(
-                "",
-                "<li>{} to {} ({}): {}</li>",
-                ((log.template, ", ".join(log.to), log.pk, why) for log, why in refused),
-            )
-            self.message_user(
-                request,
-                format_html(
-                    "{} mail{} could not be resent:<ul>{}</ul>",
-                    len(refused),
-                    "s" if len(refused) != 1 else "",
-                    items,
-                ),
-                messages.WARNING,
-            )
+        self._report_refused(request, refused, "resent")
+
+    def _report_refused(self, request: HttpRequest, refused: list, verb: str) -> None:
+        """One warning listing the mails an action left alone, each with the reason."""
+        if not refused:
+            return
+        items = format_html_join(
+            "",
+            "<li>{} to {} ({}): {}</li>",
+            ((log.template, ", ".join(log.to), log.pk, why) for log, why in refused),
+        )
+        self.message_user(
+            request,
+            format_html(
+                "{} mail{} could not be {}:<ul>{}</ul>",
+                len(refused),
+                "s" if len(refused) != 1 else "",
+                verb,
+                items,
+            ),
+            messages.WARNING,
+        )
 
     @admin.action(description="Requeue the selected failed mails", permissions=["requeue"])
     def requeue_action(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -275,22 +281,7 @@ class MailLogAdmin(
             self.message_user(
                 request, f"Requeued {done} mail{'s' if done != 1 else ''}.", messages.SUCCESS
             )
-        if refused:
-            items = format_html_join(
-                "",
-                "<li>{} to {} ({}): {}</li>",
-                ((log.template, ", ".join(log.to), log.pk, why) for log, why in refused),
-            )
-            self.message_user(
-                request,
-                format_html(
-                    "{} mail{} could not be requeued:<ul>{}</ul>",
-                    len(refused),
-                    "s" if len(refused) != 1 else "",
-                    items,
-                ),
-                messages.WARNING,
-            )
+        self._report_refused(request, refused, "requeued")
 
     # --- views in the admin's scope --------------------------------------------------------------
 
