@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MailTemplate", "get_template", "render", "send", "send_due"]
+__all__ = ["MailTemplate", "get_template", "render", "send", "send_due", "send_many"]
 
 _EXPORTS = {
     "send": "better_mail.sending",
+    "send_many": "better_mail.sending",
     "send_due": "better_mail.delivery",
     "MailTemplate": "better_mail.templates",
     "get_template": "better_mail.templates",

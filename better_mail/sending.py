@@ -90,7 +90,163 @@ def send(
     raises ``UnknownBackend``). ``expires_at``: an aware datetime after which the mail is
     cancelled rather than sent late.
     """
+    from better_mail.models import MailLog, MailPriority
+
+    log, level = _build_log(
+        template,
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        reply_to=reply_to,
+        from_email=from_email,
+        attachments=attachments,
+        headers=headers,
+        tags=tags,
+        metadata=metadata,
+        send_at=send_at,
+        context=context,
+        priority=priority,
+        backend=backend,
+        expires_at=expires_at,
+        variables=variables,
+        idempotency_key=idempotency_key,
+    )
+    if idempotency_key is not None:
+        existing = _find_by_key(idempotency_key, log.tenant_id)
+        if existing is not None:
+            return existing
+
+    alias = router.db_for_write(MailLog, instance=log)
+    # Only a key can collide (the id is a fresh UUID): without one, no savepoint round trips.
+    savepoint = (
+        transaction.atomic(using=alias) if idempotency_key is not None else contextlib.nullcontext()
+    )
+    try:
+        with savepoint:
+            insert_log(log, alias)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # Another send() with the same key committed between our lookup and our insert.
+        existing = _find_by_key(idempotency_key, log.tenant_id)
+        if existing is None:
+            raise IntegrityError(
+                f"The idempotency key {idempotency_key!r} is already used by a mail of another "
+                "tenant. Include the tenant in the key."
+            ) from None
+        return existing
+
+    # "now" is delivered by this process, whatever ASYNC says: no broker round trip.
+    after_commit(log.pk, send_at, level != MailPriority.NOW and _use_celery(async_))
+    return log
+
+
+#: What each mail of send_many() may set on its own; the rest is shared by the batch.
+MANY_FIELDS = frozenset(
+    {"to", "cc", "bcc", "reply_to", "context", "headers", "attachments", "tags", "metadata"}
+)
+
+
+def send_many(
+    template: str | type[MailTemplate],
+    mails: Iterable[Mapping[str, Any]],
+    *,
+    from_email: str | None = None,
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    send_at: datetime | None = None,
+    async_: bool | None = None,
+    priority: str | None = None,
+    backend: str | None = None,
+    expires_at: datetime | None = None,
+) -> list[Any]:
+    """Queue one mail of ``template`` per item of ``mails``; returns their ``MailLog`` rows.
+
+    Each item is a dict of what differs from mail to mail: ``to`` (required), ``cc``, ``bcc``,
+    ``reply_to``, ``context`` (the template's variables), ``headers``, ``attachments``, ``tags``
+    and ``metadata`` (these two override the shared ones). The other parameters are shared and
+    mean what they mean for ``send()``. Every mail is validated and rendered first: one bad
+    item raises (naming its position) and nothing is written. The rows are then written with
+    one INSERT per ``BATCH_SIZE`` mails in the caller's transaction and handed over after
+    commit together (one Celery task per ``BATCH_SIZE`` mails), which the worker sends over one
+    connection per backend. There is no ``idempotency_key``: use ``send()`` for mails that
+    need one.
+    """
+    from better_mail.models import MailLog, MailPriority
+
+    logs, levels = [], set()
+    for position, item in enumerate(mails):
+        unknown = set(item) - MANY_FIELDS
+        if unknown:
+            allowed = ", ".join(sorted(MANY_FIELDS))
+            raise TypeError(
+                f"send_many(): mail {position} has {', '.join(sorted(unknown))}, which a mail "
+                f"of send_many() cannot set on its own (it may set {allowed})."
+            )
+        if "to" not in item:
+            raise InvalidRecipient(f"send_many(): mail {position} has no 'to'.")
+        try:
+            log, level = _build_log(
+                template,
+                to=item["to"],
+                cc=item.get("cc"),
+                bcc=item.get("bcc"),
+                reply_to=item.get("reply_to"),
+                from_email=from_email,
+                attachments=item.get("attachments"),
+                headers=item.get("headers"),
+                tags=item.get("tags", tags),
+                metadata=item.get("metadata", metadata),
+                send_at=send_at,
+                context=item.get("context"),
+                priority=priority,
+                backend=backend,
+                expires_at=expires_at,
+            )
+        except Exception as exc:
+            exc.add_note(f"(send_many(): mail {position})")
+            raise
+        logs.append(log)
+        levels.add(level)
+    if not logs:
+        return []
+    alias = router.db_for_write(MailLog, instance=logs[0])
+    use_celery = MailPriority.NOW not in levels and _use_celery(async_)
+    # One transaction even in autocommit mode, so the batch is handed over once, after it.
+    with transaction.atomic(using=alias):
+        insert_logs(logs, alias)
+        for log in logs:
+            after_commit(log.pk, send_at, use_celery)
+    return logs
+
+
+def _build_log(
+    template: str | type[MailTemplate],
+    *,
+    to: str | Sequence[str],
+    cc: str | Sequence[str] | None = None,
+    bcc: str | Sequence[str] | None = None,
+    reply_to: str | Sequence[str] | None = None,
+    from_email: str | None = None,
+    attachments: Iterable[Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    send_at: datetime | None = None,
+    context: Mapping[str, Any] | None = None,
+    priority: str | None = None,
+    backend: str | None = None,
+    expires_at: datetime | None = None,
+    variables: Mapping[str, Any] | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Any, int]:
+    """Validate and render one mail: its unsaved ``MailLog`` (status ``queued``) and priority.
+
+    Everything that can be wrong with a mail is found here, before anything is written.
+    """
     from better_mail.models import MailLog, MailPriority, MailStatus
+
+    variables = variables or {}
 
     level = _priority(priority)
     if backend is not None and backend not in mail_settings.BACKENDS:
@@ -122,12 +278,6 @@ def send(
     sender = from_email or mail_settings.DEFAULT_FROM or settings.DEFAULT_FROM_EMAIL
     _addresses(sender, "from_email")
     tenant_id = current_tenant_id()
-
-    if idempotency_key is not None:
-        existing = _find_by_key(idempotency_key, tenant_id)
-        if existing is not None:
-            return existing
-
     # A credential in a stored body would be readable by whoever may read the log.
     store = bool(mail_settings.STORE_BODIES) and not cls.sensitive
     log = MailLog(
@@ -154,29 +304,7 @@ def send(
         },
         **recipients,
     )
-    alias = router.db_for_write(MailLog, instance=log)
-    # Only a key can collide (the id is a fresh UUID): without one, no savepoint round trips.
-    savepoint = (
-        transaction.atomic(using=alias) if idempotency_key is not None else contextlib.nullcontext()
-    )
-    try:
-        with savepoint:
-            insert_log(log, alias)
-    except IntegrityError:
-        if idempotency_key is None:
-            raise
-        # Another send() with the same key committed between our lookup and our insert.
-        existing = _find_by_key(idempotency_key, tenant_id)
-        if existing is None:
-            raise IntegrityError(
-                f"The idempotency key {idempotency_key!r} is already used by a mail of another "
-                "tenant. Include the tenant in the key."
-            ) from None
-        return existing
-
-    # "now" is delivered by this process, whatever ASYNC says: no broker round trip.
-    after_commit(log.pk, send_at, level != MailPriority.NOW and _use_celery(async_))
-    return log
+    return log, level
 
 
 def _priority(name: str | None) -> int:
@@ -221,9 +349,16 @@ def insert_log(log: Any, using: str) -> None:
         return
     connection = connections[using]
     query, fields = _insert_statement(model, using)
-    # The values prepared as save() prepares them (JSON adapters, array items). For None and
-    # for the plain value of a plain field (a str for a CharField, an aware datetime, a UUID)
-    # that is the value itself, so the field is not asked.
+    with connection.cursor() as cursor:
+        cursor.execute(query, _row_params(log, fields, connection))
+    log._state.adding = False
+    log._state.db = using
+
+
+def _row_params(log: Any, fields: list[tuple[Any, type | None]], connection: Any) -> list[Any]:
+    """The values of ``log``'s row prepared as save() prepares them (JSON adapters, array
+    items). For None and for the plain value of a plain field (a str for a CharField, an aware
+    datetime, a UUID) that is the value itself, so the field is not asked."""
     params = []
     for field, plain_type in fields:
         value = getattr(log, field.attname)
@@ -233,10 +368,38 @@ def insert_log(log: Any, using: str) -> None:
         ):
             value = field.get_db_prep_save(value, connection)
         params.append(value)
+    return params
+
+
+def insert_logs(logs: Sequence[Any], using: str) -> None:
+    """Write new ``MailLog`` rows, ``BATCH_SIZE`` rows per INSERT statement.
+
+    As ``insert_log``: when anything watches the model's saves, each row is saved by the ORM.
+    """
+    from django.db import connections
+    from django.db.models.signals import post_save, pre_save
+
+    if not logs:
+        return
+    model: type[Model] = type(logs[0])
+    if pre_save.has_listeners(model) or post_save.has_listeners(model):
+        for log in logs:
+            log.save(force_insert=True, using=using)
+        return
+    connection = connections[using]
+    query, fields = _insert_statement(model, using)
+    head, row = query.split(" VALUES ", 1)
+    size = max(int(mail_settings.BATCH_SIZE), 1)
     with connection.cursor() as cursor:
-        cursor.execute(query, params)
-    log._state.adding = False
-    log._state.db = using
+        for start in range(0, len(logs), size):
+            chunk = logs[start : start + size]
+            params: list[Any] = []
+            for log in chunk:
+                params += _row_params(log, fields, connection)
+            cursor.execute(f"{head} VALUES {', '.join([row] * len(chunk))}", params)
+    for log in logs:
+        log._state.adding = False
+        log._state.db = using
 
 
 @functools.lru_cache(maxsize=8)
