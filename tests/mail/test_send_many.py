@@ -59,10 +59,12 @@ def stored() -> list[MailLog]:
 
 def test_one_insert_and_one_task_per_batch(settings, django_capture_on_commit_callbacks):
     settings.BETTER_MAIL = {"ASYNC": True, "BATCH_SIZE": 100}
-    with mock.patch.object(tasks.send_many, "apply_async") as publish:
-        with django_capture_on_commit_callbacks(execute=True) as callbacks:
-            with CaptureQueriesContext(connection) as queries:
-                logs = better_mail.send_many(Digest, mails(250), tags=["digest"])
+    with (
+        mock.patch.object(tasks.send_many, "apply_async") as publish,
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        CaptureQueriesContext(connection) as queries,
+    ):
+        logs = better_mail.send_many(Digest, mails(250), tags=["digest"])
     assert len(callbacks) == 1  # one hand-over for the whole call
     inserts = [q for q in queries if q["sql"].startswith('INSERT INTO "mail_logs"')]
     assert len(inserts) == 3
