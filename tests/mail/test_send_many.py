@@ -26,6 +26,7 @@ class Digest(MailTemplate):
     user: str
     count: int = 0
     subject = "Digest for {{ user }}"
+    preview_data = {"user": "Ada"}  # better_mail check renders every registered template
     mjml = """<mjml><mj-body><mj-section><mj-column><mj-text>{{ user }}: {{ count }} new
 </mj-text></mj-column></mj-section></mj-body></mjml>"""
 
