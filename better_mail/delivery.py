@@ -224,7 +224,9 @@ def mail_backend(alias: str = "") -> Any:
                 "longer defines."
             )
         # What get_connection() does, without its deprecation on Django 6.1.
-        return import_string(spec["BACKEND"])(fail_silently=False, **spec["OPTIONS"])
+        # Only the configured options: errors raise by default, and Django 6.1 warns when a
+        # backend is handed a fail_silently its __init__ does not declare.
+        return import_string(spec["BACKEND"])(**spec["OPTIONS"])
     mailers = getattr(django_mail, "mailers", None)
     if mailers is not None:
         return mailers.default
