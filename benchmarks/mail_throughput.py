@@ -221,6 +221,26 @@ def post_office_template() -> EmailTemplate:
     return template
 
 
+def drain_better_mail(mails: int) -> int:
+    """``send_due()`` until ``mails`` are sent or nothing more is due; how many were sent."""
+    sent = 0
+    while sent < mails:
+        done = send_due(limit=mails)
+        if not done:
+            break
+        sent += done
+    return sent
+
+
+def drain_post_office() -> None:
+    """Its runner (send_queued_mail_until_done): batch after batch until the queue is empty,
+    here without the file lock and without reconnecting between batches."""
+    while True:
+        post_office_mail.send_queued(processes=1)
+        if not post_office_mail.get_queued().exists():
+            break
+
+
 def run_better_mail(mails: int, tenant: Tenant) -> tuple[float, float]:
     start = time.perf_counter()
     for n in range(mails):
@@ -228,12 +248,7 @@ def run_better_mail(mails: int, tenant: Tenant) -> tuple[float, float]:
             send(SignIn, to=f"user{n}@example.com", context=context(n))
     queued = time.perf_counter() - start
     start = time.perf_counter()
-    sent = 0
-    while sent < mails:
-        done = send_due(limit=mails)
-        if not done:
-            break
-        sent += done
+    sent = drain_better_mail(mails)
     sending = time.perf_counter() - start
     if sent != mails or len(django_mail.outbox) != mails:
         from django.db.models import Count
@@ -263,16 +278,24 @@ def run_post_office(mails: int, template: EmailTemplate) -> tuple[float, float]:
         )
     queued = time.perf_counter() - start
     start = time.perf_counter()
-    # Its runner (send_queued_mail_until_done) sends batch after batch until the queue is empty;
-    # here without the file lock and without reconnecting between batches.
-    while True:
-        post_office_mail.send_queued(processes=1)
-        if not post_office_mail.get_queued().exists():
-            break
+    drain_post_office()
     sending = time.perf_counter() - start
     if len(django_mail.outbox) != mails:
         raise SystemExit(f"post-office sent {len(django_mail.outbox)} of {mails} mails")
     return queued, sending
+
+
+def post_office_mails(numbers: range, template: EmailTemplate) -> list[dict[str, Any]]:
+    """The keyword arguments of post-office's ``send_many()`` for these mails."""
+    return [
+        {
+            "recipients": [f"user{n}@example.com"],
+            "sender": settings.DEFAULT_FROM_EMAIL,
+            "template": template,
+            "context": {**context(n), "expires_minutes": 15},
+        }
+        for n in numbers
+    ]
 
 
 def queue_in_batches(name: str, mails: int, tenant: Tenant, template: EmailTemplate) -> float:
@@ -285,17 +308,7 @@ def queue_in_batches(name: str, mails: int, tenant: Tenant, template: EmailTempl
                 for n in numbers:
                     send(SignIn, to=f"user{n}@example.com", context=context(n))
         else:
-            post_office_mail.send_many(
-                [
-                    {
-                        "recipients": [f"user{n}@example.com"],
-                        "sender": settings.DEFAULT_FROM_EMAIL,
-                        "template": template,
-                        "context": {**context(n), "expires_minutes": 15},
-                    }
-                    for n in numbers
-                ]
-            )
+            post_office_mail.send_many(post_office_mails(numbers, template))
     return time.perf_counter() - start
 
 
@@ -309,28 +322,10 @@ def run_bulk(name: str, tenant: Tenant, template: EmailTemplate) -> float:
                 SignIn,
                 [{"to": f"user{n}@example.com", "context": context(n)} for n in range(BULK)],
             )
-        sent = 0
-        while sent < BULK:
-            done = send_due(limit=BULK)
-            if not done:
-                break
-            sent += done
+        drain_better_mail(BULK)
     else:
-        post_office_mail.send_many(
-            [
-                {
-                    "recipients": [f"user{n}@example.com"],
-                    "sender": settings.DEFAULT_FROM_EMAIL,
-                    "template": template,
-                    "context": {**context(n), "expires_minutes": 15},
-                }
-                for n in range(BULK)
-            ]
-        )
-        while True:
-            post_office_mail.send_queued(processes=1)
-            if not post_office_mail.get_queued().exists():
-                break
+        post_office_mail.send_many(post_office_mails(range(BULK), template))
+        drain_post_office()
     elapsed = time.perf_counter() - start
     if len(django_mail.outbox) != BULK:
         raise SystemExit(f"{name} sent {len(django_mail.outbox)} of {BULK} bulk mails")
