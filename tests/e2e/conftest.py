@@ -1,4 +1,5 @@
-"""Fixtures of the browser tests: Chromium, a page on the live server and a logged-in admin."""
+"""Fixtures of the browser tests: Chromium, a page on the live server, a logged-in admin and a
+local webhook receiver."""
 
 from tests.support.browser import (  # noqa: F401
     admin_page,
@@ -8,3 +9,4 @@ from tests.support.browser import (  # noqa: F401
     server_errors,
     superuser,
 )
+from tests.support.webhooks import receiver  # noqa: F401

@@ -17,7 +17,7 @@ from better_webhooks.events import register_event, unregister_event
 from better_webhooks.portal import portal_url
 from better_webhooks.sending import send
 from tests.support.browser import TIMEOUT_MS
-from tests.support.webhooks import Receiver, run_worker_until_idle, start_receiver
+from tests.support.webhooks import run_worker_until_idle
 
 WIDTH = 1280
 # A long path, so that the pages must wrap a URL rather than widen.
@@ -40,14 +40,6 @@ def portal_settings(settings: Any) -> None:
     register_event("order.created", "An order was placed.", ORDER_SCHEMA)
     yield
     unregister_event("order.created")
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiver = start_receiver()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
 
 
 @pytest.fixture

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
 
 USER_SCHEMA = {
     "type": "object",
@@ -115,3 +117,12 @@ def run_worker_until_idle(**kwargs: Any) -> Any:
     finally:
         worker.close()
     return worker
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A running local receiver (import it into a test module or conftest to use it)."""
+    server = start_receiver()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()

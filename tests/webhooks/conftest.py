@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from better_webhooks import events
-from tests.support.webhooks import USER_SCHEMA, Receiver, start_receiver
+from tests.support.webhooks import USER_SCHEMA, receiver  # noqa: F401 - the fixture
 
 
 @pytest.fixture(autouse=True)
@@ -19,14 +19,6 @@ def catalog() -> Iterator[None]:
     yield
     events.unregister_event("user.created")
     events.unregister_event("ping")
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiver = start_receiver()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
 
 
 @pytest.fixture
